@@ -42,8 +42,8 @@ def integrate(
     """Integrate controls of shape ``(..., T)`` from the origin of the ego frame.
 
     Within a step the acceleration and curvature are constant: the arc length is
-    ``v dt + a dt^2 / 2`` and the position advances along the chord at the mean heading,
-    which is exact for constant curvature. Without ``allow_reverse`` the speed stops at
+    ``v dt + a dt^2 / 2`` and the position advances by the chord of that arc at the mean
+    heading, which is exact for a circular (constant-curvature) step. Without ``allow_reverse`` the speed stops at
     zero instead of going negative (a braking car halts; it does not back up).
     """
     a = np.asarray(acceleration_mps2, dtype=np.float64)
@@ -69,8 +69,9 @@ def integrate(
                 v_next = np.where(stopping, 0.0, v_next)
         dtheta = ki * arc
         mid = theta + 0.5 * dtheta
-        x = x + arc * np.cos(mid)
-        y = y + arc * np.sin(mid)
+        chord = arc * np.sinc(dtheta / (2.0 * np.pi))  # 2 R sin(dtheta / 2) for R = 1 / kappa
+        x = x + chord * np.cos(mid)
+        y = y + chord * np.sin(mid)
         theta = theta + dtheta
         v = v_next
         out[0, ..., i], out[1, ..., i], out[2, ..., i], out[3, ..., i] = x, y, theta, v

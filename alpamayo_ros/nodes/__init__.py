@@ -1,0 +1,1 @@
+"""Thin rclpy nodes: declare parameters, build core objects, convert and publish."""
