@@ -1,8 +1,9 @@
 """The ``alpamayo`` command line: one entry point whose subcommands live with their code.
 
 Each feature module exposes ``register(subparsers)`` adding its subcommands (with a
-``func`` default taking the parsed args and returning an exit code); this module only
-collects them. ``python -m alpamayo_ros.cli --help`` lists what is available.
+``func`` default taking the parsed args and returning an exit code) and/or
+``register_bench(bench_subparsers)`` adding ``alpamayo bench <name>`` benchmarks; this
+module only collects them. ``python -m alpamayo_ros.cli --help`` lists what is available.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ COMMAND_MODULES = (
     "alpamayo_ros.demo",
     "alpamayo_ros.data.commands",
     "alpamayo_ros.model.commands",
+    "alpamayo_ros.ros.commands",
 )
 
 
@@ -24,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     """Build the parser with every subcommand whose module imports."""
     parser = argparse.ArgumentParser(prog="alpamayo", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True)
+    bench = subparsers.add_parser("bench", help="benchmarks: JSON results on stdout")
+    bench_subparsers = bench.add_subparsers(dest="benchmark", required=True)
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -31,7 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name and name.startswith(exc.name):
                 continue  # the feature is not in this checkout yet
             raise
-        module.register(subparsers)
+        if hasattr(module, "register"):
+            module.register(subparsers)
+        if hasattr(module, "register_bench"):
+            module.register_bench(bench_subparsers)
     return parser
 
 

@@ -1,0 +1,15 @@
+"""ROS-side ``alpamayo`` commands: ``alpamayo bench transport``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
+    """Add ``alpamayo bench transport``."""
+    from alpamayo_ros.ros import transport_bench
+
+    parser = bench_subparsers.add_parser(
+        "transport", help="camera images between processes: Fast DDS defaults vs our profile")
+    transport_bench.add_arguments(parser)
+    parser.set_defaults(func=transport_bench.bench)

@@ -1,0 +1,34 @@
+"""Process entry helper for rclpy nodes: transport setup, init, spin and clean shutdown.
+
+Uses ``rclpy.init()`` plus ``try/finally`` rather than ``with rclpy.init()`` so the same
+code runs on Jazzy (where the context manager does not exist) and Kilted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+
+from alpamayo_ros.ros.transport import configure_dds_transport
+
+
+def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None,
+             threads: int = 2) -> None:
+    """Create the node after ``rclpy.init(args)`` and spin it until shutdown."""
+    configure_dds_transport()
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = make_node()
+        executor = MultiThreadedExecutor(num_threads=threads)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
