@@ -20,8 +20,8 @@ def share_dir() -> Path:
         return checkout
     # <prefix>/lib/pythonX.Y/site-packages/alpamayo_ros -> <prefix>/share/alpamayo_ros
     candidates = [_PACKAGE_DIR.parents[3] / "share" / PACKAGE_NAME]
-    candidates += [Path(prefix) / "share" / PACKAGE_NAME
-                   for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if prefix]
+    prefixes = os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)
+    candidates += [Path(prefix) / "share" / PACKAGE_NAME for prefix in prefixes if prefix]
     for candidate in candidates:
         if (candidate / "config").is_dir():
             return candidate

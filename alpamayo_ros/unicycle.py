@@ -43,8 +43,9 @@ def integrate(
 
     Within a step the acceleration and curvature are constant: the arc length is
     ``v dt + a dt^2 / 2`` and the position advances by the chord of that arc at the mean
-    heading, which is exact for a circular (constant-curvature) step. Without ``allow_reverse`` the speed stops at
-    zero instead of going negative (a braking car halts; it does not back up).
+    heading, which is exact for a circular (constant-curvature) step. Without
+    ``allow_reverse`` the speed stops at zero instead of going negative (a braking car
+    halts; it does not back up).
     """
     a = np.asarray(acceleration_mps2, dtype=np.float64)
     k = np.asarray(curvature_per_m, dtype=np.float64)
@@ -193,7 +194,8 @@ def fit_controls(
     damping = np.full(n, 1e-4)  # Levenberg-Marquardt, scaled by diag(J^T J)
     cost = np.sum(residuals(params) ** 2, axis=-1)
     used = 0
-    for used in range(1, iterations + 1):
+    for iteration in range(1, iterations + 1):
+        used = iteration
         r0 = residuals(params)
         perturbed = params[None] + eps * np.eye(num_params)[:, None, :]
         if not estimate_v0:

@@ -37,7 +37,8 @@ def test_colcon_builds_messages_python_and_data(tmp_path: Path) -> None:
     check = subprocess.run(
         [sys.executable, "-c",
          "import alpamayo_ros, alpamayo_ros.unicycle; from alpamayo_ros.msg import Trajectory;"
-         "from alpamayo_ros.paths import share_dir; print(alpamayo_ros.unicycle.__file__, share_dir())"],
+         "from alpamayo_ros.paths import share_dir;"
+         "print(alpamayo_ros.unicycle.__file__, share_dir())"],
         cwd=tmp_path, env=dict(env, PYTHONPATH=str(site.parent)),
         capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stderr

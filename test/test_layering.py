@@ -71,4 +71,5 @@ def test_pure_layers_import_no_ros_at_run_time() -> None:
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             cwd=PACKAGE.parent, timeout=240)
-    assert result.returncode == 0, f"ROS modules loaded by the pure core:\n{result.stdout}{result.stderr}"
+    assert result.returncode == 0, (
+        f"ROS modules loaded by the pure core:\n{result.stdout}{result.stderr}")

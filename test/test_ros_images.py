@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from std_msgs.msg import Header
 
 from alpamayo_ros.ros.images import (
     ENCODINGS,
@@ -13,7 +14,6 @@ from alpamayo_ros.ros.images import (
     image_to_array,
     image_to_rgb,
 )
-from std_msgs.msg import Header
 
 RNG = np.random.default_rng(7)
 

@@ -123,7 +123,8 @@ def array_to_image(
             f" ({info.channels} channel(s))"
         )
     if array.dtype != info.dtype:
-        raise ImageConversionError(f"array dtype {array.dtype} does not match {encoding} ({info.dtype})")
+        raise ImageConversionError(
+            f"array dtype {array.dtype} does not match {encoding} ({info.dtype})")
     height, width = array.shape[:2]
     row_bytes = width * info.channels * info.dtype.itemsize
     step = row_bytes if step is None else int(step)

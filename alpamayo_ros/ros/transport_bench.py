@@ -108,8 +108,9 @@ def run_setting(setting: str, args: argparse.Namespace) -> dict:
     if setting == "profile":
         configure_dds_transport(env)
     env.setdefault("ROS_DOMAIN_ID", str(40 + os.getpid() % 50))
-    common = ["--cameras", str(args.cameras), "--width", str(args.width), "--height",
-              str(args.height), "--rate-hz", str(args.rate_hz), "--duration-s", str(args.duration_s)]
+    common = ["--cameras", str(args.cameras), "--width", str(args.width),
+              "--height", str(args.height), "--rate-hz", str(args.rate_hz),
+              "--duration-s", str(args.duration_s)]
     module = [sys.executable, "-m", "alpamayo_ros.ros.transport_bench"]
     sub = subprocess.Popen(module + ["subscribe", *common], env=env, stdout=subprocess.PIPE,
                            text=True)
