@@ -1,0 +1,75 @@
+"""Parameters of the camera synchronizer, its monitor and the frame history."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+# Cameras of NVIDIA's Alpamayo-R1 release: 4 cameras x 4 frames (ar1-facts.md, "Cameras").
+AR1_CAMERA_NAMES = ("cross_left", "front_wide", "cross_right", "front_tele")
+# openpilot modeld: the two cameras of one model input must be within 10 ms (ar1-facts.md).
+DEFAULT_SLOP_S = 0.01
+# AR1 release: 4 frames, 0.4 s of history at 10 Hz (ar1-facts.md, "Cameras").
+AR1_HISTORY_FRAMES = 4
+AR1_HISTORY_STRIDE_S = 0.1
+
+INCOMPLETE_POLICIES = ("skip", "pad")
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """Camera synchronization parameters (ROS parameter names = field names).
+
+    - ``queue_size``: frames kept per camera while waiting for a set (message_filters'
+      ``queue_size``).
+    - ``slop_s``: a set is emitted when max - min of its stamps is strictly below it
+      (message_filters' ``slop``).
+    - ``source_timeout_s``: a camera whose newest stamp is older than this is reported
+      stale (design choice: 5 frame periods at 10 Hz).
+    - ``history_frames`` / ``history_stride_s``: the model's multi-frame input, oldest
+      first, one set every stride; ``history_tolerance_s`` is how far a stored set may be
+      from its slot's target time (below half the stride so slots never share a set).
+    - ``history_incomplete``: ``"skip"`` gives no window until every slot is filled
+      (like alpamayo-autoware's ``skip_on_bad_history``); ``"pad"`` repeats the nearest
+      available set into empty slots and says which.
+    - ``skew_window``: emitted sets over which the skew statistics are computed.
+    """
+
+    camera_names: tuple[str, ...] = AR1_CAMERA_NAMES
+    queue_size: int = 10
+    slop_s: float = DEFAULT_SLOP_S
+    source_timeout_s: float = 0.5
+    history_frames: int = AR1_HISTORY_FRAMES
+    history_stride_s: float = AR1_HISTORY_STRIDE_S
+    history_tolerance_s: float = 0.03
+    history_incomplete: str = "skip"
+    skew_window: int = 100
+
+    def __post_init__(self) -> None:
+        names = self.camera_names
+        if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"camera_names must be a list of non-empty names, got {names!r}")
+        names = tuple(names)
+        if not names:
+            raise ValueError("camera_names must name at least one camera")
+        if len(set(names)) != len(names):
+            raise ValueError(f"camera_names must be unique, got {names}")
+        object.__setattr__(self, "camera_names", names)
+        for name in ("queue_size", "history_frames", "skew_window"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        for name in ("slop_s", "source_timeout_s", "history_stride_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0 s, got {value!r}")
+        tol = self.history_tolerance_s
+        if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
+            raise ValueError(f"history_tolerance_s must be a finite number >= 0 s, got {tol!r}")
+        if self.history_frames > 1 and not tol < self.history_stride_s / 2:
+            raise ValueError(
+                f"history_tolerance_s ({tol}) must be below half of history_stride_s "
+                f"({self.history_stride_s}) so that history slots never share a set")
+        if self.history_incomplete not in INCOMPLETE_POLICIES:
+            raise ValueError(f"history_incomplete must be one of {INCOMPLETE_POLICIES}, "
+                             f"got {self.history_incomplete!r}")
