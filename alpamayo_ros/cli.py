@@ -15,7 +15,7 @@ import sys
 # Modules that contribute subcommands, imported lazily so a missing optional feature
 # (e.g. torch on a ROS-only machine) does not break the other commands.
 COMMAND_MODULES = (
-    "alpamayo_ros.demo",
+    "alpamayo_ros.ros.demo",
     "alpamayo_ros.data.commands",
     "alpamayo_ros.model.commands",
     "alpamayo_ros.ros.commands",

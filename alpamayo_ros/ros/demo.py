@@ -9,7 +9,8 @@
    profile the package applies), this process subscribes, checks every plan arrives
    intact with its camera stamp, and reports transport latency.
 
-Every number printed is measured in this run. The closed-loop simulation demo replaces
+It lives in ``alpamayo_ros.ros`` because it runs ROS processes; the fitting stage uses
+only the pure core. Every number printed is measured in this run. The closed-loop simulation demo replaces
 this once the simulator, policy and controller nodes exist.
 """
 
@@ -129,7 +130,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     print("[2/2] publishing the plans from a child process over ROS 2 ...", flush=True)
     configure_dds_transport()
-    child = subprocess.Popen([sys.executable, "-m", "alpamayo_ros.demo", "--child",
+    child = subprocess.Popen([sys.executable, "-m", "alpamayo_ros.ros.demo", "--child",
                               "--plans", str(args.plans), "--seed", str(args.seed),
                               "--noise-m", str(args.noise_m),
                               "--base-stamp-ns", str(base_stamp_ns)],
