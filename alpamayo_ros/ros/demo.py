@@ -10,8 +10,8 @@
    intact with its camera stamp, and reports transport latency.
 
 It lives in ``alpamayo_ros.ros`` because it runs ROS processes; the fitting stage uses
-only the pure core. Every number printed is measured in this run. The closed-loop simulation demo replaces
-this once the simulator, policy and controller nodes exist.
+only the pure core. Every number printed is measured in this run. The closed-loop
+simulation demo replaces this once the simulator, policy and controller nodes exist.
 """
 
 from __future__ import annotations
