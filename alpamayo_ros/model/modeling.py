@@ -1,0 +1,374 @@
+"""The policy network: vision tokenizer + decoder backbone + flow-matching action expert.
+
+Sequence (one id space, see :mod:`alpamayo_ros.model.tokenizer`)::
+
+    <bos> [vision: frames x tokens_per_timestep] [ego history: 16] <nav> nav... </nav>
+    <coc> reasoning... </coc> <traj> a_0 k_0 ... a_63 k_63 </traj> <eos>
+
+Everything up to ``<coc>`` is the prefill. The backbone then generates the reasoning
+autoregressively with its KV cache until ``</coc>``. The trajectory comes either from
+the flow-matching expert, which attends to that cache (prefill + reasoning), or by
+autoregressive decoding of the 128 trajectory tokens. Trajectory-only mode feeds
+``</coc>`` right after the prefill (empty reasoning).
+
+Padding (navigation text shorter than its budget, samples of a batch that finished their
+reasoning early) is masked out as keys and does not advance rotary positions, so a
+sample's outputs do not depend on what else is in its batch.
+
+Losses for training (the loops live elsewhere): :meth:`AlpamayoModel.compute_losses`
+returns the reasoning cross-entropy, the trajectory-token cross-entropy and the
+flow-matching loss (expert over the stop-gradient backbone cache).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from alpamayo_ros.model import flow_matching as fm
+from alpamayo_ros.model.backbone import Backbone, build_backbone
+from alpamayo_ros.model.configuration import PolicyConfig
+from alpamayo_ros.model.expert import ActionExpert
+from alpamayo_ros.model.processor import (
+    EGO_FEATURES,
+    ModelInputs,
+    denormalize_controls,
+    normalize_controls,
+)
+from alpamayo_ros.model.tokenizer import CocTokenizer
+from alpamayo_ros.model.vision import VisionTokenizer
+from alpamayo_ros.unicycle import MAX_ABS_ACCELERATION_MPS2, MAX_ABS_CURVATURE_PER_M
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    """Token ids the model needs (from the tokenizer; saved in config.json)."""
+
+    pad: int
+    bos: int
+    eos: int
+    nav_start: int
+    nav_end: int
+    coc_start: int
+    coc_end: int
+    traj_start: int
+    traj_end: int
+    accel_offset: int
+    curv_offset: int
+    bins: int
+
+    @classmethod
+    def from_tokenizer(cls, tok: CocTokenizer) -> SpecialIds:
+        """Read the ids from a tokenizer."""
+        return cls(tok.pad_id, tok.bos_id, tok.eos_id, tok.nav_start_id, tok.nav_end_id,
+                   tok.coc_start_id, tok.coc_end_id, tok.traj_start_id, tok.traj_end_id,
+                   tok.accel_offset, tok.curv_offset, tok.trajectory_bins)
+
+
+@dataclass
+class Context:
+    """Backbone state: the cache, which keys are valid, where each sample's next token goes.
+
+    The cache object is shared and grows in place; :meth:`AlpamayoModel.restore` rolls
+    it back to a recorded length.
+    """
+
+    cache: Any
+    key_valid: torch.Tensor  # bool (B, L)
+    next_position: torch.Tensor  # long (B,): valid tokens so far (rotary position)
+    logits: torch.Tensor  # (B, V) next-token logits after the last valid token
+
+    @property
+    def length(self) -> int:
+        """Cached positions (valid or not)."""
+        return self.key_valid.shape[1]
+
+
+@dataclass
+class Losses:
+    """Training losses (scalars) of one batch."""
+
+    reasoning_ce: torch.Tensor
+    trajectory_ce: torch.Tensor
+    flow_matching: torch.Tensor
+
+    def total(self, reasoning: float = 1.0, trajectory: float = 1.0, flow: float = 1.0
+              ) -> torch.Tensor:
+        """Weighted sum."""
+        return (reasoning * self.reasoning_ce + trajectory * self.trajectory_ce
+                + flow * self.flow_matching)
+
+
+class AlpamayoModel(nn.Module):
+    """Vision tokenizer, ego encoder, backbone (own or HF) and action expert."""
+
+    def __init__(self, config: PolicyConfig, vocab_size: int, ids: SpecialIds) -> None:
+        super().__init__()
+        self.config, self.ids, self.vocab_size = config, ids, vocab_size
+        self.backbone: Backbone = build_backbone(config.backbone, vocab_size)
+        config.validate_layer_map(self.backbone.num_layers)
+        if not config.expert.layer_map:
+            from alpamayo_ros.model.configuration import default_layer_map
+
+            config.expert.layer_map = default_layer_map(config.expert.num_layers,
+                                                        self.backbone.num_layers)
+        d = self.backbone.hidden_size
+        self.vision = VisionTokenizer(config.vision, d)
+        self.ego_in = nn.Linear(EGO_FEATURES, d)
+        self.ego_step = nn.Parameter(torch.randn(config.ego_history_steps, d) * 0.02)
+        self.expert = ActionExpert(config.expert, self.backbone.num_heads,
+                                   self.backbone.num_kv_heads, self.backbone.head_dim,
+                                   self.backbone.rope_theta, config.num_waypoints)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the parameters live."""
+        return next(self.parameters()).device
+
+    # --- prefill -----------------------------------------------------------------------
+    def encode_vision(self, inputs: ModelInputs) -> torch.Tensor:
+        """Vision tokens ``(B, frames * tokens_per_timestep, D)``."""
+        return self.vision(inputs.images, inputs.camera_valid, inputs.intrinsics,
+                           inputs.camera_to_ego)
+
+    def prefix(self, inputs: ModelInputs, vision_tokens: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prefill embeddings ``(B, P, D)`` and their validity ``(B, P)``."""
+        b, dev, ids = inputs.batch_size, inputs.images.device, self.ids
+        vis = self.encode_vision(inputs) if vision_tokens is None else vision_tokens
+        ego = self.ego_in(inputs.ego_history) + self.ego_step[None]
+
+        def tok(i: int) -> torch.Tensor:
+            return self.backbone.embed(torch.full((b, 1), i, dtype=torch.long, device=dev))
+
+        parts = [tok(ids.bos), vis.to(ego.dtype), ego, tok(ids.nav_start),
+                 self.backbone.embed(inputs.nav_ids), tok(ids.nav_end), tok(ids.coc_start)]
+        def ones(n: int) -> torch.Tensor:
+            return torch.ones(b, n, dtype=torch.bool, device=dev)
+
+        valid = [ones(1 + vis.shape[1] + ego.shape[1] + 1), inputs.nav_valid, ones(2)]
+        return torch.cat(parts, dim=1), torch.cat(valid, dim=1)
+
+    def prefill(self, inputs: ModelInputs, vision_tokens: torch.Tensor | None = None
+                ) -> Context:
+        """Run the prefix through the backbone; the context ends after ``<coc>``."""
+        embeds, valid = self.prefix(inputs, vision_tokens)
+        positions = (valid.long().cumsum(1) - 1).clamp_min(0)
+        hidden, cache = self.backbone(embeds, positions, valid, None)
+        return Context(cache, valid, valid.long().sum(1), self.backbone.logits(hidden[:, -1]))
+
+    def step(self, ctx: Context, ids: torch.Tensor, valid: torch.Tensor | None = None
+             ) -> Context:
+        """Feed one token per sample (``valid`` False: a masked pad); returns the new context."""
+        valid = torch.ones_like(ids, dtype=torch.bool) if valid is None else valid
+        key_valid = torch.cat([ctx.key_valid, valid[:, None]], dim=1)
+        hidden, cache = self.backbone(self.backbone.embed(ids[:, None]),
+                                      ctx.next_position[:, None], key_valid, ctx.cache)
+        logits = self.backbone.logits(hidden[:, -1])
+        # A pad step keeps the logits of the last valid token.
+        logits = torch.where(valid[:, None], logits, ctx.logits)
+        return Context(cache, key_valid, ctx.next_position + valid.long(), logits)
+
+    def restore(self, ctx: Context) -> Context:
+        """Roll the shared cache back to ``ctx`` (undo later steps)."""
+        self.backbone.crop_cache(ctx.cache, ctx.length)
+        return ctx
+
+    # --- reasoning ---------------------------------------------------------------------
+    def _pick(self, logits: torch.Tensor, allowed: torch.Tensor, temperature: float,
+              generator: torch.Generator | None) -> torch.Tensor:
+        logits = logits.masked_fill(~allowed, float("-inf"))
+        if temperature <= 0:
+            return logits.argmax(-1)
+        probs = torch.softmax(logits.float() / temperature, dim=-1)
+        return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+    def generate_reasoning(self, ctx: Context, max_tokens: int, temperature: float = 0.0,
+                           generator: torch.Generator | None = None
+                           ) -> tuple[torch.Tensor, Context]:
+        """Generate CoC text tokens until ``</coc>`` (fed into the cache) or ``max_tokens``.
+
+        Returns the text ids ``(B, n)`` (pad after a sample's end) and the context after
+        ``</coc>``. Only text tokens and ``</coc>`` can be generated here.
+        """
+        b, dev, ids = ctx.logits.shape[0], ctx.logits.device, self.ids
+        allowed = torch.zeros(ctx.logits.shape[-1], dtype=torch.bool, device=dev)
+        allowed[: ids.pad] = True  # BPE text ids come first in the vocabulary
+        allowed[ids.coc_end] = True
+        done = torch.zeros(b, dtype=torch.bool, device=dev)
+        out = []
+        for _ in range(max_tokens):
+            nxt = self._pick(ctx.logits, allowed, temperature, generator)
+            nxt = torch.where(done, torch.full_like(nxt, ids.pad), nxt)
+            ctx = self.step(ctx, nxt, ~done)
+            done = done | (nxt == ids.coc_end)
+            out.append(torch.where(nxt == ids.coc_end, torch.full_like(nxt, ids.pad), nxt))
+            if bool(done.all()):
+                break
+        if not bool(done.all()):  # close the reasoning of samples that hit the budget
+            ctx = self.step(ctx, torch.full((b,), ids.coc_end, device=dev), ~done)
+        text = torch.stack(out, 1) if out else torch.empty(b, 0, dtype=torch.long, device=dev)
+        return text, ctx
+
+    def skip_reasoning(self, ctx: Context) -> Context:
+        """Trajectory-only mode: close the (empty) reasoning right after the prefill."""
+        b = ctx.logits.shape[0]
+        return self.step(ctx, torch.full((b,), self.ids.coc_end, device=ctx.logits.device))
+
+    # --- trajectory --------------------------------------------------------------------
+    def expert_context(self, ctx: Context, repeats: int = 1
+                       ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor,
+                                  torch.Tensor]:
+        """Keys/values of the mapped backbone layers, validity and start positions."""
+        keys, values = [], []
+        for layer in self.config.expert.layer_map:
+            k, v = self.backbone.layer_kv(ctx.cache, layer)
+            k, v = k[:, :, : ctx.length], v[:, :, : ctx.length]
+            keys.append(k.repeat_interleave(repeats, 0) if repeats > 1 else k)
+            values.append(v.repeat_interleave(repeats, 0) if repeats > 1 else v)
+        valid = ctx.key_valid.repeat_interleave(repeats, 0)
+        start = ctx.next_position.repeat_interleave(repeats, 0)
+        return keys, values, valid, start
+
+    def velocity_fn(self, ctx: Context, repeats: int = 1) -> fm.VelocityFn:
+        """The expert as a ``(x_t, t) -> v`` function over ``ctx`` (for the solver)."""
+        keys, values, valid, start = self.expert_context(ctx, repeats)
+
+        def fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self.expert(x_t, t, keys, values, valid, start)
+
+        return fn
+
+    def flow_trajectory(self, ctx: Context, steps: int, num_samples: int = 1,
+                        noise: torch.Tensor | None = None,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+        """Controls ``(B, K, 64, 2)`` (m/s^2, 1/m) by Euler-integrating the expert's flow."""
+        b = ctx.logits.shape[0]
+        shape = (b * num_samples, self.config.num_waypoints, 2)
+        if noise is None:
+            noise = torch.randn(shape, generator=generator, device=ctx.logits.device)
+        elif tuple(noise.shape) != shape:
+            raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
+        actions = fm.euler_solve(self.velocity_fn(ctx, num_samples), noise.float(), steps)
+        return clamp_controls(denormalize_controls(actions)).view(b, num_samples, -1, 2)
+
+    def decode_trajectory_tokens(self, ctx: Context, temperature: float = 0.0,
+                                 generator: torch.Generator | None = None,
+                                 restore: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Autoregressive decoding of the 128 trajectory tokens (AR1's slow path).
+
+        Feeds ``<traj>`` then picks each token among the acceleration bins (even steps) or
+        curvature bins (odd steps). Returns controls ``(B, 64, 2)`` (bin centres) and the
+        ids ``(B, 128)``; with ``restore`` the cache is rolled back to ``ctx`` afterwards.
+        """
+        b, dev, ids = ctx.logits.shape[0], ctx.logits.device, self.ids
+        vocab = ctx.logits.shape[-1]
+        allow_a = torch.zeros(vocab, dtype=torch.bool, device=dev)
+        allow_a[ids.accel_offset: ids.accel_offset + ids.bins] = True
+        allow_k = torch.zeros(vocab, dtype=torch.bool, device=dev)
+        allow_k[ids.curv_offset: ids.curv_offset + ids.bins] = True
+        cur = self.step(ctx, torch.full((b,), ids.traj_start, device=dev))
+        out = []
+        for i in range(2 * self.config.num_waypoints):
+            nxt = self._pick(cur.logits, allow_k if i % 2 else allow_a, temperature, generator)
+            out.append(nxt)
+            if i + 1 < 2 * self.config.num_waypoints:
+                cur = self.step(cur, nxt)
+        if restore:
+            self.restore(ctx)
+        tokens = torch.stack(out, 1)
+        return self.tokens_to_controls(tokens), tokens
+
+    def tokens_to_controls(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Trajectory ids ``(B, 128)`` -> bin-centre controls ``(B, 64, 2)``."""
+        pairs = tokens.view(tokens.shape[0], -1, 2)
+        offsets = pairs.new_tensor([self.ids.accel_offset, self.ids.curv_offset])
+        unit = ((pairs - offsets).float() + 0.5) / self.ids.bins * 2.0 - 1.0
+        return denormalize_controls(unit)
+
+    def controls_to_tokens(self, controls: torch.Tensor) -> torch.Tensor:
+        """Controls ``(B, 64, 2)`` -> trajectory ids ``(B, 128)`` (uniform bins)."""
+        unit = (normalize_controls(controls).clamp(-1.0, 1.0) + 1.0) / 2.0
+        bins = (unit * self.ids.bins).long().clamp(max=self.ids.bins - 1)
+        ids = bins + bins.new_tensor([self.ids.accel_offset, self.ids.curv_offset])
+        return ids.reshape(controls.shape[0], -1)
+
+    # --- training losses ---------------------------------------------------------------
+    def compute_losses(self, inputs: ModelInputs, generator: torch.Generator | None = None
+                       ) -> Losses:
+        """Teacher-forced losses of one batch with targets.
+
+        One backbone pass over ``prefix, reasoning, </coc>, <traj>, 128 trajectory
+        tokens, </traj>, <eos>`` (packed per sample, right-padded) gives the reasoning CE
+        (text + ``</coc>``; samples with no CoC text are left out) and the trajectory-token
+        CE. The expert then attends to the *detached* cache up to ``</coc>`` and is
+        trained with the flow-matching loss (times from the shifted Beta).
+        """
+        if inputs.controls is None or inputs.reasoning_ids is None:
+            raise ValueError("compute_losses needs targets (controls and reasoning ids)")
+        b, dev, ids = inputs.batch_size, inputs.images.device, self.ids
+        embeds, pvalid = self.prefix(inputs)
+        p = embeds.shape[1]
+        traj = self.controls_to_tokens(inputs.controls)
+        n_reason = inputs.reasoning_valid.long().sum(1)
+        suffix_len = int(n_reason.max()) + 2 + traj.shape[1] + 2
+        seq = torch.full((b, suffix_len), ids.pad, dtype=torch.long, device=dev)
+        for i in range(b):  # pack: reasoning, </coc>, <traj>, trajectory, </traj>, <eos>
+            r = inputs.reasoning_ids[i][inputs.reasoning_valid[i]]
+            row = torch.cat([r, r.new_tensor([ids.coc_end, ids.traj_start]), traj[i],
+                             r.new_tensor([ids.traj_end, ids.eos])])
+            seq[i, : row.numel()] = row
+        svalid = seq != ids.pad
+        valid = torch.cat([pvalid, svalid], dim=1)
+        positions = (valid.long().cumsum(1) - 1).clamp_min(0)
+        hidden, cache = self.backbone(torch.cat([embeds, self.backbone.embed(seq)], dim=1),
+                                      positions, valid, None)
+        logits = self.backbone.logits(hidden[:, p - 1: -1])  # predicts seq[:, j]
+        col = torch.arange(suffix_len, device=dev)[None]
+        in_reasoning = (col <= n_reason[:, None]) & inputs.reasoning_valid.any(1)[:, None]
+        traj_start = n_reason[:, None] + 2
+        in_traj = (col >= traj_start) & (col < traj_start + traj.shape[1])
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), seq.reshape(-1),
+                             reduction="none").view(b, suffix_len)
+        zero = ce.sum() * 0.0
+        reasoning_ce = (ce * in_reasoning).sum() / in_reasoning.sum() \
+            if bool(in_reasoning.any()) else zero
+        trajectory_ce = (ce * in_traj).sum() / in_traj.sum()
+
+        # Flow matching: the expert reads the backbone cache through </coc>, detached.
+        ctx_end = p + n_reason + 1  # exclusive
+        ctx_valid = valid & (torch.arange(valid.shape[1], device=dev)[None] < ctx_end[:, None])
+        keys, values = [], []
+        for layer in self.config.expert.layer_map:
+            k, v = self.backbone.layer_kv(cache, layer)
+            keys.append(k.detach())
+            values.append(v.detach())
+        start = ctx_valid.long().sum(1)
+        actions = normalize_controls(inputs.controls.float())
+        t = fm.sample_time(b, self.config.expert.time_beta_alpha,
+                           self.config.expert.time_beta_beta, self.config.expert.time_shift,
+                           generator, dev)
+        noise = torch.randn(actions.shape, generator=generator).to(dev)
+
+        def fn(x_t: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
+            return self.expert(x_t, tt, keys, values, ctx_valid, start)
+
+        flow = fm.flow_matching_loss(fn, actions, t, noise)
+        return Losses(reasoning_ce, trajectory_ce, flow)
+
+
+def clamp_controls(controls: torch.Tensor) -> torch.Tensor:
+    """Clip ``(..., 2)`` controls to the AR1 release bounds."""
+    bound = controls.new_tensor([MAX_ABS_ACCELERATION_MPS2, MAX_ABS_CURVATURE_PER_M])
+    return torch.maximum(torch.minimum(controls, bound), -bound)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Trainable + frozen parameters."""
+    return sum(p.numel() for p in module.parameters())
+
+

@@ -1,0 +1,150 @@
+"""DrivingSample batches -> model tensors: resizing, normalisation, text and trajectory ids.
+
+The processor is the only place that knows both the data contract
+(:class:`alpamayo_ros.sample.DrivingSample`) and the model's input shapes. It keeps the
+last ``num_frames`` frames, resizes every image to the model's size (scaling the
+intrinsics with it), pads the camera axis to ``max_cameras`` with a validity mask,
+turns ego history into normalised features, tokenizes the navigation command and the
+CoC text, and normalises the target controls for flow matching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from alpamayo_ros.model.configuration import PolicyConfig
+from alpamayo_ros.model.tokenizer import CocTokenizer
+from alpamayo_ros.sample import DrivingSample
+from alpamayo_ros.unicycle import MAX_ABS_ACCELERATION_MPS2, MAX_ABS_CURVATURE_PER_M
+
+CONTROL_SCALE = (MAX_ABS_ACCELERATION_MPS2, MAX_ABS_CURVATURE_PER_M)  # flow-matching units
+EGO_FEATURES = 5  # x, y (scaled), sin/cos heading, speed (scaled)
+
+
+@dataclass
+class ModelInputs:
+    """A batch of tensors the model reads; targets are ``None`` at inference."""
+
+    images: torch.Tensor  # uint8 (B, F, C, 3, H, W)
+    camera_valid: torch.Tensor  # bool (B, C)
+    intrinsics: torch.Tensor  # float (B, C, 3, 3), pixels of the resized images
+    camera_to_ego: torch.Tensor  # float (B, C, 4, 4)
+    ego_history: torch.Tensor  # float (B, 16, 5)
+    speed_mps: torch.Tensor  # float (B,)
+    nav_ids: torch.Tensor  # long (B, max_navigation_tokens), pad-filled
+    nav_valid: torch.Tensor  # bool (B, max_navigation_tokens)
+    controls: torch.Tensor | None = None  # float (B, 64, 2): a m/s^2, kappa 1/m
+    reasoning_ids: torch.Tensor | None = None  # long (B, max_reasoning_tokens)
+    reasoning_valid: torch.Tensor | None = None  # bool (B, max_reasoning_tokens)
+
+    @property
+    def batch_size(self) -> int:
+        """Samples in the batch."""
+        return self.images.shape[0]
+
+    def to(self, device: torch.device | str) -> ModelInputs:
+        """A copy on ``device``."""
+        return ModelInputs(**{f.name: None if getattr(self, f.name) is None
+                              else getattr(self, f.name).to(device) for f in fields(self)})
+
+
+def normalize_controls(controls: torch.Tensor) -> torch.Tensor:
+    """Controls ``(..., 2)`` in physical units -> about [-1, 1] (divide by the bounds)."""
+    return controls / controls.new_tensor(CONTROL_SCALE)
+
+
+def denormalize_controls(actions: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`normalize_controls`."""
+    return actions * actions.new_tensor(CONTROL_SCALE)
+
+
+class Processor:
+    """Turns :class:`DrivingSample` lists into :class:`ModelInputs`."""
+
+    def __init__(self, config: PolicyConfig, tokenizer: CocTokenizer) -> None:
+        self.config = config
+        self.tokenizer = tokenizer
+
+    def __call__(self, samples: Sequence[DrivingSample], with_targets: bool = True
+                 ) -> ModelInputs:
+        """Batch ``samples``; targets (controls, CoC text) only when ``with_targets``."""
+        if not samples:
+            raise ValueError("empty batch")
+        items = [self._one(s, with_targets) for s in samples]
+        out = {}
+        for name in items[0]:
+            values = [it[name] for it in items]
+            out[name] = None if any(v is None for v in values) else torch.stack(values)
+        return ModelInputs(**out)
+
+    def _one(self, s: DrivingSample, with_targets: bool) -> dict:
+        cfg, vcfg, tok = self.config, self.config.vision, self.tokenizer
+        images = np.asarray(s.images)
+        if images.ndim != 5 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError(f"DrivingSample.images must be uint8 (frames, cameras, H, W, 3), "
+                             f"got {images.dtype} {images.shape}")
+        frames, cams, h, w, _ = images.shape
+        if cams != len(s.cameras):
+            raise ValueError(f"DrivingSample.images has {cams} cameras, "
+                             f"DrivingSample.cameras lists {len(s.cameras)}")
+        if cams > vcfg.max_cameras:
+            raise ValueError(f"sample has {cams} cameras, VisionConfig.max_cameras is "
+                             f"{vcfg.max_cameras}")
+        # Last num_frames frames, oldest first; repeat the oldest when there are fewer.
+        idx = [max(frames - vcfg.num_frames + i, 0) for i in range(vcfg.num_frames)]
+        x = torch.from_numpy(np.ascontiguousarray(images[idx])).permute(0, 1, 4, 2, 3)
+        x = x.reshape(-1, 3, h, w).float()
+        if (h, w) != (vcfg.image_height_px, vcfg.image_width_px):
+            x = F.interpolate(x, size=(vcfg.image_height_px, vcfg.image_width_px),
+                              mode="bilinear", antialias=True, align_corners=False)
+        x = x.round().clamp(0, 255).to(torch.uint8).view(
+            vcfg.num_frames, cams, 3, vcfg.image_height_px, vcfg.image_width_px)
+        pad = vcfg.max_cameras - cams
+        img = torch.cat([x, torch.zeros(vcfg.num_frames, pad, *x.shape[2:],
+                                        dtype=torch.uint8)], dim=1)
+        sx, sy = vcfg.image_width_px / w, vcfg.image_height_px / h
+        k = torch.eye(3).repeat(vcfg.max_cameras, 1, 1)
+        t = torch.eye(4).repeat(vcfg.max_cameras, 1, 1)
+        for i, cam in enumerate(s.cameras):
+            ki = torch.as_tensor(np.asarray(cam.intrinsics, dtype=np.float64)).float().clone()
+            ki[0] *= sx
+            ki[1] *= sy
+            k[i], t[i] = ki, torch.as_tensor(np.asarray(cam.camera_to_ego)).float()
+        hist = np.asarray(s.ego_history, dtype=np.float32)
+        if hist.shape != (cfg.ego_history_steps, 4):
+            raise ValueError(f"DrivingSample.ego_history must be ({cfg.ego_history_steps}, 4), "
+                             f"got {hist.shape}")
+        ego = torch.from_numpy(np.stack([
+            hist[:, 0] / cfg.ego_position_scale_m, hist[:, 1] / cfg.ego_position_scale_m,
+            np.sin(hist[:, 2]), np.cos(hist[:, 2]), hist[:, 3] / cfg.speed_scale_mps,
+        ], axis=-1).astype(np.float32))
+        nav_ids, nav_valid = self._pad(tok.encode(s.navigation) if s.navigation else [],
+                                       cfg.tokenizer.max_navigation_tokens)
+        item = {
+            "images": img, "camera_valid": torch.arange(vcfg.max_cameras) < cams,
+            "intrinsics": k, "camera_to_ego": t, "ego_history": ego,
+            "speed_mps": torch.tensor(float(s.speed_mps)),
+            "nav_ids": nav_ids, "nav_valid": nav_valid,
+            "controls": None, "reasoning_ids": None, "reasoning_valid": None,
+        }
+        if with_targets:
+            ctrl = np.asarray(s.future_controls, dtype=np.float32)
+            if ctrl.shape != (cfg.num_waypoints, 2):
+                raise ValueError(f"DrivingSample.future_controls must be "
+                                 f"({cfg.num_waypoints}, 2), got {ctrl.shape}")
+            item["controls"] = torch.from_numpy(ctrl)
+            text = s.coc.text if s.coc is not None else ""
+            item["reasoning_ids"], item["reasoning_valid"] = self._pad(
+                tok.encode(text) if text else [], cfg.tokenizer.max_reasoning_tokens)
+        return item
+
+    def _pad(self, ids: list[int], length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = ids[:length]
+        out = torch.full((length,), self.tokenizer.pad_id, dtype=torch.long)
+        out[: len(ids)] = torch.tensor(ids, dtype=torch.long)
+        return out, torch.arange(length) < len(ids)

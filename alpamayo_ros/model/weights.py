@@ -1,0 +1,139 @@
+"""Weights directories: ``config.json`` + ``model.safetensors`` + ``tokenizer.json``.
+
+``config.json`` carries the format version, the full :class:`PolicyConfig`, the
+vocabulary size, the special token ids and the SHA-256 of ``model.safetensors``. Loading
+is strict and never unpickles: a missing file, another format version, a config that does
+not validate, a checksum or parse failure (a corrupt file), a missing/unexpected tensor or
+a shape mismatch each raise :class:`WeightsError` with what is wrong and where.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from alpamayo_ros.model.configuration import FORMAT_VERSION, PolicyConfig
+from alpamayo_ros.model.modeling import AlpamayoModel, SpecialIds, count_parameters
+from alpamayo_ros.model.tokenizer import TOKENIZER_FILE, CocTokenizer
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+REQUIRED_FILES = (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE)
+
+
+class WeightsError(ValueError):
+    """A weights directory that cannot be loaded, with the reason."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_pretrained(model: AlpamayoModel, tokenizer: CocTokenizer, directory: str | Path
+                    ) -> Path:
+    """Write the three files into ``directory`` (created if needed); returns it."""
+    from safetensors.torch import save_file
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    seen: dict[tuple, str] = {}
+    for name, tensor in model.state_dict().items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if tensor.numel() and key in seen:  # tied weights are stored once
+            aliases[name] = seen[key]
+            continue
+        seen[key] = name
+        tensors[name] = tensor.detach().contiguous().cpu()
+    weights_path = out / WEIGHTS_FILE
+    save_file(tensors, str(weights_path), metadata={"format_version": str(FORMAT_VERSION),
+                                                    "aliases": json.dumps(aliases)})
+    tokenizer.save(out)
+    config = model.config.to_dict()
+    config["vision"]["pretrained"] = False  # the weights file has every tensor
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "policy": config,
+        "vocab_size": model.vocab_size,
+        "special_ids": asdict(model.ids),
+        "num_parameters": count_parameters(model),
+        "weights_sha256": _sha256(weights_path),
+    }
+    (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+def load_pretrained(directory: str | Path, device: str | torch.device = "cpu"
+                    ) -> tuple[AlpamayoModel, CocTokenizer]:
+    """Rebuild the model and tokenizer saved by :func:`save_pretrained` (strict)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    root = Path(directory)
+    if not root.is_dir():
+        raise WeightsError(f"weights directory {root} does not exist")
+    for name in REQUIRED_FILES:
+        if not (root / name).is_file():
+            raise WeightsError(f"weights directory {root} is missing {name} "
+                               f"(expected {', '.join(REQUIRED_FILES)})")
+    try:
+        meta = json.loads((root / CONFIG_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WeightsError(f"{root / CONFIG_FILE} is not valid JSON (corrupt?): {exc}") from exc
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if version != FORMAT_VERSION:
+        raise WeightsError(f"{root / CONFIG_FILE}: format_version {version!r} is not the "
+                           f"supported {FORMAT_VERSION}")
+    try:
+        config = PolicyConfig.from_dict(meta["policy"])
+        ids = SpecialIds(**meta["special_ids"])
+        vocab_size = int(meta["vocab_size"])
+        expected_sha = str(meta["weights_sha256"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WeightsError(f"{root / CONFIG_FILE} is invalid: {exc}") from exc
+    weights_path = root / WEIGHTS_FILE
+    if _sha256(weights_path) != expected_sha:
+        raise WeightsError(f"{weights_path} does not match the SHA-256 in {CONFIG_FILE} "
+                           f"(corrupt or replaced file)")
+    try:
+        tokenizer = CocTokenizer.load(root / TOKENIZER_FILE, config.tokenizer.trajectory_bins)
+    except Exception as exc:  # tokenizers raises its own exception type
+        raise WeightsError(f"{root / TOKENIZER_FILE} cannot be read: {exc}") from exc
+    if tokenizer.vocab_size != vocab_size or SpecialIds.from_tokenizer(tokenizer) != ids:
+        raise WeightsError(f"{root / TOKENIZER_FILE} does not match {CONFIG_FILE} "
+                           f"(vocab {tokenizer.vocab_size} vs {vocab_size})")
+    try:
+        state = load_file(str(weights_path))
+        from safetensors import safe_open
+
+        with safe_open(str(weights_path), framework="pt") as f:
+            aliases = json.loads((f.metadata() or {}).get("aliases", "{}"))
+    except (SafetensorError, OSError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"{weights_path} cannot be parsed (corrupt?): {exc}") from exc
+    for alias, target in aliases.items():
+        if target in state:
+            state[alias] = state[target]
+    model = AlpamayoModel(config, vocab_size, ids)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise WeightsError(f"{weights_path} does not fit the config: missing tensors "
+                           f"{missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected "
+                           f"{unexpected[:5]}{'...' if len(unexpected) > 5 else ''}")
+    for name, tensor in expected.items():
+        if tuple(state[name].shape) != tuple(tensor.shape):
+            raise WeightsError(f"{weights_path}: tensor {name} has shape "
+                               f"{tuple(state[name].shape)}, the config needs "
+                               f"{tuple(tensor.shape)}")
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval(), tokenizer
