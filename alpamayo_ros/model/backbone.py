@@ -264,7 +264,9 @@ class HFBackbone(Backbone):
 
     def crop_cache(self, cache: Any, length: int) -> None:
         """Roll back to ``length`` positions."""
-        cache.crop(length)
+        remove = cache.get_seq_length() - length
+        if remove > 0:
+            cache.crop(-remove)  # a negative count removes tokens in every version
 
 
 def build_backbone(cfg: BackboneConfig, vocab_size: int) -> Backbone:

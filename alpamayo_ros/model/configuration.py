@@ -331,6 +331,8 @@ def preset(name: str, **overrides: Any) -> PolicyConfig:
             if key not in data:
                 raise ValueError(f"unknown PolicyConfig field {key!r}")
             data[key] = ({**data[key], **value} if isinstance(value, dict) else value)
+        if "backbone" in overrides and "layer_map" not in overrides.get("expert", {}):
+            data["expert"]["layer_map"] = []  # re-derived for the new backbone
         cfg = PolicyConfig.from_dict(data)
     return cfg
 
