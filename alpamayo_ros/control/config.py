@@ -1,0 +1,74 @@
+"""Parameters of the controller: tracking, soft stop, minimal-risk stop, policy timeout."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+# Autoware mrm_comfortable_stop_operator defaults (also the planning validator's soft
+# stop, ar1-facts.md): min_acceleration -1.0 m/s^2, jerk limit 0.3 m/s^3.
+AUTOWARE_SOFT_STOP_ACCEL_MPS2 = -1.0
+AUTOWARE_SOFT_STOP_JERK_MPS3 = 0.3
+# Autoware mrm_emergency_stop_operator defaults: target_acceleration -2.5 m/s^2,
+# target_jerk -1.5 m/s^3.
+AUTOWARE_MRM_ACCEL_MPS2 = -2.5
+AUTOWARE_MRM_JERK_MPS3 = 1.5
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    """Controller parameters (ROS parameter names = field names).
+
+    - ``control_rate_hz``: rate of :meth:`ControllerCore.step` (the nominal cycle; the
+      stop profiles integrate the real time between calls).
+    - ``policy_timeout_s``: no trajectory for this long -> minimal-risk stop (design
+      choice: two missed cycles of the ~1 Hz AR1 10B policy).
+    - ``speed_gain_per_s``: feedback ``k (v_plan - v_ego)`` added to the plan's
+      acceleration, bounded by ``max_feedback_accel_mps2``.
+    - ``lookahead_s``: sample the plan this far ahead of now (actuation delay).
+    - ``soft_stop_*``: the DEGRADED stop on the last valid plan (Autoware comfortable stop).
+    - ``mrm_*``: the FALLBACK minimal-risk stop (Autoware emergency stop operator).
+    - ``min/max_command_accel_mps2``: envelope of every acceleration command.
+    - ``standstill_speed_mps``: below this the vehicle counts as stopped.
+    """
+
+    control_rate_hz: float = 50.0
+    policy_timeout_s: float = 2.0
+    speed_gain_per_s: float = 0.5
+    max_feedback_accel_mps2: float = 1.0
+    lookahead_s: float = 0.0
+    soft_stop_accel_mps2: float = AUTOWARE_SOFT_STOP_ACCEL_MPS2
+    soft_stop_jerk_mps3: float = AUTOWARE_SOFT_STOP_JERK_MPS3
+    mrm_accel_mps2: float = AUTOWARE_MRM_ACCEL_MPS2
+    mrm_jerk_mps3: float = AUTOWARE_MRM_JERK_MPS3
+    min_command_accel_mps2: float = -9.8  # Autoware validator |accel| 9.8 m/s^2
+    max_command_accel_mps2: float = 9.8
+    standstill_speed_mps: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value!r}")
+        for name in ("control_rate_hz", "policy_timeout_s", "soft_stop_jerk_mps3",
+                     "mrm_jerk_mps3", "max_command_accel_mps2"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("speed_gain_per_s", "max_feedback_accel_mps2", "lookahead_s",
+                     "standstill_speed_mps"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("soft_stop_accel_mps2", "mrm_accel_mps2", "min_command_accel_mps2"):
+            if not getattr(self, name) < 0:
+                raise ValueError(f"{name} must be < 0 (a deceleration), got "
+                                 f"{getattr(self, name)!r}")
+        for name in ("soft_stop_accel_mps2", "mrm_accel_mps2"):
+            if getattr(self, name) < self.min_command_accel_mps2:
+                raise ValueError(f"{name} must be within min_command_accel_mps2 "
+                                 f"({self.min_command_accel_mps2})")
+
+    @property
+    def period_s(self) -> float:
+        """Nominal control period (s)."""
+        return 1.0 / self.control_rate_hz

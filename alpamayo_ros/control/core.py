@@ -1,0 +1,155 @@
+"""ControllerCore: safety monitor + tracker + fallback manager, the controller node's core.
+
+The rclpy node calls :meth:`ControllerCore.submit_plan` on every trajectory,
+:meth:`ControllerCore.update_obstacles` on every obstacle array, and
+:meth:`ControllerCore.step` from a ``control_rate_hz`` timer, publishing the returned
+:class:`Command` (``ControlCommand``) and :class:`ControllerStatus` (``SafetyStatus``).
+
+Rules: a plan that fails a rejecting check is never executed; the last valid plan
+stays active until a newer valid plan replaces it, it expires, or a newer obstacle
+update puts it on a collision course (then nothing valid is left: FALLBACK). A valid
+plan older (by stamp) than the active one is not adopted. ``step`` always returns a
+command.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from alpamayo_ros.control.config import ControllerConfig
+from alpamayo_ros.control.fallback import (
+    Command,
+    FallbackInputs,
+    FallbackManager,
+    SafetyState,
+)
+from alpamayo_ros.control.tracker import TrajectoryTracker
+from alpamayo_ros.safety.collision import Obstacle, check_collision
+from alpamayo_ros.safety.limits import SafetyLimits
+from alpamayo_ros.safety.monitor import CheckResult, SafetyMonitor, SafetyReport
+from alpamayo_ros.trajectory import Trajectory
+
+S_TO_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class ControllerStatus:
+    """Controller state for one cycle (``msg/SafetyStatus.msg``)."""
+
+    stamp_ns: int
+    state: SafetyState
+    failed_checks: tuple[str, ...]  # rejecting checks failed by the latest plan
+    checks: tuple[CheckResult, ...]  # every check run on the latest plan
+    active_plan_stamp_ns: int  # 0 when none
+    policy_silence_s: float  # inf before the first trajectory
+    reason: str
+
+
+class ControllerCore:
+    """Accepts or rejects plans and produces a command and a status every cycle."""
+
+    def __init__(
+        self, config: ControllerConfig | None = None, limits: SafetyLimits | None = None
+    ) -> None:
+        self.config = config if config is not None else ControllerConfig()
+        self.monitor = SafetyMonitor(limits)
+        self.tracker = TrajectoryTracker(self.config)
+        self.fallback = FallbackManager(self.config)
+        self._lock = threading.Lock()
+        self._active: Trajectory | None = None
+        self._latest_report: SafetyReport | None = None
+        self._latest_rejected = False
+        self._invalid_reason = ""
+        self._last_arrival_ns: int | None = None
+        self._obstacles: tuple[Obstacle, ...] = ()
+        self._obstacles_stamp_ns: int | None = None
+
+    @property
+    def active_plan(self) -> Trajectory | None:
+        """The plan being followed (the last valid one), or None."""
+        return self._active
+
+    def submit_plan(
+        self,
+        traj: Trajectory,
+        now_ns: int,
+        obstacles: Sequence[Obstacle] | None = None,
+        obstacles_stamp_ns: int | None = None,
+    ) -> tuple[SafetyReport, bool]:
+        """Check a new plan; adopt it when it passes. Returns ``(report, accepted)``.
+
+        ``obstacles`` default to the latest :meth:`update_obstacles` (in the plan's frame).
+        """
+        with self._lock:
+            self._last_arrival_ns = int(now_ns)
+            if obstacles is None:
+                obstacles, obstacles_stamp_ns = self._obstacles, self._obstacles_stamp_ns
+            report = self.monitor.check(traj, now_ns, obstacles, obstacles_stamp_ns)
+            self._latest_report = report
+            if not report.passed:
+                self._latest_rejected = True
+                return report, False
+            self._latest_rejected = False
+            if self._active is not None and traj.stamp_ns < self._active.stamp_ns:
+                return report, False  # valid but older than the active plan
+            self._active = traj
+            self._invalid_reason = ""
+            return report, True
+
+    def update_obstacles(
+        self, obstacles: Sequence[Obstacle], now_ns: int, obstacles_stamp_ns: int | None = None
+    ) -> SafetyReport | None:
+        """Store obstacles and re-check the active plan against them.
+
+        Returns the failing collision report when the active plan is dropped, else None.
+        """
+        with self._lock:
+            self._obstacles = tuple(obstacles)
+            self._obstacles_stamp_ns = obstacles_stamp_ns
+            if self._active is None:
+                return None
+            lim = self.monitor.limits
+            value, passed = check_collision(
+                self._active, self._obstacles, now_ns, self.monitor.ego,
+                lim.min_time_to_collision_s, obstacles_stamp_ns, lim.collision_time_step_s)
+            if passed:
+                return None
+            report = SafetyReport(self._active.stamp_ns, int(now_ns), (CheckResult(
+                "min_time_to_collision_s", value, lim.min_time_to_collision_s, False),))
+            self._latest_report = report
+            self._latest_rejected = True
+            self._active = None
+            self._invalid_reason = (
+                f"active plan on a collision course (time to collision {value:.2f} s)")
+            return report
+
+    def policy_silence_s(self, now_ns: int) -> float:
+        """Seconds since the last trajectory arrived (inf before the first)."""
+        if self._last_arrival_ns is None:
+            return math.inf
+        return (int(now_ns) - self._last_arrival_ns) / S_TO_NS
+
+    def step(self, now_ns: int, ego_speed_mps: float) -> tuple[Command, ControllerStatus]:
+        """One control cycle: always a command and a status."""
+        with self._lock:
+            plan = self._active
+            target = None if plan is None else self.tracker.track(plan, now_ns, ego_speed_mps)
+            report = self._latest_report
+            silence = self.policy_silence_s(now_ns)
+            inputs = FallbackInputs(
+                now_ns=int(now_ns), ego_speed_mps=float(ego_speed_mps), plan=plan,
+                target=target, latest_rejected=self._latest_rejected,
+                policy_silence_s=silence,
+                rejected_checks=report.failed_checks if report is not None else (),
+                invalid_reason=self._invalid_reason)
+            command, state, reason = self.fallback.step(inputs)
+            status = ControllerStatus(
+                stamp_ns=int(now_ns), state=state,
+                failed_checks=report.failed_checks if report is not None else (),
+                checks=report.checks if report is not None else (),
+                active_plan_stamp_ns=plan.stamp_ns if plan is not None else 0,
+                policy_silence_s=silence, reason=reason)
+            return command, status

@@ -1,0 +1,183 @@
+"""Fallback manager: picks OK / DEGRADED / FALLBACK each cycle and shapes the stops.
+
+States (``msg/SafetyStatus.msg``) and the command each produces:
+
+- **OK**: a valid plan is active, the latest plan passed, the policy is alive ->
+  the tracker's command (``SOURCE_POLICY``).
+- **DEGRADED**: the latest plan was rejected (it is never executed) but the last valid
+  plan is still within its horizon and the policy is alive -> soft stop on the last
+  valid plan (``SOURCE_SOFT_STOP``): the acceleration ramps from the previous command
+  toward ``soft_stop_accel_mps2`` at ``soft_stop_jerk_mps3`` (Autoware comfortable
+  stop: -1.0 m/s^2, 0.3 m/s^3), and never above the plan's own acceleration (if the
+  valid plan brakes harder, that is kept).
+- **FALLBACK**: no valid plan (none yet, horizon expired, invalidated by an obstacle)
+  or the policy silent for ``policy_timeout_s`` -> minimal-risk stop
+  (``SOURCE_MINIMAL_RISK_STOP``): ramp toward ``mrm_accel_mps2`` at ``mrm_jerk_mps3``
+  (Autoware emergency stop: -2.5 m/s^2, 1.5 m/s^3), again never above a still-valid
+  plan's acceleration.
+
+In both stops the curvature follows the last valid plan's *path*, sampled at the
+distance travelled since the stop began (the car is slower than the plan, so sampling
+by time would turn too early); past the path's end, or with no plan, the last
+curvature is held. The target speed is integrated from the commanded acceleration and
+floored at 0. Each ramp starts from the previous command, so the acceleration command is
+continuous across OK -> DEGRADED -> FALLBACK and its rate is bounded by the active jerk
+limit (with the real time between cycles). A command is produced every cycle.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+from alpamayo_ros.control.config import ControllerConfig
+from alpamayo_ros.control.tracker import TrackingTarget
+from alpamayo_ros.trajectory import Trajectory
+
+S_TO_NS = 1_000_000_000
+
+
+class SafetyState(enum.IntEnum):
+    """``SafetyStatus.STATE_*``."""
+
+    OK = 0
+    DEGRADED = 1
+    FALLBACK = 2
+
+
+class CommandSource(enum.IntEnum):
+    """``ControlCommand.SOURCE_*``."""
+
+    POLICY = 0
+    SOFT_STOP = 1
+    MINIMAL_RISK_STOP = 2
+
+
+@dataclass(frozen=True)
+class Command:
+    """One control command (``msg/ControlCommand.msg``)."""
+
+    stamp_ns: int
+    acceleration_mps2: float
+    curvature_per_m: float
+    velocity_mps: float
+    source: CommandSource
+    plan_stamp_ns: int  # plan being followed; 0 when none
+
+
+@dataclass(frozen=True)
+class FallbackInputs:
+    """What the manager needs to know each cycle."""
+
+    now_ns: int
+    ego_speed_mps: float
+    plan: Trajectory | None  # last valid plan (None: nothing valid)
+    target: TrackingTarget | None  # the plan sampled now (None: no plan or expired)
+    latest_rejected: bool
+    policy_silence_s: float
+    rejected_checks: tuple[str, ...] = ()
+    invalid_reason: str = ""  # why there is no valid plan, when known
+
+
+def approach(value: float, target: float, max_step: float) -> float:
+    """Move ``value`` toward ``target`` by at most ``max_step``."""
+    if value < target:
+        return min(value + max_step, target)
+    return max(value - max_step, target)
+
+
+class FallbackManager:
+    """Stateful mode selection and jerk-limited stop profiles."""
+
+    def __init__(self, config: ControllerConfig) -> None:
+        self.config = config
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the previous command (next ramp starts from 0 m/s^2)."""
+        self._last_ns: int | None = None
+        self._accel = 0.0
+        self._curvature = 0.0
+        self._v_ref: float | None = None
+        self._path_plan_stamp: int | None = None
+        self._path_s = 0.0
+
+    @property
+    def last_acceleration_mps2(self) -> float:
+        """Acceleration of the previous command."""
+        return self._accel
+
+    def decide(self, inp: FallbackInputs) -> tuple[SafetyState, str]:
+        """Mode and reason for this cycle."""
+        cfg = self.config
+        if inp.plan is None:
+            why = inp.invalid_reason or "no valid plan received yet"
+            return SafetyState.FALLBACK, f"{why}: minimal-risk stop"
+        if inp.policy_silence_s > cfg.policy_timeout_s:
+            return SafetyState.FALLBACK, (
+                f"policy silent for {inp.policy_silence_s:.2f} s "
+                f"(timeout {cfg.policy_timeout_s:.2f} s): minimal-risk stop")
+        if inp.target is None:
+            return SafetyState.FALLBACK, "last valid plan expired: minimal-risk stop"
+        if inp.latest_rejected:
+            checks = ", ".join(inp.rejected_checks) or "safety checks"
+            return SafetyState.DEGRADED, (
+                f"latest plan rejected ({checks}): soft stop on the last valid plan")
+        return SafetyState.OK, "following the latest valid plan"
+
+    def step(self, inp: FallbackInputs) -> tuple[Command, SafetyState, str]:
+        """Command, state and reason for this cycle."""
+        cfg = self.config
+        dt = cfg.period_s if self._last_ns is None else max(
+            (inp.now_ns - self._last_ns) / S_TO_NS, 0.0)
+        self._last_ns = int(inp.now_ns)
+        ego_v = max(float(inp.ego_speed_mps), 0.0) if math.isfinite(inp.ego_speed_mps) else 0.0
+        state, reason = self.decide(inp)
+        plan_stamp = inp.plan.stamp_ns if inp.plan is not None else 0
+
+        if state is SafetyState.OK:
+            target = inp.target
+            self._accel, self._curvature = target.acceleration_mps2, target.curvature_per_m
+            self._v_ref = None
+            self._path_plan_stamp = None
+            return (Command(int(inp.now_ns), self._accel, self._curvature, target.velocity_mps,
+                            CommandSource.POLICY, plan_stamp), state, reason)
+
+        if state is SafetyState.DEGRADED:
+            goal, jerk, source = (cfg.soft_stop_accel_mps2, cfg.soft_stop_jerk_mps3,
+                                  CommandSource.SOFT_STOP)
+        else:
+            goal, jerk, source = (cfg.mrm_accel_mps2, cfg.mrm_jerk_mps3,
+                                  CommandSource.MINIMAL_RISK_STOP)
+        accel = approach(self._accel, goal, jerk * dt)
+        if inp.target is not None:
+            accel = min(accel, inp.target.plan_accel_mps2)  # keep a valid plan's harder braking
+        accel = min(max(accel, cfg.min_command_accel_mps2), cfg.max_command_accel_mps2)
+
+        if self._v_ref is None:
+            self._v_ref = ego_v
+        else:
+            self._v_ref = max(self._v_ref + accel * dt, 0.0)
+        self._curvature = self._path_curvature(inp, ego_v, dt)
+        self._accel = accel
+        if self._v_ref <= 0.0 and ego_v <= cfg.standstill_speed_mps:
+            reason += "; vehicle stopped"
+        return (Command(int(inp.now_ns), accel, self._curvature, self._v_ref, source,
+                        plan_stamp), state, reason)
+
+    def _path_curvature(self, inp: FallbackInputs, ego_v: float, dt: float) -> float:
+        """Curvature of the last valid plan at the distance driven since the stop began."""
+        plan = inp.plan
+        if plan is None or not math.isfinite(plan.horizon_s):
+            self._path_plan_stamp = None
+            return self._curvature
+        if self._path_plan_stamp != plan.stamp_ns:
+            self._path_plan_stamp = plan.stamp_ns
+            t_now = (inp.now_ns - plan.stamp_ns) / S_TO_NS
+            self._path_s = plan.distance_at(max(t_now, 0.0))
+        else:
+            self._path_s += ego_v * dt
+        if self._path_s > float(plan.arc_length_m()[-1]):
+            return self._curvature  # past the end of the path: hold
+        return plan.curvature_at_distance(self._path_s)
