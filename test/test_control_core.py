@@ -328,3 +328,14 @@ def test_minimal_risk_stop_ramps_from_the_previous_command() -> None:
     assert accels[0] == pytest.approx(-0.03)
     assert np.allclose(np.diff(accels)[:80], -0.03)
     assert accels[-1] == pytest.approx(-2.5)
+
+
+def test_a_missing_speed_measurement_still_gives_finite_commands() -> None:
+    core = ControllerCore()
+    core.submit_plan(plan(0), now_ns=100 * MS)
+    cmd, status = core.step(200 * MS, math.nan)
+    assert status.state is SafetyState.OK and math.isfinite(cmd.acceleration_mps2)
+    cmd, status = core.step(5 * S, math.nan)  # policy silent: minimal-risk stop
+    assert status.state is SafetyState.FALLBACK
+    assert all(map(math.isfinite, (cmd.acceleration_mps2, cmd.curvature_per_m,
+                                   cmd.velocity_mps)))

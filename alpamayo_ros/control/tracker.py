@@ -5,12 +5,14 @@ instant on, so at ``now`` the tracker samples it at ``t = now - stamp (+ lookahe
 a plan that arrives 0.8 s late is entered 0.8 s in, and the previous plan keeps being
 followed, time-aligned, until the next one is accepted (the async chunk execution of
 SmolVLA/pi0). Longitudinal: the plan's acceleration (zero-order hold, as integrated)
-plus a bounded proportional correction on the speed error. Lateral: the plan's
+plus a bounded proportional correction on the speed error (none when the speed
+measurement is not finite). Lateral: the plan's
 curvature, feed-forward only (the core gets no pose relative to the plan).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from alpamayo_ros.control.config import ControllerConfig
@@ -48,7 +50,9 @@ class TrajectoryTracker:
             return None
         a_ff, kappa = plan.controls_at(t)
         v_ref = float(plan.velocity_at(t))
-        correction = cfg.speed_gain_per_s * (v_ref - float(ego_speed_mps))
+        ego = float(ego_speed_mps)
+        # no usable speed measurement: feed-forward only
+        correction = cfg.speed_gain_per_s * (v_ref - ego) if math.isfinite(ego) else 0.0
         correction = min(max(correction, -cfg.max_feedback_accel_mps2),
                          cfg.max_feedback_accel_mps2)
         accel = min(max(a_ff + correction, cfg.min_command_accel_mps2),

@@ -14,8 +14,9 @@ Jerk, lateral acceleration and yaw rate reject at the AR1 release's comfort boun
 policy is RL-trained to respect them (the flow decoder meets them on 97.4% of plans), so
 a violation marks an out-of-distribution plan, and a rejected plan only costs a soft
 stop on the last valid one. Known cost: an emergency-braking plan whose brake build-up
-exceeds 4.13 m/s^3 is rejected too; raise ``max_longitudinal_jerk_mps3`` if that
-matters more than the spike detection (see the report in the control docs).
+exceeds 4.13 m/s^3 (and 8.37 m/s^3 in total) is rejected too, and the controller then
+soft-stops on the last valid plan instead; raise ``max_longitudinal_jerk_mps3`` /
+``max_jerk_mps3`` where that matters more than catching jerk spikes.
 """
 
 from __future__ import annotations
