@@ -57,7 +57,7 @@ def test_hf_backbone_runs_every_mode_and_round_trips(tmp_path, family):
     proc = policy.processor([batch[0]])
     with torch.no_grad():
         ctx = model.prefill(proc)
-        p = ctx.length
+        p = model.prefix(proc)[0].shape[1]
         cached, gen = [ctx.logits], []
         for _ in range(6):
             nxt = ctx.logits.argmax(-1)

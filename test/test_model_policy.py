@@ -105,7 +105,8 @@ def test_kv_cache_generation_equals_full_recomputation(policy):
     allowed = torch.ones(policy.tokenizer.vocab_size, dtype=torch.bool)
     with torch.no_grad():
         ctx = model.prefill(batch)
-        p = ctx.length
+        p = model.prefix(batch)[0].shape[1]  # the full pass keeps the padding positions
+        assert ctx.length == int(batch.nav_valid.sum()) + p - batch.nav_valid.shape[1]
         generated, cached = [], [ctx.logits]
         for _ in range(12):  # greedy, unconstrained: any token may come
             nxt = model._pick(ctx.logits, allowed, 0.0, None)
@@ -131,7 +132,7 @@ def test_token_decoding_with_cache_equals_full_recomputation(policy):
         seq = torch.cat([torch.tensor([[model.ids.coc_end, model.ids.traj_start]]), tokens], 1)
         full = full_logits(model, batch, seq)
     assert tokens.shape == (1, 128) and controls.shape == (1, 64, 2)
-    p = before - 1  # prefix length (ctx includes </coc>)
+    p = model.prefix(batch)[0].shape[1]  # full-pass slot of </coc>; <traj> is p + 1
     for i in range(128):
         lo = model.ids.curv_offset if i % 2 else model.ids.accel_offset
         step_logits = full[0, p + 1 + i, lo: lo + model.ids.bins]

@@ -47,6 +47,13 @@ class KVCache:
         """Cached positions."""
         return 0 if self.keys[0] is None else self.keys[0].shape[2]
 
+    def select(self, index: torch.Tensor) -> None:
+        """Keep the positions ``index`` (1-D) in every layer."""
+        for i in range(len(self.keys)):
+            if self.keys[i] is not None:
+                self.keys[i] = self.keys[i].index_select(2, index)
+                self.values[i] = self.values[i].index_select(2, index)
+
     def crop(self, length: int) -> None:
         """Keep the first ``length`` positions."""
         for i in range(len(self.keys)):
@@ -96,6 +103,9 @@ class Backbone(nn.Module):
         raise NotImplementedError
 
     def crop_cache(self, cache: Any, length: int) -> None:  # noqa: D102
+        raise NotImplementedError
+
+    def select_cache(self, cache: Any, index: torch.Tensor) -> None:  # noqa: D102
         raise NotImplementedError
 
 
@@ -164,7 +174,9 @@ class OwnBackbone(Backbone):
             raise ValueError(f"key_valid covers {key_valid.shape[1]} positions, cache + new "
                              f"tokens are {cache.length + embeds.shape[1]}")
         cos, sin = rope_cos_sin(positions, self.head_dim, self.rope_theta)
-        mask = causal_mask(key_valid, embeds.shape[1])
+        # One new token with every key valid: nothing to mask (the fast decode path).
+        mask = (None if embeds.shape[1] == 1 and bool(key_valid.all())
+                else causal_mask(key_valid, embeds.shape[1]))
         x = embeds
         for i, layer in enumerate(self.layers):
             x = layer(x, cos, sin, mask, cache, i)
@@ -181,6 +193,10 @@ class OwnBackbone(Backbone):
     def crop_cache(self, cache: KVCache, length: int) -> None:
         """Roll back to ``length`` positions."""
         cache.crop(length)
+
+    def select_cache(self, cache: KVCache, index: torch.Tensor) -> None:
+        """Keep the cached positions ``index``."""
+        cache.select(index)
 
 
 class HFBackbone(Backbone):
@@ -267,6 +283,12 @@ class HFBackbone(Backbone):
         remove = cache.get_seq_length() - length
         if remove > 0:
             cache.crop(-remove)  # a negative count removes tokens in every version
+
+    def select_cache(self, cache: Any, index: torch.Tensor) -> None:
+        """Keep the cached positions ``index``."""
+        for layer in cache.layers:
+            layer.keys = layer.keys.index_select(2, index)
+            layer.values = layer.values.index_select(2, index)
 
 
 def build_backbone(cfg: BackboneConfig, vocab_size: int) -> Backbone:

@@ -10,6 +10,8 @@ action tokens' own keys/values. It predicts the flow velocity of the normalised 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -40,18 +42,37 @@ class _ExpertLayer(nn.Module):
         self.mlp = SwiGLU(d, cfg.intermediate_size)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                ctx_k: torch.Tensor, ctx_v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+                ctx_k: torch.Tensor, ctx_v: torch.Tensor, mask: torch.Tensor | None
+                ) -> torch.Tensor:
         b, s, _ = x.shape
         h = self.norm1(x)
         q = self.q(h).view(b, s, self.heads, self.head_dim).transpose(1, 2)
         k = self.k(h).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
         v = self.v(h).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        k = torch.cat([ctx_k.to(k.dtype), k], dim=2)
-        v = torch.cat([ctx_v.to(v.dtype), v], dim=2)
+        rep = self.heads // self.kv_heads
+        if rep > 1:  # the context keys arrive already expanded to all heads
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+        k = torch.cat([ctx_k, k], dim=2)
+        v = torch.cat([ctx_v, v], dim=2)
         out = attend(q, k, v, mask).transpose(1, 2).reshape(b, s, -1)
         x = x + self.o(out)
         return x + self.mlp(self.norm2(x))
+
+
+@dataclass
+class ExpertContext:
+    """What the expert needs from the backbone, prepared once per trajectory.
+
+    Keys/values are expanded to all query heads; the rotary tables and the mask (``None``
+    when every context key is valid) are computed once, not at every Euler step.
+    """
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    cos: torch.Tensor
+    sin: torch.Tensor
+    mask: torch.Tensor | None
 
 
 class ActionExpert(nn.Module):
@@ -63,7 +84,7 @@ class ActionExpert(nn.Module):
         self.cfg, self.head_dim, self.rope_theta = cfg, head_dim, rope_theta
         d = cfg.hidden_size
         self.action_in = nn.Linear(ACTION_DIM, d)
-        self.time_mlp = nn.Sequential(nn.Linear(2 * d, d), nn.SiLU(), nn.Linear(d, d))
+        self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
         self.step_embedding = nn.Parameter(torch.randn(num_waypoints, d) * 0.02)
         self.layers = nn.ModuleList(_ExpertLayer(cfg, heads, kv_heads, head_dim)
                                     for _ in range(cfg.num_layers))
@@ -71,6 +92,35 @@ class ActionExpert(nn.Module):
         self.action_out = nn.Linear(d, ACTION_DIM)
         nn.init.normal_(self.action_out.weight, std=0.02)
         nn.init.zeros_(self.action_out.bias)
+
+    def prepare(self, ctx_keys: list[torch.Tensor], ctx_values: list[torch.Tensor],
+                ctx_valid: torch.Tensor, start_positions: torch.Tensor) -> ExpertContext:
+        """Precompute the per-context parts (see :meth:`forward` for the arguments)."""
+        b, dev = ctx_valid.shape[0], ctx_valid.device
+        steps = self.step_embedding.shape[0]
+        positions = start_positions[:, None] + torch.arange(steps, device=dev)[None]
+        cos, sin = rope_cos_sin(positions, self.head_dim, self.rope_theta)
+        rep = self.layers[0].heads // self.layers[0].kv_heads
+        if rep > 1:
+            ctx_keys = [k.repeat_interleave(rep, dim=1) for k in ctx_keys]
+            ctx_values = [v.repeat_interleave(rep, dim=1) for v in ctx_values]
+        mask = None
+        if not bool(ctx_valid.all()):
+            ones = torch.ones(b, steps, dtype=torch.bool, device=dev)
+            mask = torch.cat([ctx_valid, ones], dim=1)[:, None, None, :]
+        return ExpertContext(ctx_keys, ctx_values, cos, sin, mask)
+
+    def run(self, x_t: torch.Tensor, t: torch.Tensor, ctx: ExpertContext) -> torch.Tensor:
+        """Velocity ``(B, T, 2)`` over a prepared context."""
+        b, steps, _ = x_t.shape
+        d = self.cfg.hidden_size
+        # Time conditioning: an MLP of the flow time, added to every action token (one
+        # row per sample, not per token).
+        temb = self.time_mlp(sinusoidal_embedding(t, d).to(x_t.dtype))
+        h = self.action_in(x_t) + self.step_embedding[None, :steps] + temb[:, None]
+        for layer, k, v in zip(self.layers, ctx.keys, ctx.values):
+            h = layer(h, ctx.cos, ctx.sin, k, v, ctx.mask)
+        return self.action_out(self.norm(h))
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, ctx_keys: list[torch.Tensor],
                 ctx_values: list[torch.Tensor], ctx_valid: torch.Tensor,
@@ -82,15 +132,5 @@ class ActionExpert(nn.Module):
         cache of the mapped layer); ``ctx_valid (B, L)`` bool; ``start_positions (B,)``
         the rotary position of the first action token.
         """
-        b, steps, _ = x_t.shape
-        d = self.cfg.hidden_size
-        temb = sinusoidal_embedding(t, d).to(x_t.dtype)
-        h = self.action_in(x_t) + self.step_embedding[None, :steps]
-        h = self.time_mlp(torch.cat([h, temb[:, None].expand(b, steps, d)], dim=-1))
-        positions = start_positions[:, None] + torch.arange(steps, device=x_t.device)[None]
-        cos, sin = rope_cos_sin(positions, self.head_dim, self.rope_theta)
-        ones = torch.ones(b, steps, dtype=torch.bool, device=x_t.device)
-        mask = torch.cat([ctx_valid, ones], dim=1)[:, None, None, :]
-        for layer, k, v in zip(self.layers, ctx_keys, ctx_values):
-            h = layer(h, cos, sin, k, v, mask)
-        return self.action_out(self.norm(h))
+        return self.run(x_t, t, self.prepare(ctx_keys, ctx_values, ctx_valid,
+                                             start_positions))

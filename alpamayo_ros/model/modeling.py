@@ -159,7 +159,21 @@ class AlpamayoModel(nn.Module):
         embeds, valid = self.prefix(inputs, vision_tokens)
         positions = (valid.long().cumsum(1) - 1).clamp_min(0)
         hidden, cache = self.backbone(embeds, positions, valid, None)
-        return Context(cache, valid, valid.long().sum(1), self.backbone.logits(hidden[:, -1]))
+        ctx = Context(cache, valid, valid.long().sum(1), self.backbone.logits(hidden[:, -1]))
+        return self.compact(ctx)
+
+    def compact(self, ctx: Context) -> Context:
+        """Drop cache positions that no sample attends to (padding in every row).
+
+        Exact: rotary positions are already in the cached keys. With one sample (the
+        robot's case) every remaining key is valid and attention needs no mask.
+        """
+        keep = ctx.key_valid.any(0)
+        if bool(keep.all()):
+            return ctx
+        index = keep.nonzero()[:, 0]
+        self.backbone.select_cache(ctx.cache, index)
+        return Context(ctx.cache, ctx.key_valid[:, index], ctx.next_position, ctx.logits)
 
     def step(self, ctx: Context, ids: torch.Tensor, valid: torch.Tensor | None = None
              ) -> Context:
@@ -212,7 +226,7 @@ class AlpamayoModel(nn.Module):
         if not bool(done.all()):  # close the reasoning of samples that hit the budget
             ctx = self.step(ctx, torch.full((b,), ids.coc_end, device=dev), ~done)
         text = torch.stack(out, 1) if out else torch.empty(b, 0, dtype=torch.long, device=dev)
-        return text, ctx
+        return text, self.compact(ctx)
 
     def skip_reasoning(self, ctx: Context) -> Context:
         """Trajectory-only mode: close the (empty) reasoning right after the prefill."""
@@ -236,10 +250,10 @@ class AlpamayoModel(nn.Module):
 
     def velocity_fn(self, ctx: Context, repeats: int = 1) -> fm.VelocityFn:
         """The expert as a ``(x_t, t) -> v`` function over ``ctx`` (for the solver)."""
-        keys, values, valid, start = self.expert_context(ctx, repeats)
+        prepared = self.expert.prepare(*self.expert_context(ctx, repeats))
 
         def fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return self.expert(x_t, t, keys, values, valid, start)
+            return self.expert.run(x_t, t, prepared)
 
         return fn
 
