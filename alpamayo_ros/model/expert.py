@@ -94,8 +94,12 @@ class ActionExpert(nn.Module):
         nn.init.zeros_(self.action_out.bias)
 
     def prepare(self, ctx_keys: list[torch.Tensor], ctx_values: list[torch.Tensor],
-                ctx_valid: torch.Tensor, start_positions: torch.Tensor) -> ExpertContext:
-        """Precompute the per-context parts (see :meth:`forward` for the arguments)."""
+                ctx_valid: torch.Tensor, start_positions: torch.Tensor,
+                always_mask: bool = False) -> ExpertContext:
+        """Precompute the per-context parts (see :meth:`forward` for the arguments).
+
+        ``always_mask`` keeps the mask even when every key is valid (for tracing/export).
+        """
         b, dev = ctx_valid.shape[0], ctx_valid.device
         steps = self.step_embedding.shape[0]
         positions = start_positions[:, None] + torch.arange(steps, device=dev)[None]
@@ -105,7 +109,7 @@ class ActionExpert(nn.Module):
             ctx_keys = [k.repeat_interleave(rep, dim=1) for k in ctx_keys]
             ctx_values = [v.repeat_interleave(rep, dim=1) for v in ctx_values]
         mask = None
-        if not bool(ctx_valid.all()):
+        if always_mask or not bool(ctx_valid.all()):
             ones = torch.ones(b, steps, dtype=torch.bool, device=dev)
             mask = torch.cat([ctx_valid, ones], dim=1)[:, None, None, :]
         return ExpertContext(ctx_keys, ctx_values, cos, sin, mask)

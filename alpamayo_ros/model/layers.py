@@ -24,6 +24,8 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise the last dimension."""
+        if torch.onnx.is_in_onnx_export():  # no RMSNorm op before ONNX opset 23
+            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
         return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
 
 

@@ -37,9 +37,14 @@ def patch_rays(intrinsics: torch.Tensor, camera_to_ego: torch.Tensor, grid_h: in
     v = (torch.arange(grid_h, device=dev, dtype=dt) + 0.5) * stride_px
     u = (torch.arange(grid_w, device=dev, dtype=dt) + 0.5) * stride_px
     vv, uu = torch.meshgrid(v, u, indexing="ij")
-    pix = torch.stack([uu, vv, torch.ones_like(uu)], dim=-1).reshape(-1, 3)  # (N, 3)
-    k_inv = torch.linalg.inv(intrinsics)
-    rays_cam = pix @ k_inv.transpose(-1, -2)  # (..., N, 3)
+    uu, vv = uu.reshape(-1), vv.reshape(-1)  # (N,)
+    # Closed-form inverse of a pinhole K = [[fx, s, cx], [0, fy, cy], [0, 0, 1]] (exports
+    # to ONNX, which has no matrix inverse).
+    fx, skew, cx = intrinsics[..., 0, 0:1], intrinsics[..., 0, 1:2], intrinsics[..., 0, 2:3]
+    fy, cy = intrinsics[..., 1, 1:2], intrinsics[..., 1, 2:3]
+    y_n = (vv - cy) / fy
+    x_n = (uu - cx - skew * y_n) / fx
+    rays_cam = torch.stack([x_n, y_n, torch.ones_like(x_n)], dim=-1)  # (..., N, 3)
     rays = rays_cam @ camera_to_ego[..., :3, :3].transpose(-1, -2)
     rays = rays / rays.norm(dim=-1, keepdim=True).clamp_min(1e-9)
     return rays, camera_to_ego[..., :3, 3]
