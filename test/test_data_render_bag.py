@@ -1,0 +1,186 @@
+"""Cameras, renderer, MCAP round trip, dataset, cache, mosaic and ``alpamayo generate``.
+
+The bag is read back with both rosbags and mcap-ros2-support.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from alpamayo_ros.data.bag import read_bag, write_episode_bag
+from alpamayo_ros.data.cameras import CameraConfig, RigConfig, ar1_rig, make_rig
+from alpamayo_ros.data.coc import label_episode
+from alpamayo_ros.data.dataset import BagDataset, load_cache, write_cache
+from alpamayo_ros.data.mosaic import mosaic, project_ego_points, save_png
+from alpamayo_ros.data.render import SceneRenderer
+from alpamayo_ros.data.scenarios import make_scenario, simulate
+from alpamayo_ros.data.world import Agent, EgoState, Road, RoadConfig, World
+
+
+def test_camera_geometry_projects_forward_point_to_centre():
+    cam = CameraConfig("front", 90.0, 100, 60, 1.0, 0.0, 1.5, 0.0, 0.0)
+    uv = project_ego_points(cam, np.array([[21.0, 0.0, 1.5], [11.0, 10.0, 1.5]]))
+    np.testing.assert_allclose(uv[0], [50.0, 30.0], atol=1e-6)
+    assert uv[1, 0] < 1.0  # 45 deg to the left lands on the left border (hfov 90)
+    left = CameraConfig("left", 90.0, 100, 60, 0.0, 0.0, 1.5, 90.0, 0.0)
+    np.testing.assert_allclose(project_ego_points(left, np.array([[0.0, 5.0, 1.5]]))[0],
+                               [50.0, 30.0], atol=1e-6)
+    with pytest.raises(ValueError, match="hfov_deg"):
+        CameraConfig("x", 0.0)
+    with pytest.raises(ValueError, match="names must be unique"):
+        RigConfig([cam, cam])
+    rig = ar1_rig()
+    assert [c.name for c in rig.cameras] == ["front_wide", "front_tele", "cross_left",
+                                             "cross_right", "rear_left", "rear_right",
+                                             "rear_tele"]
+    assert {(c.width_px, c.height_px) for c in rig.cameras} == {(448, 280)}
+
+
+def _two_box_world(near: bool) -> SceneRenderer:
+    from alpamayo_ros.data.scenarios import Episode
+
+    road = Road(RoadConfig(segments=[(200.0, 0.0)], num_lanes=1))
+    world = World(road, EgoState(10.0, 0.0, 0.0), appearance={"brightness": 1.0})
+    world.agents.append(Agent("far", "van", 45.0, 0.0, mode="static", colour="blue"))
+    if near:
+        world.agents.append(Agent("near", "car", 25.0, 0.0, mode="static", colour="red"))
+    from alpamayo_ros.data.expert import Expert, ExpertConfig
+    from alpamayo_ros.data.scenarios import Scenario
+
+    ep = simulate(Scenario("custom", 0, world, Expert(ExpertConfig()), duration_s=0.1))
+    assert isinstance(ep, Episode)
+    return SceneRenderer(ep)
+
+
+def test_renderer_occludes_far_objects_behind_near_ones():
+    cam = CameraConfig("front", 30.0, 160, 100, 1.5, 0.0, 1.2, 0.0, 0.0)
+    centre = (50, 80)
+    far_only = _two_box_world(False).render(0, [cam])[0]
+    both = _two_box_world(True).render(0, [cam])[0]
+    r, g, b = far_only[centre].astype(int)
+    assert b > r + 40  # the blue van
+    # The red car in front hides the van: its glass at the centre, its red body below.
+    assert np.abs(both[centre].astype(int) - far_only[centre].astype(int)).max() > 40
+    r, g, b = both[69, 80].astype(int)
+    assert r > b + 40
+
+
+def test_traffic_light_colour_is_visible():
+    ep = simulate(make_scenario("red_light", 0))
+    renderer = SceneRenderer(ep)
+    cam = CameraConfig("front", 40.0, 320, 200, 1.6, 0.0, 1.55, 0.0, 0.0)
+
+    def lamp_pixels(i: int, rgb: tuple[int, int, int]) -> int:
+        img = renderer.render(i, [cam])[0].astype(int)
+        return int(np.sum(np.all(np.abs(img - np.array(rgb)) < 30, axis=-1)))
+
+    line = ep.world.lights[0].stop_line_s
+    red = next(i for i, f in enumerate(ep.frames) if f.lights["light"] == "red"
+               and f.ego.s > line - 40)
+    green = max(i for i, f in enumerate(ep.frames[:red]) if f.lights["light"] == "green")
+    assert lamp_pixels(red, (255, 40, 30)) > 0
+    assert lamp_pixels(red, (40, 255, 90)) == 0
+    assert lamp_pixels(green, (40, 255, 90)) > 0
+    assert lamp_pixels(green, (255, 40, 30)) == 0
+
+
+def test_full_rig_renders_seven_images():
+    ep = simulate(make_scenario("hidden_pedestrian", 0, duration_s=1.0))
+    rig = ar1_rig()
+    imgs = SceneRenderer(ep).render(5, rig.cameras)
+    assert len(imgs) == 7
+    for img in imgs:
+        assert img.shape == (280, 448, 3) and img.dtype == np.uint8
+        assert img.std() > 10  # not a flat fill
+
+
+@pytest.fixture(scope="module")
+def small_bag(tmp_path_factory):
+    ep = simulate(make_scenario("lead_at_red_light", 0, duration_s=9.0))
+    kfs = label_episode(ep)
+    assert kfs
+    path = write_episode_bag(ep, kfs, make_rig("tiny"), tmp_path_factory.mktemp("b") / "bag")
+    return ep, kfs, path
+
+
+def test_bag_round_trips_through_rosbags(small_bag):
+    ep, kfs, path = small_bag
+    c = read_bag(path)
+    assert len(c.odom_ns) == len(ep.frames)
+    np.testing.assert_allclose(c.odom_xyhv[:, :2], ep.ego_xyhv()[:, :2], atol=1e-9)
+    assert set(c.images) == {"cross_left", "front_wide", "cross_right", "front_tele"}
+    assert all(len(v) == len(ep.frames) for v in c.images.values())
+    assert c.images["front_wide"][0][1].shape == (60, 96, 3)
+    assert len(c.reasoning) == len(kfs)
+    msg = c.reasoning[min(c.reasoning)]
+    assert msg.text == kfs[0].label.text
+    assert [x.id for x in msg.critical_components] == [x.id for x in kfs[0].label.components]
+    traj = next(iter(c.trajectories.values()))
+    assert len(traj.points) == 64
+    obstacles = c.obstacles[min(c.obstacles)]
+    assert [o.id for o in obstacles.obstacles] == [a.id for a in ep.frames[0].agents]
+
+
+def test_bag_round_trips_through_mcap_ros2(small_bag):
+    from mcap_ros2.reader import read_ros2_messages
+
+    _, kfs, path = small_bag
+    mcap = next(path.glob("*.mcap"))
+    topics: dict[str, int] = {}
+    texts = []
+    for m in read_ros2_messages(str(mcap)):
+        topics[m.channel.topic] = topics.get(m.channel.topic, 0) + 1
+        if m.channel.topic == "/planning/reference_reasoning":
+            texts.append(m.ros_msg.text)
+        if m.channel.topic == "/perception/obstacles":
+            assert m.ros_msg.obstacles[0].classification == 1
+    assert texts == [k.label.text for k in kfs]
+    for name in ("front_wide", "front_tele"):
+        assert topics[f"/sensing/camera/{name}/compressed"] == 90
+        assert topics[f"/sensing/camera/{name}/camera_info"] == 90
+    assert topics["/localization/kinematic_state"] == 90
+
+
+def test_dataset_view_and_cache(small_bag, tmp_path):
+    ep, kfs, path = small_bag
+    ds = BagDataset(path, history_frames=4, stride=10)
+    labelled = [s for s in ds if s.coc is not None]
+    assert len(labelled) == sum(1 for k in kfs if k.index + 64 < len(ep.frames))
+    s = labelled[0]
+    assert s.images.shape == (4, 4, 60, 96, 3)
+    assert s.ego_history.shape == (16, 4) and s.future_xyh.shape == (64, 3)
+    np.testing.assert_allclose(s.ego_history[-1, :3], 0.0, atol=1e-6)
+    assert s.future_xyh[-1, 0] > 0.0
+    assert np.all(np.isfinite(s.future_controls))
+    assert s.cameras[0].camera_to_ego[0, 3] != 0.0  # extrinsics from rig.json
+    cache = write_cache(ds, tmp_path / "cache", shard_size=2)
+    loaded = load_cache(cache)
+    assert len(loaded) == len(ds)
+    for a, b in zip(ds, loaded):
+        np.testing.assert_array_equal(a.images, b.images)
+        np.testing.assert_allclose(a.future_xyh, b.future_xyh)
+        assert (a.coc is None) == (b.coc is None)
+        if a.coc is not None:
+            assert a.coc.text == b.coc.text
+    assert isinstance(loaded.arrays("images")[0], np.memmap)
+
+
+def test_mosaic_png(small_bag, tmp_path):
+    ep, kfs, _ = small_bag
+    rgb = mosaic(ep, kfs[-1], make_rig("tiny"), tile_width=96)
+    path = save_png(rgb, tmp_path / "m.png", max_bytes=400_000)
+    assert path.stat().st_size <= 400_000 and rgb.ndim == 3
+
+
+def test_generate_command(tmp_path, capsys):
+    from alpamayo_ros.cli import main
+
+    rc = main(["generate", "--out", str(tmp_path / "out"), "--families", "cut_in",
+               "--rig", "tiny", "--duration-s", "8.5", "--cache", str(tmp_path / "cache")])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert len(summary["bags"]) == 1 and summary["keyframes"] >= 1
+    assert len(load_cache(tmp_path / "cache")) >= 1
