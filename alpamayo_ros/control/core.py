@@ -99,6 +99,22 @@ class ControllerCore:
             self._invalid_reason = ""
             return report, True
 
+    def reject_plan(self, traj: Trajectory, now_ns: int, check_name: str,
+                    reason: str) -> SafetyReport:
+        """Record ``traj`` as rejected by a check the node ran itself (never adopted).
+
+        For conditions only the node can see, e.g. no localization at the plan's stamp
+        to place the obstacles in the plan's frame: the plan cannot be checked, so it is
+        treated like one that failed.
+        """
+        with self._lock:
+            self._last_arrival_ns = int(now_ns)
+            report = SafetyReport(traj.stamp_ns, int(now_ns), (CheckResult(
+                check_name, math.nan, math.nan, False),))
+            self._latest_report = report
+            self._latest_rejected = True
+            return report
+
     def update_obstacles(
         self, obstacles: Sequence[Obstacle], now_ns: int, obstacles_stamp_ns: int | None = None
     ) -> SafetyReport | None:

@@ -1,8 +1,9 @@
 """Conversions between core types and ROS messages (trajectories, reasoning, RViz views).
 
 Core -> message: :func:`trajectory_to_msg`, :func:`coc_to_reasoning_msg`,
-:func:`trajectory_to_path`, :func:`plan_markers`. Message -> core:
-:func:`msg_to_trajectory`, :func:`reasoning_msg_to_coc`. Stamps are integer nanoseconds
+:func:`trajectory_to_path`, :func:`plan_markers`, :func:`command_to_msg`,
+:func:`controller_status_to_msg`. Message -> core: :func:`msg_to_trajectory`,
+:func:`reasoning_msg_to_coc`, :func:`obstacles_from_msg`. Stamps are integer nanoseconds
 in the core and ``builtin_interfaces/Time`` in messages.
 """
 
@@ -18,8 +19,20 @@ from nav_msgs.msg import Path
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from alpamayo_ros.msg import CriticalComponent, Reasoning, TrajectoryPoint, TrajectorySample
+from alpamayo_ros.control.core import ControllerStatus
+from alpamayo_ros.control.fallback import Command
+from alpamayo_ros.msg import (
+    ControlCommand,
+    CriticalComponent,
+    ObstacleArray,
+    Reasoning,
+    SafetyCheck,
+    SafetyStatus,
+    TrajectoryPoint,
+    TrajectorySample,
+)
 from alpamayo_ros.msg import Trajectory as TrajectoryMsg
+from alpamayo_ros.safety.collision import Obstacle, ObstacleClass
 from alpamayo_ros.sample import CocLabel, CriticalComponentLabel
 from alpamayo_ros.trajectory import Trajectory
 
@@ -179,3 +192,48 @@ def reasoning_msg_to_coc(msg: Reasoning) -> CocLabel:
         longitudinal_meta_action=msg.longitudinal_meta_action,
         lateral_meta_action=msg.lateral_meta_action,
     )
+
+
+def command_to_msg(command: Command, frame_id: str = "base_link") -> ControlCommand:
+    """``alpamayo_ros/ControlCommand`` from the controller core's command."""
+    return ControlCommand(
+        header=Header(stamp=time_from_ns(command.stamp_ns), frame_id=frame_id),
+        acceleration=float(command.acceleration_mps2), curvature=float(command.curvature_per_m),
+        velocity=float(command.velocity_mps), source=int(command.source),
+        plan_stamp=time_from_ns(command.plan_stamp_ns))
+
+
+def controller_status_to_msg(status: ControllerStatus) -> SafetyStatus:
+    """``alpamayo_ros/SafetyStatus`` from the controller core's status."""
+    return SafetyStatus(
+        header=Header(stamp=time_from_ns(status.stamp_ns)), state=int(status.state),
+        failed_checks=list(status.failed_checks),
+        checks=[SafetyCheck(name=c.name, passed=bool(c.passed), value=float(c.value),
+                            limit=float(c.limit)) for c in status.checks],
+        active_plan_stamp=time_from_ns(status.active_plan_stamp_ns),
+        policy_silence_s=float(status.policy_silence_s), reason=status.reason)
+
+
+def _yaw(q) -> float:
+    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+
+
+def obstacles_from_msg(msg: ObstacleArray) -> tuple[list[Obstacle], int]:
+    """Core obstacles (in ``msg.header.frame_id``) and their stamp in ns.
+
+    An obstacle with a non-finite or negative size, pose or velocity cannot be checked
+    against: it raises ValueError naming it (the caller decides the safe behaviour).
+    """
+    out = []
+    for ob in msg.obstacles:
+        try:
+            cls = ObstacleClass(ob.classification)
+        except ValueError:
+            cls = ObstacleClass.UNKNOWN
+        p = ob.pose.position
+        out.append(Obstacle(
+            x_m=float(p.x), y_m=float(p.y), yaw_rad=_yaw(ob.pose.orientation),
+            length_m=float(ob.size.x), width_m=float(ob.size.y), vx_mps=float(ob.velocity.x),
+            vy_mps=float(ob.velocity.y), height_m=float(ob.size.z), id=ob.id,
+            classification=cls))
+    return out, ns_from_time(msg.header.stamp)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -174,3 +174,18 @@ def check_collision(
     hit = first_collision(traj, obstacles, now_ns, ego, obstacles_stamp_ns, time_step_s)
     value = math.inf if hit is None else hit.time_to_collision_s
     return value, value >= min_time_to_collision_s
+
+
+def obstacles_in_frame(obstacles: Sequence[Obstacle], origin_x_m: float, origin_y_m: float,
+                       origin_yaw_rad: float) -> list[Obstacle]:
+    """Obstacles re-expressed in the frame whose origin is the given pose (map -> ego)."""
+    c, s = math.cos(origin_yaw_rad), math.sin(origin_yaw_rad)
+    out = []
+    for ob in obstacles:
+        dx, dy = ob.x_m - origin_x_m, ob.y_m - origin_y_m
+        out.append(replace(
+            ob, x_m=c * dx + s * dy, y_m=-s * dx + c * dy,
+            yaw_rad=math.atan2(math.sin(ob.yaw_rad - origin_yaw_rad),
+                               math.cos(ob.yaw_rad - origin_yaw_rad)),
+            vx_mps=c * ob.vx_mps + s * ob.vy_mps, vy_mps=-s * ob.vx_mps + c * ob.vy_mps))
+    return out

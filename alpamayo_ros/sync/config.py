@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 # Cameras of NVIDIA's Alpamayo-R1 release: 4 cameras x 4 frames (ar1-facts.md, "Cameras").
 AR1_CAMERA_NAMES = ("cross_left", "front_wide", "cross_right", "front_tele")
+# The AR1 vehicle rig: 7 cameras (ar1-facts.md, "Cameras"); names as in data/cameras.py.
+AR1_RIG_CAMERA_NAMES = ("front_wide", "front_tele", "cross_left", "cross_right", "rear_left",
+                        "rear_right", "rear_tele")
 # openpilot modeld: the two cameras of one model input must be within 10 ms (ar1-facts.md).
 DEFAULT_SLOP_S = 0.01
 # AR1 release: 4 frames, 0.4 s of history at 10 Hz (ar1-facts.md, "Cameras").
@@ -35,7 +38,7 @@ class SyncConfig:
     - ``skew_window``: emitted sets over which the skew statistics are computed.
     """
 
-    camera_names: tuple[str, ...] = AR1_CAMERA_NAMES
+    camera_names: tuple[str, ...] = AR1_RIG_CAMERA_NAMES
     queue_size: int = 10
     slop_s: float = DEFAULT_SLOP_S
     source_timeout_s: float = 0.5
@@ -73,3 +76,31 @@ class SyncConfig:
         if self.history_incomplete not in INCOMPLETE_POLICIES:
             raise ValueError(f"history_incomplete must be one of {INCOMPLETE_POLICIES}, "
                              f"got {self.history_incomplete!r}")
+
+
+@dataclass(frozen=True)
+class CameraInputConfig:
+    """How the camera sync node receives its inputs (ROS parameter names = field names).
+
+    - ``compressed``: subscribe ``.../image_raw/compressed`` (sensor_msgs/CompressedImage,
+      decoded only for the frames the model reads) instead of ``.../image_raw``.
+    - ``report_period_s``: period of the synchronization diagnostics.
+    - ``odometry_horizon_s``: ego poses kept for the model's 1.5 s ego history.
+    - ``clock_jump_reset_s``: a camera stamp this far behind the newest one (bag loop,
+      simulator restart) resets the synchronizer, history and odometry instead of
+      mixing two timelines.
+    """
+
+    compressed: bool = False
+    report_period_s: float = 1.0
+    odometry_horizon_s: float = 5.0
+    clock_jump_reset_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.compressed, bool):
+            raise ValueError(f"compressed must be true or false, got {self.compressed!r}")
+        for name in ("report_period_s", "odometry_horizon_s", "clock_jump_reset_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                    math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0 s, got {value!r}")

@@ -1,0 +1,1 @@
+"""Online inference core of the policy node (no rclpy): config, runner, latest-only worker."""

@@ -1,0 +1,88 @@
+"""Parameters of the policy node (ROS parameter names = field names)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from alpamayo_ros.sync.config import AR1_CAMERA_NAMES
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class PolicyNodeConfig:
+    """Policy node parameters.
+
+    - ``weights_dir``: exported weights (``config.json`` + ``model.safetensors`` +
+      ``tokenizer.json``); required.
+    - ``device``: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+    - ``rate_hz``: inference ticks per second; a tick that finds the previous inference
+      still running is dropped and counted, never queued (openpilot modeld).
+    - ``flow_steps``: Euler steps of the flow-matching expert (AR1: 10; 5 allowed).
+    - ``reasoning``: generate the CoC reasoning before the trajectory (false: trajectory
+      only, the fast path; the Reasoning topic then carries no text).
+    - ``num_samples``: trajectories per tick; the first is the plan, the others go to
+      ``Trajectory.samples`` (and RViz) for multi-modal inspection.
+    - ``max_reasoning_tokens``: cap on generated reasoning tokens (0 = the model's budget).
+    - ``max_frame_age_s``: a frame set older than this (node clock minus its camera
+      stamp) is not used; the tick is skipped and counted as stale.
+    - ``model_cameras``: the synchronized cameras fed to the model, in order (AR1's
+      release: cross-left, front-wide, cross-right, front-tele).
+    - ``camera_rig``: rig preset (``ar1``, ``train_small``, ``tiny``) or a ``rig.json``
+      path giving each camera's mounting (camera-to-ego); intrinsics come from
+      ``camera_info`` when it arrives, else from the rig scaled to the image size.
+    - ``warmup_runs``: inferences on a blank input at configure time (first-call costs).
+    - ``seed``: >= 0 makes the flow noise repeatable per tick; -1 draws fresh noise.
+    - ``frame_id``: frame of the published plan (the ego frame at the camera time).
+    - ``diagnostics_period_s``: period of ``/diagnostics``.
+    - ``autostart``: a lifecycle node configures and activates itself at start-up (no
+      lifecycle manager needed); false waits for ``configure``/``activate`` transitions.
+    """
+
+    weights_dir: str = ""
+    device: str = "auto"
+    rate_hz: float = 2.0
+    flow_steps: int = 10
+    reasoning: bool = True
+    num_samples: int = 1
+    max_reasoning_tokens: int = 0
+    max_frame_age_s: float = 0.5
+    model_cameras: tuple[str, ...] = AR1_CAMERA_NAMES
+    camera_rig: str = "ar1"
+    warmup_runs: int = 1
+    seed: int = -1
+    frame_id: str = "base_link"
+    diagnostics_period_s: float = 1.0
+    autostart: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.device, str) or not (
+                self.device in DEVICES or self.device.startswith("cuda:")):
+            raise ValueError(f"device must be one of {DEVICES} or 'cuda:N', got {self.device!r}")
+        for name in ("rate_hz", "max_frame_age_s", "diagnostics_period_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                    math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        for name, low in (("flow_steps", 1), ("num_samples", 1), ("max_reasoning_tokens", 0),
+                          ("warmup_runs", 0), ("seed", -1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        cams = self.model_cameras
+        if isinstance(cams, str) or not cams or not all(isinstance(c, str) and c for c in cams):
+            raise ValueError(f"model_cameras must list at least one camera name, got {cams!r}")
+        if len(set(cams)) != len(cams):
+            raise ValueError(f"model_cameras must be unique, got {cams!r}")
+        object.__setattr__(self, "model_cameras", tuple(cams))
+        if not isinstance(self.camera_rig, str) or not self.camera_rig:
+            raise ValueError(f"camera_rig must be a rig preset or a rig.json path, "
+                             f"got {self.camera_rig!r}")
+        if not isinstance(self.frame_id, str) or not self.frame_id:
+            raise ValueError(f"frame_id must be a non-empty frame name, got {self.frame_id!r}")
+
+    @property
+    def period_s(self) -> float:
+        """Inference tick period (s)."""
+        return 1.0 / self.rate_hz

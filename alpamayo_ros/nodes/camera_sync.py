@@ -1,0 +1,245 @@
+"""Camera synchronization node: N cameras + odometry in, synchronized history out.
+
+Subscribes ``/sensing/camera/<name>/image_raw`` (or ``.../compressed``) for every name in
+``camera_names``, their ``camera_info`` and the ego odometry, all with the shared sensor
+QoS, and groups frames by approximate time with message_filters' semantics:
+``message_filters.ApproximateTimeSynchronizer`` when it is installed, else the package's
+own :class:`~alpamayo_ros.sync.synchronizer.ApproximateTimeSynchronizer` (which this
+environment uses; it is tested against the same cases as message_filters' own tests).
+It keeps the model's multi-frame history and the odometry buffer, and publishes its
+health (dropped sets, skew, per-camera staleness) on ``/diagnostics``.
+
+The policy node runs in the same process and reads :meth:`CameraSyncNode.snapshot`
+directly (no image is copied or re-published between them, like a composed container
+with intra-process communication); run on its own (``ros2 run alpamayo_ros
+camera_sync_node``) it is a synchronization monitor for a vehicle or a replayed bag.
+
+Bad input: an image whose size, step or encoding is inconsistent is dropped at once and
+counted per camera (raw images are validated on arrival, compressed ones when decoded
+for the model); odometry with NaN is rejected by the buffer and counted; a stamp far
+behind the newest (bag loop, simulator restart) resets the synchronizer, history and
+odometry instead of mixing two timelines.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Odometry
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+from alpamayo_ros import topics
+from alpamayo_ros.ros import diagnostics
+from alpamayo_ros.ros.conversions import ns_from_time
+from alpamayo_ros.ros.images import (
+    ImageConversionError,
+    compressed_to_rgb,
+    image_to_array,
+    image_to_rgb,
+)
+from alpamayo_ros.ros.params import declare_config
+from alpamayo_ros.ros.qos import latched_qos, sensor_qos
+from alpamayo_ros.sync import CameraSync, HistoryWindow, SyncConfig
+from alpamayo_ros.sync.config import CameraInputConfig
+from alpamayo_ros.sync.odometry import EgoHistory, EgoPose, OdometryBuffer
+from alpamayo_ros.sync.synchronizer import SyncedSet
+
+try:  # the real thing where it is installed (vehicles); absent from the pip wheels
+    import message_filters
+except ImportError:  # pragma: no cover - depends on the installation
+    message_filters = None
+
+S_TO_NS = 1_000_000_000
+
+
+def decode_frame(msg: Image | CompressedImage) -> np.ndarray:
+    """RGB uint8 (H, W, 3) of a camera message; raises ImageConversionError."""
+    if isinstance(msg, CompressedImage):
+        return compressed_to_rgb(msg)
+    return image_to_rgb(msg)
+
+
+def odometry_pose(msg: Odometry) -> EgoPose:
+    """Ego pose (map frame) from ``nav_msgs/Odometry``.
+
+    Yaw comes from the quaternion, speed from the body-frame linear twist.
+    """
+    q = msg.pose.pose.orientation
+    yaw = float(np.arctan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z)))
+    v = msg.twist.twist.linear
+    speed = float(np.hypot(v.x, v.y)) * (1.0 if v.x >= 0 else -1.0)
+    p = msg.pose.pose.position
+    return EgoPose(ns_from_time(msg.header.stamp), float(p.x), float(p.y), yaw, speed)
+
+
+@dataclass(frozen=True)
+class SyncSnapshot:
+    """What the policy reads: the history window plus the camera_info K seen so far."""
+
+    window: HistoryWindow
+    camera_names: tuple[str, ...]
+    intrinsics: dict[str, np.ndarray]
+
+
+class CameraSyncNode(Node):
+    """Synchronizes cameras, keeps history and odometry, reports health."""
+
+    def __init__(self, node_name: str = "camera_sync", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self.sync_config = declare_config(self, SyncConfig)
+        self.input_config = declare_config(self, CameraInputConfig)
+        self._lock = threading.Lock()
+        self._names = self.sync_config.camera_names
+        self._core = CameraSync(self.sync_config)
+        self.odometry = OdometryBuffer(self.input_config.odometry_horizon_s)
+        self._newest_stamp_ns: int | None = None
+        self._intrinsics: dict[str, np.ndarray] = {}
+        self.malformed = {name: 0 for name in self._names}
+        self.resets = 0
+        msg_type = CompressedImage if self.input_config.compressed else Image
+        self._subs: list[Any] = []
+        self.backend = "message_filters" if message_filters is not None else "builtin"
+        if message_filters is not None:  # pragma: no cover - not installable here
+            self._setup_message_filters(msg_type)
+        else:
+            for index, name in enumerate(self._names):
+                self._subs.append(self.create_subscription(
+                    msg_type, topics.image_topic(name, self.input_config.compressed),
+                    lambda msg, i=index: self._on_image(i, msg), sensor_qos()))
+        for name in self._names:
+            self._subs.append(self.create_subscription(
+                CameraInfo, topics.camera_info_topic(name),
+                lambda msg, n=name: self._on_info(n, msg), latched_qos()))
+        self._subs.append(self.create_subscription(
+            Odometry, topics.ODOMETRY, self._on_odometry, sensor_qos()))
+        self._diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
+        self.create_timer(self.input_config.report_period_s, self._publish_report)
+        kind = "compressed" if self.input_config.compressed else "raw"
+        self.get_logger().info(f"synchronizing {len(self._names)} {kind} cameras "
+                               f"({self.backend}, slop {self.sync_config.slop_s} s)")
+
+    # ------------------------------------------------------------------ inputs
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    def _check_clock_jump(self, stamp_ns: int) -> None:
+        """Reset everything when a stamp goes far back in time (bag loop, sim restart)."""
+        jump_ns = int(self.input_config.clock_jump_reset_s * S_TO_NS)
+        if self._newest_stamp_ns is not None and stamp_ns < self._newest_stamp_ns - jump_ns:
+            self.get_logger().warning(
+                f"camera time jumped back by {(self._newest_stamp_ns - stamp_ns) / 1e9:.2f} s: "
+                "resetting synchronizer, history and odometry")
+            self._core = CameraSync(self.sync_config)
+            self.odometry.clear()
+            self._newest_stamp_ns = None
+            self.resets += 1
+        if self._newest_stamp_ns is None or stamp_ns > self._newest_stamp_ns:
+            self._newest_stamp_ns = stamp_ns
+
+    def _valid(self, index: int, msg: Image | CompressedImage) -> bool:
+        if isinstance(msg, Image):
+            try:
+                image_to_array(msg)  # size/step/encoding checks, zero copy
+            except ImageConversionError as exc:
+                self.malformed[self._names[index]] += 1
+                self.get_logger().warning(
+                    f"dropping malformed image from {self._names[index]}: {exc}",
+                    throttle_duration_sec=5.0)
+                return False
+        elif not msg.data:
+            self.malformed[self._names[index]] += 1
+            return False
+        return True
+
+    def _on_image(self, index: int, msg: Image | CompressedImage) -> None:
+        if not self._valid(index, msg):
+            return
+        stamp_ns = ns_from_time(msg.header.stamp)
+        with self._lock:
+            self._check_clock_jump(stamp_ns)
+            self._core.add(index, stamp_ns, msg, self._now_ns())
+
+    def _on_info(self, name: str, msg: CameraInfo) -> None:
+        k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+        if np.all(np.isfinite(k)) and k[0, 0] > 0 and k[1, 1] > 0:
+            with self._lock:
+                self._intrinsics[name] = k
+        else:
+            self.get_logger().warning(f"ignoring camera_info of {name}: invalid K {msg.k}",
+                                      throttle_duration_sec=5.0)
+
+    def _on_odometry(self, msg: Odometry) -> None:
+        pose = odometry_pose(msg)
+        with self._lock:
+            self.odometry.add(pose)
+
+    def _setup_message_filters(self, msg_type: type) -> None:  # pragma: no cover
+        """message_filters grouping; our monitor and history see the same sets."""
+        subs = []
+        for index, name in enumerate(self._names):
+            sub = message_filters.Subscriber(
+                self, msg_type, topics.image_topic(name, self.input_config.compressed),
+                qos_profile=sensor_qos())
+            sub.registerCallback(lambda msg, i=index: self._on_mf_frame(i, msg))
+            subs.append(sub)
+        self._mf_sync = message_filters.ApproximateTimeSynchronizer(
+            subs, self.sync_config.queue_size, self.sync_config.slop_s)
+        self._mf_sync.registerCallback(self._on_mf_set)
+        self._subs.extend(subs)
+
+    def _on_mf_frame(self, index: int, msg: Any) -> None:  # pragma: no cover
+        with self._lock:
+            stamp_ns = ns_from_time(msg.header.stamp)
+            self._check_clock_jump(stamp_ns)
+            self._core.monitor.on_frame(index, stamp_ns, self._now_ns())
+
+    def _on_mf_set(self, *msgs: Any) -> None:  # pragma: no cover
+        if not all(self._valid(i, m) for i, m in enumerate(msgs)):
+            return
+        synced = SyncedSet(tuple(ns_from_time(m.header.stamp) for m in msgs), tuple(msgs))
+        with self._lock:
+            self._core.monitor.on_set(synced)
+            self._core.history.push(synced)
+
+    # ------------------------------------------------------------------ outputs
+    def snapshot(self) -> SyncSnapshot | None:
+        """The current history window (None until it is ready) and the intrinsics."""
+        with self._lock:
+            window = self._core.window()
+            if window is None:
+                return None
+            return SyncSnapshot(window, self._names, dict(self._intrinsics))
+
+    def ego_history(self, stamp_ns: int) -> EgoHistory | None:
+        """The model's ego history at a camera time (None without odometry there)."""
+        with self._lock:
+            return self.odometry.history_at(stamp_ns)
+
+    def status(self) -> Any:
+        """Current diagnostics status (also published every ``report_period_s``)."""
+        with self._lock:
+            report = self._core.report(self._now_ns())
+            extra = {"backend": self.backend, "resets": self.resets,
+                     "odometry_rejected_non_finite": self.odometry.rejected_non_finite,
+                     "odometry_rejected_out_of_order": self.odometry.rejected_out_of_order}
+            extra.update({f"{n}/malformed": c for n, c in self.malformed.items()})
+        return diagnostics.sync_status(report, self.get_name(), extra)
+
+    def _publish_report(self) -> None:
+        self._diag_pub.publish(diagnostics.array(self._now_ns(), [self.status()]))
+
+
+def main(args: list[str] | None = None) -> None:
+    """``ros2 run alpamayo_ros camera_sync_node``: synchronization monitor on its own."""
+    from alpamayo_ros.ros.runner import run_node
+
+    run_node(CameraSyncNode, args)
+
+
+if __name__ == "__main__":
+    main()

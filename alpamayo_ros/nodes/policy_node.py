@@ -1,0 +1,323 @@
+"""Policy node: synchronized cameras + odometry -> Trajectory, Reasoning, Path, markers.
+
+A lifecycle node (``rclpy.lifecycle``): *configure* loads the exported weights once and
+warms the model up, *activate* starts the inference timer, *deactivate* stops it,
+*cleanup* releases the model. With ``autostart`` (the default) it configures and
+activates itself at start-up; a failed configure then ends the process with the reason.
+
+Each tick (``rate_hz``) takes the camera sync node's newest history window. A tick is
+skipped and counted when there is no window yet, when the window is older than
+``max_frame_age_s``, when it is the window already used, or when the ego history is
+unknown; when the previous inference is still running the tick is dropped and counted,
+never queued. Inference runs on its own thread (:class:`LatestOnlyWorker`), off every
+subscription callback. Outputs are stamped with the camera time of the window's newest
+frame set; ``/diagnostics`` reports inference time, achieved rate and drop ratio.
+
+The process runs two nodes in one executor: ``camera_sync`` (subscriptions, history) and
+``alpamayo_policy`` (this one), which reads the sync node's snapshot in memory.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Path
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from visualization_msgs.msg import MarkerArray
+
+from alpamayo_ros import topics
+from alpamayo_ros.inference.config import PolicyNodeConfig
+from alpamayo_ros.inference.runner import (
+    InputError,
+    PolicyOutput,
+    PolicyRunner,
+    load_rig_geometry,
+)
+from alpamayo_ros.inference.worker import LatestOnlyWorker
+from alpamayo_ros.msg import Reasoning
+from alpamayo_ros.msg import Trajectory as TrajectoryMsg
+from alpamayo_ros.nodes.camera_sync import CameraSyncNode, SyncSnapshot, decode_frame
+from alpamayo_ros.ros import diagnostics
+from alpamayo_ros.ros.conversions import (
+    coc_to_reasoning_msg,
+    plan_markers,
+    trajectory_to_msg,
+    trajectory_to_path,
+)
+from alpamayo_ros.ros.images import ImageConversionError
+from alpamayo_ros.ros.params import declare_config
+from alpamayo_ros.ros.qos import plan_qos
+
+S_TO_NS = 1_000_000_000
+SKIP_REASONS = ("no_window", "stale_window", "same_window", "no_odometry", "bad_input",
+                "inactive")
+
+
+class PolicyNode(LifecycleNode):
+    """Runs the VLA on the camera sync node's history and publishes its outputs."""
+
+    def __init__(self, sync: CameraSyncNode, node_name: str = "alpamayo_policy",
+                 **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self.config = declare_config(self, PolicyNodeConfig)
+        self.sync = sync
+        self.runner: PolicyRunner | None = None
+        self.worker: LatestOnlyWorker | None = None
+        self._timer = None
+        self._active = False
+        self._lock = threading.Lock()
+        self.skipped = {reason: 0 for reason in SKIP_REASONS}
+        self.published = 0
+        self._last_window_stamp_ns: int | None = None
+        self._last_output_ms: dict[str, float] = {}
+        self._rate_marks: list[float] = []
+        self._pubs: dict[str, Any] = {}
+        self._diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
+        self.create_timer(self.config.diagnostics_period_s, self._publish_diagnostics)
+        if self.config.autostart:
+            self._autostart()
+
+    # ------------------------------------------------------------------ lifecycle
+    def _autostart(self) -> None:
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            raise RuntimeError(f"policy node failed to configure: {self._configure_error}")
+        if self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            raise RuntimeError("policy node failed to activate")
+
+    _configure_error = ""
+
+    def _configure(self) -> None:
+        """Load weights, build the runner, warm up, create publishers and the worker."""
+        from alpamayo_ros.model.policy import Policy
+        from alpamayo_ros.model.weights import WeightsError
+
+        cfg = self.config
+        if not cfg.weights_dir:
+            raise ValueError("parameter 'weights_dir' is empty: point it at an exported "
+                             "weights directory (config.json + model.safetensors)")
+        try:
+            policy = Policy.from_pretrained(cfg.weights_dir, cfg.device)
+        except (WeightsError, OSError) as exc:
+            raise ValueError(f"cannot load weights from {cfg.weights_dir!r}: {exc}") from exc
+        self.runner = PolicyRunner(cfg, policy, load_rig_geometry(cfg.camera_rig))
+        missing = [c for c in cfg.model_cameras if c not in self.sync.sync_config.camera_names]
+        if missing:
+            raise ValueError(f"model_cameras {missing} are not synchronized by the camera "
+                             f"sync node (camera_names {self.sync.sync_config.camera_names})")
+        warm_s = self.runner.warmup(cfg.warmup_runs) if cfg.warmup_runs else math.nan
+        make = self.create_lifecycle_publisher
+        self._pubs = {
+            "trajectory": make(TrajectoryMsg, topics.TRAJECTORY, plan_qos()),
+            "reasoning": make(Reasoning, topics.REASONING, plan_qos()),
+            "path": make(Path, topics.PATH, plan_qos()),
+            "markers": make(MarkerArray, topics.MARKERS, plan_qos()),
+        }
+        self.worker = LatestOnlyWorker("alpamayo_inference", self._on_worker_error)
+        self.get_logger().info(
+            f"loaded {self.runner.model_id} ({policy.num_parameters() / 1e6:.2f} M params) on "
+            f"{policy.device}; warm-up inference {warm_s * 1e3:.0f} ms; cameras "
+            f"{list(cfg.model_cameras)}; {cfg.rate_hz} Hz, flow_steps {cfg.flow_steps}, "
+            f"reasoning {'on' if cfg.reasoning else 'off'}")
+
+    def _activate(self) -> None:
+        self._active = True
+        if self._timer is None:
+            self._timer = self.create_timer(self.config.period_s, self._tick)
+
+    def _deactivate(self) -> None:
+        self._active = False
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+        if self.worker is not None:
+            self.worker.wait_idle(10.0)
+
+    def _cleanup(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+        self.worker = None
+        self.runner = None
+        for pub in self._pubs.values():
+            self.destroy_lifecycle_publisher(pub)
+        self._pubs = {}
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Load and warm up the model."""
+        try:
+            self._configure()
+        except Exception as exc:  # report any failure as a failed transition
+            self._configure_error = f"{type(exc).__name__}: {exc}"
+            self.get_logger().error(f"configure failed: {self._configure_error}")
+            self.runner = None
+            return TransitionCallbackReturn.FAILURE
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Start the inference timer."""
+        self._activate()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop the inference timer (the running inference finishes)."""
+        self._deactivate()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release the model."""
+        self._cleanup()
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop everything."""
+        self._deactivate()
+        self._cleanup()
+        return super().on_shutdown(state)
+
+    def destroy_node(self) -> None:
+        """Stop the worker thread before the node goes."""
+        if self.worker is not None:
+            self.worker.stop(timeout_s=10.0)
+        super().destroy_node()
+
+    # ------------------------------------------------------------------ ticks
+    def _skip(self, reason: str) -> None:
+        with self._lock:
+            self.skipped[reason] += 1
+
+    def _tick(self) -> None:
+        if not self._active or self.runner is None or self.worker is None:
+            self._skip("inactive")
+            return
+        snapshot = self.sync.snapshot()
+        if snapshot is None:
+            self._skip("no_window")
+            return
+        stamp_ns = snapshot.window.stamp_ns
+        now_ns = self.get_clock().now().nanoseconds
+        if now_ns - stamp_ns > self.config.max_frame_age_s * S_TO_NS:
+            self._skip("stale_window")
+            return
+        if stamp_ns == self._last_window_stamp_ns:
+            self._skip("same_window")
+            return
+        if self.worker.submit(lambda: self._infer(snapshot)):
+            self._last_window_stamp_ns = stamp_ns
+
+    def _infer(self, snapshot: SyncSnapshot) -> None:
+        """Worker thread: decode, build the sample, run the model, publish."""
+        runner = self.runner
+        if runner is None:
+            return
+        window = snapshot.window
+        stamp_ns = window.stamp_ns
+        history = self.sync.ego_history(stamp_ns)
+        if history is None:
+            self._skip("no_odometry")
+            return
+        index = {name: i for i, name in enumerate(snapshot.camera_names)}
+        sets = window.sets[-runner.num_frames:]
+        try:
+            frames = [[decode_frame(s.items[index[c]]) for c in self.config.model_cameras]
+                      for s in sets]
+            for camera, k in snapshot.intrinsics.items():
+                if camera in self.config.model_cameras:
+                    runner.set_intrinsics(camera, k)
+            sample = runner.build_sample(frames, stamp_ns, history)
+        except (ImageConversionError, InputError) as exc:
+            self._skip("bad_input")
+            self.get_logger().warning(f"skipping frame set {stamp_ns}: {exc}",
+                                      throttle_duration_sec=5.0)
+            return
+        output = runner.infer(sample)
+        self._publish(output)
+
+    def _publish(self, output: PolicyOutput) -> None:
+        plan = output.trajectory
+        self._pubs["trajectory"].publish(trajectory_to_msg(plan, output.samples))
+        self._pubs["reasoning"].publish(coc_to_reasoning_msg(output.coc, plan.stamp_ns,
+                                                             plan.frame_id))
+        self._pubs["path"].publish(trajectory_to_path(plan))
+        self._pubs["markers"].publish(plan_markers(plan, output.coc.text, output.samples))
+        with self._lock:
+            self.published += 1
+            self._last_output_ms = dict(output.timings_ms)
+            self._rate_marks.append(time.monotonic())
+            self._rate_marks = self._rate_marks[-20:]
+
+    def _on_worker_error(self, error: BaseException, detail: str) -> None:
+        self.get_logger().error(f"inference failed: {error}\n{detail}",
+                                throttle_duration_sec=5.0)
+
+    # ------------------------------------------------------------------ diagnostics
+    def _publish_diagnostics(self) -> None:
+        stats = self.worker.stats() if self.worker is not None else None
+        with self._lock:
+            marks = list(self._rate_marks)
+            timings = dict(self._last_output_ms)
+            skipped = dict(self.skipped)
+            published = self.published
+        rate = ((len(marks) - 1) / (marks[-1] - marks[0])
+                if len(marks) > 1 and marks[-1] > marks[0] else math.nan)
+        values: dict[str, object] = {
+            "active": self._active, "published": published, "achieved_rate_hz": rate,
+            "target_rate_hz": self.config.rate_hz,
+            "inference_time_ms": timings.get("total", math.nan),
+        }
+        values.update({f"stage_{k}_ms": v for k, v in timings.items() if k != "total"})
+        values.update({f"skipped_{k}": v for k, v in skipped.items()})
+        if stats is not None:
+            values.update({"ticks_dropped_busy": stats.dropped_busy,
+                           "drop_ratio": stats.drop_ratio, "inference_failures": stats.failed,
+                           "last_error": stats.last_error})
+        if self.runner is not None:
+            values.update({"model_id": self.runner.model_id,
+                           "device": str(self.runner.policy.device)})
+        if not self._active:
+            level, message = diagnostics.WARN, "inactive (not configured or deactivated)"
+        elif stats is not None and stats.failed:
+            level, message = diagnostics.ERROR, f"inference failures: {stats.last_error}"
+        elif published == 0:
+            level, message = diagnostics.WARN, "waiting for synchronized frames and odometry"
+        else:
+            level, message = diagnostics.OK, f"publishing plans at {rate:.2f} Hz"
+        now_ns = self.get_clock().now().nanoseconds
+        statuses = [diagnostics.status(f"{self.get_name()}: policy", self.get_name(), level,
+                                       message, values)]
+        self._diag_pub.publish(diagnostics.array(now_ns, statuses))
+
+
+def main(args: list[str] | None = None) -> None:
+    """``ros2 run alpamayo_ros policy_node``: camera sync + policy in one process."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    from alpamayo_ros.ros.transport import configure_dds_transport
+
+    configure_dds_transport()
+    rclpy.init(args=args)
+    nodes: list[Any] = []
+    try:
+        sync = CameraSyncNode()
+        nodes.append(sync)
+        nodes.append(PolicyNode(sync))
+        executor = MultiThreadedExecutor(num_threads=3)
+        for node in nodes:
+            executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (RuntimeError, ValueError) as exc:
+        print(f"[alpamayo_policy] fatal: {exc}", flush=True)
+        raise SystemExit(1) from None
+    finally:
+        for node in reversed(nodes):
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

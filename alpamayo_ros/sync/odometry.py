@@ -1,0 +1,173 @@
+"""Ego odometry buffer: poses by time, interpolated, and the model's ego-motion history.
+
+The policy needs, at the camera time of its newest frame set, the 16 ego poses of the last
+1.5 s at 10 Hz expressed in the ego frame at that time (``DrivingSample.ego_history``);
+the controller needs the ego pose at a plan's stamp to bring map-frame obstacles into the
+plan's frame. Both read this buffer, fed from ``nav_msgs/Odometry`` (map frame).
+
+Defined behaviour on bad input: a sample with a non-finite value is rejected (counted);
+a sample older than the newest one is rejected (counted) so time never runs backwards;
+a query after the newest sample by more than ``max_extrapolation_s`` or before the
+oldest is answered with ``None``. History slots older than the buffer are padded (see
+:meth:`OdometryBuffer.history_at`) and the padding is reported.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from alpamayo_ros.sample import EGO_HISTORY_STEPS, HISTORY_DT_S
+
+S_TO_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class EgoPose:
+    """Ego pose in the map frame."""
+
+    stamp_ns: int
+    x_m: float
+    y_m: float
+    heading_rad: float
+    speed_mps: float
+
+
+@dataclass(frozen=True)
+class EgoHistory:
+    """``DrivingSample.ego_history`` plus how many oldest slots were padded."""
+
+    poses: np.ndarray  # float32 (steps, 4): x, y, heading, speed in the ego frame at t=0
+    padded_steps: int
+    pose: EgoPose  # the ego pose at t=0 (map frame)
+
+
+def _wrap(angle: float) -> float:
+    return math.atan2(math.sin(angle), math.cos(angle))
+
+
+class OdometryBuffer:
+    """Time-ordered ego poses with interpolation (thread-compatible: one writer)."""
+
+    def __init__(self, horizon_s: float = 5.0, max_extrapolation_s: float = 0.2) -> None:
+        if not (math.isfinite(horizon_s) and horizon_s > 0):
+            raise ValueError(f"horizon_s must be > 0, got {horizon_s!r}")
+        if not (math.isfinite(max_extrapolation_s) and max_extrapolation_s >= 0):
+            raise ValueError(f"max_extrapolation_s must be >= 0, got {max_extrapolation_s!r}")
+        self.horizon_ns = int(horizon_s * S_TO_NS)
+        self.max_extrapolation_ns = int(max_extrapolation_s * S_TO_NS)
+        self._poses: deque[EgoPose] = deque()
+        self.rejected_non_finite = 0
+        self.rejected_out_of_order = 0
+
+    def __len__(self) -> int:
+        return len(self._poses)
+
+    @property
+    def latest(self) -> EgoPose | None:
+        """The newest pose, or None."""
+        return self._poses[-1] if self._poses else None
+
+    def add(self, pose: EgoPose) -> bool:
+        """Store a pose; False (and counted) when non-finite or older than the newest."""
+        values = (pose.x_m, pose.y_m, pose.heading_rad, pose.speed_mps)
+        if not all(math.isfinite(v) for v in values):
+            self.rejected_non_finite += 1
+            return False
+        if self._poses and pose.stamp_ns <= self._poses[-1].stamp_ns:
+            if pose.stamp_ns == self._poses[-1].stamp_ns:
+                self._poses[-1] = pose
+                return True
+            self.rejected_out_of_order += 1
+            return False
+        self._poses.append(pose)
+        while self._poses and self._poses[0].stamp_ns < pose.stamp_ns - self.horizon_ns:
+            self._poses.popleft()
+        return True
+
+    def clear(self) -> None:
+        """Forget every pose (e.g. after a clock jump on bag loop)."""
+        self._poses.clear()
+
+    def pose_at(self, stamp_ns: int) -> EgoPose | None:
+        """Pose at ``stamp_ns``, or None before the oldest or too far after the newest.
+
+        Interpolated inside the buffer; extrapolated at constant speed and heading up to
+        ``max_extrapolation_s`` past the newest pose.
+        """
+        poses = self._poses
+        if not poses or stamp_ns < poses[0].stamp_ns:
+            return None
+        last = poses[-1]
+        if stamp_ns >= last.stamp_ns:
+            ahead_ns = stamp_ns - last.stamp_ns
+            if ahead_ns > self.max_extrapolation_ns:
+                return None
+            dt = ahead_ns / S_TO_NS
+            return EgoPose(stamp_ns, last.x_m + last.speed_mps * dt * math.cos(last.heading_rad),
+                           last.y_m + last.speed_mps * dt * math.sin(last.heading_rad),
+                           last.heading_rad, last.speed_mps)
+        # Binary search for the bracketing pair.
+        lo, hi = 0, len(poses) - 1
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if poses[mid].stamp_ns <= stamp_ns:
+                lo = mid
+            else:
+                hi = mid
+        a, b = poses[lo], poses[hi]
+        w = (stamp_ns - a.stamp_ns) / (b.stamp_ns - a.stamp_ns)
+        heading = a.heading_rad + w * _wrap(b.heading_rad - a.heading_rad)
+        return EgoPose(stamp_ns, a.x_m + w * (b.x_m - a.x_m), a.y_m + w * (b.y_m - a.y_m),
+                       _wrap(heading), a.speed_mps + w * (b.speed_mps - a.speed_mps))
+
+    def history_at(self, stamp_ns: int, steps: int = EGO_HISTORY_STEPS,
+                   dt_s: float = HISTORY_DT_S) -> EgoHistory | None:
+        """The model's ego history ending at ``stamp_ns``, oldest first, in its ego frame.
+
+        None when the pose at ``stamp_ns`` itself is unknown. Slots older than the buffer
+        (just after start-up) are padded by extrapolating backwards from the oldest pose
+        at its speed and heading, and counted in ``padded_steps``.
+        """
+        current = self.pose_at(stamp_ns)
+        if current is None:
+            return None
+        oldest = self._poses[0]
+        out = np.zeros((steps, 4), dtype=np.float64)
+        padded = 0
+        c, s = math.cos(current.heading_rad), math.sin(current.heading_rad)
+        for i in range(steps):
+            t_ns = stamp_ns - int(round((steps - 1 - i) * dt_s * S_TO_NS))
+            pose = self.pose_at(t_ns)
+            if pose is None:
+                padded += 1
+                back = (oldest.stamp_ns - t_ns) / S_TO_NS
+                pose = EgoPose(t_ns, oldest.x_m - oldest.speed_mps * back *
+                               math.cos(oldest.heading_rad),
+                               oldest.y_m - oldest.speed_mps * back *
+                               math.sin(oldest.heading_rad),
+                               oldest.heading_rad, oldest.speed_mps)
+            dx, dy = pose.x_m - current.x_m, pose.y_m - current.y_m
+            out[i] = (c * dx + s * dy, -s * dx + c * dy,
+                      _wrap(pose.heading_rad - current.heading_rad), pose.speed_mps)
+        return EgoHistory(out.astype(np.float32), padded, current)
+
+
+def map_to_ego(x_m: np.ndarray, y_m: np.ndarray, yaw_rad: np.ndarray, origin: EgoPose
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Map-frame positions and yaws expressed in the ego frame at ``origin``."""
+    c, s = math.cos(origin.heading_rad), math.sin(origin.heading_rad)
+    dx, dy = np.asarray(x_m) - origin.x_m, np.asarray(y_m) - origin.y_m
+    yaw = np.angle(np.exp(1j * (np.asarray(yaw_rad) - origin.heading_rad)))
+    return c * dx + s * dy, -s * dx + c * dy, yaw
+
+
+def rotate_to_ego(vx_mps: np.ndarray, vy_mps: np.ndarray, origin: EgoPose
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Map-frame velocity vectors expressed in the ego frame's axes at ``origin``."""
+    c, s = math.cos(origin.heading_rad), math.sin(origin.heading_rad)
+    vx, vy = np.asarray(vx_mps), np.asarray(vy_mps)
+    return c * vx + s * vy, -s * vx + c * vy
