@@ -126,6 +126,36 @@ def test_debounce_absorbs_short_blips():
             ep.frames[i].decision.longitudinal = "set_speed_tracking"
 
 
+def test_staggered_transition_is_one_change_but_a_new_decision_is_kept():
+    ep, _ = episode("cruise", 0)
+    saved = [(f.decision.longitudinal, f.decision.lateral) for f in ep.frames]
+
+    def setup(runs):
+        for start, end, lon, lat in runs:
+            for i in range(start, end):
+                ep.frames[i].decision.longitudinal = lon
+                ep.frames[i].decision.lateral = lat
+
+    try:
+        # The lane change ends, 0.6 s later so does the acceleration to pass: one change.
+        setup([(30, 50, "accelerate_to_pass", "lane_change"),
+               (50, 56, "accelerate_to_pass", "lane_keeping"),
+               (56, 80, "set_speed_tracking", "lane_keeping")])
+        segs = decision_segments(ep, 0.5, 1.0)
+        assert [(s, e, lon) for s, e, lon, _ in segs if s >= 30][:2] == [
+            (30, 56, "accelerate_to_pass"), (56, len(ep.frames), "set_speed_tracking")]
+        assert len(decision_segments(ep, 0.5, 0.0)) == len(segs) + 1
+        # A short lane change that is then aborted states a decision of its own: kept.
+        setup([(30, 50, "set_speed_tracking", "lane_keeping"),
+               (50, 56, "set_speed_tracking", "lane_change"),
+               (56, 80, "set_speed_tracking", "lateral_maneuver_abort")])
+        lats = [lat for _, _, _, lat in decision_segments(ep, 0.5, 1.0)]
+        assert lats[:3] == ["lane_keeping", "lane_change", "lateral_maneuver_abort"]
+    finally:
+        for f, (lon, lat) in zip(ep.frames, saved):
+            f.decision.longitudinal, f.decision.lateral = lon, lat
+
+
 def test_every_cited_component_was_observable():
     for family in FAMILIES:
         ep, keyframes = episode(family, 0)
@@ -165,15 +195,68 @@ def test_text_mentions_only_cited_components():
                 assert "pedestrian" not in low and "on foot" not in low, k.label.text
 
 
+CONSISTENCY_SEEDS = (0, 1, 2, 3, 4)
+CONSISTENCY_MIN_FAMILY_MEAN = 0.95  # README_DATA.md states these thresholds
+CONSISTENCY_MIN_MEAN = 0.98
+
+
+def _mirrored(future: np.ndarray) -> np.ndarray:
+    return future * np.array([1.0, -1.0, -1.0])
+
+
 def test_expert_labels_are_consistent_with_the_expert_trajectory():
-    scores = []
-    for family in FAMILIES:
-        ep, keyframes = episode(family, 0)
-        for k in keyframes:
-            future = ego_future(ep, k.index)
-            scores.append(consistency_score(k.label, future, ep.frames[k.index].ego.v_mps))
-            assert k.label.longitudinal_meta_action and k.label.lateral_meta_action
-    assert np.mean(scores) >= 0.9, np.mean(scores)
+    """Every family, several seeds: the expert's labels agree with its own plans."""
+    scores, mirrored, per_family = [], [], {}
+    for family in sorted(FAMILIES):
+        fam = []
+        for seed in CONSISTENCY_SEEDS:
+            ep, keyframes = episode(family, seed)
+            for k in keyframes:
+                future = ego_future(ep, k.index)
+                v0 = ep.frames[k.index].ego.v_mps
+                fam.append(consistency_score(k.label, future, v0))
+                assert k.label.longitudinal_meta_action and k.label.lateral_meta_action
+                if k.label.lateral_decision not in ("", "lane_keeping",
+                                                    "lateral_maneuver_abort"):
+                    mirrored.append(consistency_score(k.label, _mirrored(future), v0))
+        per_family[family] = float(np.mean(fam))
+        scores += fam
+    low = {f: m for f, m in per_family.items() if m < CONSISTENCY_MIN_FAMILY_MEAN}
+    assert not low, low
+    assert np.mean(scores) >= CONSISTENCY_MIN_MEAN, np.mean(scores)
+    # The check can fail: the same labels against the mirror image of the plan (a left
+    # manoeuvre driven to the right) lose the lateral half.
+    assert len(mirrored) >= 50 and np.mean(mirrored) <= 0.7, np.mean(mirrored)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_stop_sign_yield_waits_for_the_crossing_vehicle(seed):
+    ep, keyframes = episode("stop_sign", seed)
+    yields = [k for k in keyframes if k.label.longitudinal_decision == "yield"]
+    assert len(yields) == 1, [(k.index, k.label.longitudinal_decision) for k in keyframes]
+    assert "cross" in [c.id for c in yields[0].label.components]
+    assert yields[0].label.longitudinal_meta_action == "stop"
+    # It does not creep off while the car with right of way is still coming.
+    frames = ep.frames[yields[0].index:]
+    first_go = next(i for i, f in enumerate(frames) if f.decision.longitudinal != "yield")
+    cross = next(a for a in frames[first_go].agents if a.id == "cross")
+    sign = next(a for a in ep.world.agents if a.id == "cross")
+    assert (cross.d - frames[first_go].ego.d) * sign.direction > 3.0  # it has gone past
+    assert max(f.ego.v_mps for f in frames[:first_go]) < 0.3
+
+
+def test_lane_change_ends_once_the_ego_is_in_the_target_lane():
+    for family in ("route_lane_change", "overtake", "merge", "exit_split"):
+        ep, _ = episode(family, 0)
+        road = ep.world.road
+        decisions = [f.decision.lateral for f in ep.frames]
+        start = next(i for i, d in enumerate(decisions) if d in ("lane_change", "merge_split"))
+        end = next(i for i in range(start, len(decisions)) if decisions[i] == "lane_keeping")
+        origin = road.lane_of(ep.frames[start].ego.d)
+        assert all(road.lane_of(f.ego.d) == origin for f in ep.frames[start:end]), family
+        assert road.lane_of(ep.frames[end].ego.d) != origin, family
+        # Centring in the new lane is lane keeping (the last metre of drift).
+        assert abs(ep.frames[end].ego.d - ep.frames[-1].ego.d) > 0.5, family
 
 
 def test_same_seed_same_episode_and_seeds_vary():
@@ -211,5 +294,7 @@ def test_configs_name_the_bad_field():
         ExpertConfig(set_speed_mps=0.0)
     with pytest.raises(ValueError, match="debounce_s"):
         LabelConfig(debounce_s=-1.0)
+    with pytest.raises(ValueError, match="stagger_s"):
+        LabelConfig(stagger_s=-1.0)
     with pytest.raises(ValueError, match="family"):
         make_scenario("nope", 0)

@@ -62,6 +62,18 @@ def test_started_lane_change_still_reads_as_its_side():
     assert meta_actions_from_trajectory(ego).lateral == "steer_left"
 
 
+def test_manoeuvre_starting_at_the_horizon_end_does_not_turn_the_reference():
+    # Out to the left and back (an aborted lane change), then, in the last 0.6 s, the
+    # start of a new one: the final heading points left, the road still goes straight.
+    t = np.arange(1, T + 1) * 0.1
+    y = 1.4 * np.exp(-(((t - 1.7) / 1.0) ** 2)) + np.where(t > 5.8, 0.8 * (t - 5.8) ** 2, 0.0)
+    x = 12.0 * t
+    heading = np.arctan2(np.gradient(y, t), 12.0)
+    assert heading[-1] > 0.07
+    meta = meta_actions_from_trajectory(np.stack([x, y, heading], axis=1), 12.0)
+    assert meta.lateral == "steer_left"
+
+
 def test_parser_recognises_each_channel_and_direction():
     p = parse_reasoning("The route goes left ahead, so I change into the left lane. "
                         "I keep cruising at 50 km/h.")
@@ -106,3 +118,5 @@ def test_bad_inputs():
         meta_actions_from_trajectory(np.full((5, 2), np.nan))
     with pytest.raises(ValueError, match="gentle_accel_mps2"):
         MetaActionConfig(gentle_accel_mps2=2.0)
+    with pytest.raises(ValueError, match="reference_window_s"):
+        MetaActionConfig(reference_window_s=0.0)

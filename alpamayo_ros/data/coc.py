@@ -2,8 +2,11 @@
 
 - **Decision minimality**: a keyframe is placed only where the (longitudinal, lateral)
   decision pair changes; decisions that last less than ``debounce_s`` are absorbed into
-  the previous segment. A segment that starts before a full history window is labelled
-  at the first step that has one.
+  the previous segment, and so is a *staggered transition*: a run shorter than
+  ``stagger_s`` in which each channel only carries a decision over from the run before
+  or ahead to the run after (the lane change ends, and half a second later the
+  acceleration to pass does) is one change, not two. A segment that starts before a full
+  history window is labelled at the first step that has one.
 - **Causal correctness**: the components are the expert's binding constraint at the
   keyframe (see :mod:`alpamayo_ros.data.expert`), i.e. the proximate cause.
 - **No future leakage**: every cited agent must have been visible to the cameras in the
@@ -37,6 +40,7 @@ class LabelConfig:
     future_steps: int = FUTURE_STEPS
     observe_window_s: float = 2.0  # AR1 labelling window
     debounce_s: float = 0.5
+    stagger_s: float = 1.0
     map_range_m: float = 120.0
 
     def __post_init__(self) -> None:
@@ -48,6 +52,8 @@ class LabelConfig:
             raise ValueError(f"observe_window_s must be > 0, got {self.observe_window_s}")
         if self.debounce_s < 0.0:
             raise ValueError(f"debounce_s must be >= 0, got {self.debounce_s}")
+        if self.stagger_s < 0.0:
+            raise ValueError(f"stagger_s must be >= 0, got {self.stagger_s}")
         if self.map_range_m <= 0.0:
             raise ValueError(f"map_range_m must be > 0, got {self.map_range_m}")
 
@@ -71,13 +77,16 @@ class LabelStats:
     dropped_no_window: int = 0
 
 
-def decision_segments(episode: Episode, debounce_s: float = 0.5
+def decision_segments(episode: Episode, debounce_s: float = 0.5, stagger_s: float = 0.0
                       ) -> list[tuple[int, int, str, str]]:
     """Runs of equal (longitudinal, lateral) decisions: ``(start, end_exclusive, lon, lat)``.
 
-    Runs shorter than ``debounce_s`` are absorbed into the run before them.
+    Runs shorter than ``debounce_s`` are absorbed into the run before them, and so are
+    runs shorter than ``stagger_s`` that state no decision of their own: each channel's
+    decision is the one of the run before or of the run after.
     """
     min_len = max(1, int(round(debounce_s / DT_S)))
+    stagger_len = int(round(stagger_s / DT_S))
     runs: list[list] = []
     for i, f in enumerate(episode.frames):
         key = (f.decision.longitudinal, f.decision.lateral)
@@ -91,7 +100,16 @@ def decision_segments(episode: Episode, debounce_s: float = 0.5
             merged[-1][1] = run[1]
         else:
             merged.append(run)
-    return [tuple(r) for r in merged]  # type: ignore[misc]
+    out: list[list] = []
+    for k, run in enumerate(merged):
+        if out and k + 1 < len(merged) and run[1] - run[0] < stagger_len and all(
+                run[2 + c] in (out[-1][2 + c], merged[k + 1][2 + c]) for c in (0, 1)):
+            out[-1][1] = run[1]
+        elif out and out[-1][2:] == run[2:]:
+            out[-1][1] = run[1]
+        else:
+            out.append(list(run))
+    return [tuple(r) for r in out]  # type: ignore[misc]
 
 
 def to_ego_frame(xyh: np.ndarray, origin: np.ndarray) -> np.ndarray:
@@ -171,7 +189,8 @@ def label_episode(episode: Episode, config: LabelConfig = LabelConfig(),
     first = config.history_steps - 1
     last = n - 1 - config.future_steps
     out = []
-    for start, end, lon, lat in decision_segments(episode, config.debounce_s):
+    for start, end, lon, lat in decision_segments(episode, config.debounce_s,
+                                                  config.stagger_s):
         stats.segments += 1
         candidates = [i for i in range(max(start, first), min(end, last + 1))
                       if (episode.frames[i].decision.longitudinal,

@@ -47,11 +47,12 @@ class MetaActionConfig:
     reverse_m: float = 0.5  # backward travel that counts as reversing
     steer_offset_m: float = 0.8  # lateral excursion that counts as steering
     sharp_heading_rad: float = 0.6  # heading change that counts as a sharp steer
+    reference_window_s: float = 2.0  # the road direction is the median heading of the end
 
     def __post_init__(self) -> None:
         for name in ("lon_horizon_s", "strong_accel_mps2", "gentle_accel_mps2",
                      "strong_decel_mps2", "gentle_decel_mps2", "stop_speed_mps", "reverse_m",
-                     "steer_offset_m", "sharp_heading_rad"):
+                     "steer_offset_m", "sharp_heading_rad", "reference_window_s"):
             if getattr(self, name) <= 0.0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.gentle_accel_mps2 >= self.strong_accel_mps2:
@@ -128,11 +129,16 @@ def meta_actions_from_trajectory(
             lon = LonMA.GENTLE_DECELERATE.value
         else:
             lon = LonMA.MAINTAIN_SPEED.value
-    # Lateral: excursion across the final heading, which is aligned with the road once a
+    # Lateral: excursion across the road direction at the end of the horizon, taken as the
+    # median heading of its last ``reference_window_s``: aligned with the road once a
     # manoeuvre is done (a lane change that has started still ends to the side it goes,
-    # even while the car is already straightening out).
+    # even while the car is already straightening out), and not turned by a manoeuvre
+    # that only begins in the last moments (the instantaneous final heading would be).
+    # The total heading change ``dh`` decides a sharp steer.
     dh = float(heading[-1])
-    y = -np.sin(dh) * traj[:, 0] + np.cos(dh) * traj[:, 1]
+    tail = max(1, min(len(heading), int(round(config.reference_window_s / dt_s))))
+    ref = float(np.median(heading[-tail:]))
+    y = -np.sin(ref) * traj[:, 0] + np.cos(ref) * traj[:, 1]
     extreme = float(y[int(np.argmax(np.abs(y)))])
     side = "left" if (abs(dh) > config.sharp_heading_rad and dh > 0) or \
         (abs(dh) <= config.sharp_heading_rad and extreme > 0) else "right"

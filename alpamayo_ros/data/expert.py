@@ -146,6 +146,7 @@ class Expert:
         self.stopped_since_s: float | None = None
         self.passing_id: str | None = None
         self.nudge_id: str | None = None
+        self.yielding_to: set[str] = set()  # across-moving agents the ego is yielding to
 
     # ------------------------------------------------------------------ helpers
     def _perceived(self, world: World) -> list[Agent]:
@@ -264,7 +265,11 @@ class Expert:
                 self.maneuver_causes = [self.describe(world, blocker)]
                 self.cooldown_until_s = t + 4.0
                 self.passing_id = None
-            elif abs(e.d - self.target_d) < 0.15:
+            elif lane == target_lane:
+                # The ego's centre has crossed into the target lane: the lane change (merge,
+                # split) is done, and centring in the new lane is lane keeping. Holding the
+                # manoeuvre until the car is centred would label its last metre of drift a
+                # lane change.
                 self.lat_mode = "keep"
             else:
                 return self.maneuver_decision, self.maneuver_causes, self.target_d, hints
@@ -492,27 +497,38 @@ class Expert:
                 cause = Cause(CT.YIELD_STOP_CONTROL, ss.id, "stop_sign", Uncertainty.LOW,
                               {"distance_m": max(gap, 0.0)}, (ss.stop_line_s, 0.0))
                 options.append((acc, 3, Lon.STOP_FOR_STATIC_CONSTRAINT.value, [cause]))
-        # Agents with right of way: crossing pedestrians, cyclists, cross traffic.
+        # Agents with right of way: crossing pedestrians, cyclists, cross traffic. Once
+        # the expert yields to an agent it keeps yielding until that agent has crossed the
+        # ego's corridor: no creeping off toward a car that is about to pass in front.
+        perceived_across = {a.id for a in self._perceived(world) if a.mode == "across"}
+        self.yielding_to &= perceived_across
         for a in self._perceived(world):
             if a.mode != "across" or not a.active:
+                self.yielding_to.discard(a.id)
                 continue
             gap = (a.s - a.extent_s()) - front - 2.0
             if gap < -e.length_m - 1.0 or gap > 60.0:
+                self.yielding_to.discard(a.id)
                 continue
             corridor = a.extent_d() + e.width_m / 2 + (3.0 if a.is_vehicle else 1.0)
             inside = abs(a.d - target_d) < corridor or abs(a.d - e.d) < corridor
             toward = (target_d - a.d) * a.direction > 0
             conflict = inside
-            if not inside and toward and a.v_mps > 0.1:
+            if a.id in self.yielding_to:
+                conflict = inside or toward
+            elif not inside and toward and a.v_mps > 0.1:
                 t_in = (abs(target_d - a.d) - corridor) / a.v_mps
                 t_out = (abs(target_d - a.d) + corridor) / a.v_mps
                 t_arr = _time_to_cover(max(gap, 0.0), v)
                 t_clear = _time_to_cover(max(gap, 0.0) + e.length_m + 4.0, v)
                 conflict = t_in < t_clear + 1.0 and t_out > t_arr - 1.0
             if conflict and gap > -1.0:
+                self.yielding_to.add(a.id)
                 acc = min(idm(v, v0, max(gap, 0.1), v, min_gap_m=0.5), stop_profile(v, gap)[0])
                 options.append((min(acc, free - 0.01), 1, Lon.YIELD.value,
                                 [self.describe(world, a)]))
+            else:
+                self.yielding_to.discard(a.id)
         if "yield_pull_over" in hints:
             ev = hints["yield_pull_over"]
             acc = -min(3.0, max(1.0, v**2 / (2 * 25.0))) if v > 0.2 else 0.0
