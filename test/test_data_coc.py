@@ -245,6 +245,17 @@ def test_stop_sign_yield_waits_for_the_crossing_vehicle(seed):
     assert max(f.ego.v_mps for f in frames[:first_go]) < 0.3
 
 
+def test_crosswalk_walker_from_the_far_kerb_is_yielded_to():
+    # Seed 7: a pedestrian from the far kerb of a three-lane road (11.5 m from the ego's
+    # lane). Its crossing starts early enough for it to be in the ego's path.
+    scenario = make_scenario("crosswalk_yield", 7)
+    walker = scenario.world.agent("crosser")
+    assert abs(walker.d - scenario.world.ego.d) > 8.0
+    _, keyframes = episode("crosswalk_yield", 7)
+    assert any(k.label.longitudinal_decision == "yield" and
+               _cause_matches("crosser", k.label.components) for k in keyframes)
+
+
 def test_lane_change_ends_once_the_ego_is_in_the_target_lane():
     for family in ("route_lane_change", "overtake", "merge", "exit_split"):
         ep, _ = episode(family, 0)

@@ -322,7 +322,12 @@ def crosswalk_yield(rng: np.random.Generator) -> Scenario:
                                                                        else 1.0),
                    colour=_colour(rng), active=False)
     walker.d_end = width + 3.0 if from_right else -5.0
-    walker.scripts.append(Script(Trigger(ego_s=cw_s - float(rng.uniform(55.0, 70.0))), "start"))
+    # Start the crossing so the walker is in the ego's lane before the ego gets there:
+    # one from the far kerb of a wide road needs several seconds to reach it.
+    corridor = walker.extent_d() + w.ego.width_m / 2 + 1.0
+    walk_s = max(0.0, abs(d0 - w.ego.d) - corridor) / walker.desired_speed_mps
+    lead_m = max(float(rng.uniform(55.0, 70.0)), limit * (walk_s + float(rng.uniform(2.0, 3.0))))
+    walker.scripts.append(Script(Trigger(ego_s=cw_s - lead_m), "start"))
     w.agents.append(walker)
     return Scenario("crosswalk_yield", 0, w, Expert(ExpertConfig(set_speed_mps=limit)))
 
