@@ -132,13 +132,17 @@ class SyntheticSensors:
         self.camera_stamps_ns: list[int] = []
         self.corrupt_next: dict[str, int] = {}
         self.silenced: set[str] = set()
-        self._t0 = time.monotonic()
+        self._t0_ns = self._now_ns()
         self._rng = np.random.default_rng(0)
         node.create_timer(1.0 / camera_rate_hz, self._publish_cameras)
         node.create_timer(1.0 / odometry_rate_hz, self._publish_odometry)
 
     def _now_ns(self) -> int:
         return self.probe.node.get_clock().now().nanoseconds
+
+    def position_at_ns(self, stamp_ns: int) -> float:
+        """Map x of the ego at a probe-clock stamp (odometry uses the same motion)."""
+        return self.speed_mps * (stamp_ns - self._t0_ns) / 1e9
 
     def _publish_cameras(self) -> None:
         from std_msgs.msg import Header
@@ -168,7 +172,7 @@ class SyntheticSensors:
         msg = Odometry()
         msg.header.stamp = time_from_ns(stamp_ns)
         msg.header.frame_id, msg.child_frame_id = "map", "base_link"
-        msg.pose.pose.position.x = self.speed_mps * (time.monotonic() - self._t0)
+        msg.pose.pose.position.x = self.position_at_ns(stamp_ns)
         msg.pose.pose.orientation.w = 1.0
         msg.twist.twist.linear.x = self.speed_mps
         self._odom_pub.publish(msg)
