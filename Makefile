@@ -36,7 +36,7 @@ $(VENV)/.msgs-stamp: $(VENV)/.deps-stamp $(MSG_FILES) CMakeLists.txt package.xml
 	@touch $@
 
 lint: $(VENV)/.deps-stamp
-	$(VENV)/bin/ruff check alpamayo_ros test
+	$(VENV)/bin/ruff check alpamayo_ros test launch
 
 test: setup
 	$(RUN_ENV) $(PY) -m pytest -q test $(PYTEST_ARGS)

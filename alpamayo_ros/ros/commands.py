@@ -1,4 +1,4 @@
-"""ROS-side ``alpamayo`` commands: ``alpamayo bench transport``."""
+"""ROS-side ``alpamayo`` commands: ``alpamayo up``, ``alpamayo bench transport``."""
 
 from __future__ import annotations
 
@@ -13,3 +13,13 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
         "transport", help="camera images between processes: Fast DDS defaults vs our profile")
     transport_bench.add_arguments(parser)
     parser.set_defaults(func=transport_bench.bench)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``alpamayo up``."""
+    from alpamayo_ros.ros import up
+
+    parser = subparsers.add_parser(
+        "up", help="start a bring-up (policy, vehicle, simulation, replay) without ros2 launch")
+    up.add_arguments(parser)
+    parser.set_defaults(func=up.run)

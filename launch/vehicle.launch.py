@@ -1,0 +1,12 @@
+"""`ros2 launch alpamayo_ros vehicle.launch.py`: the 'vehicle' bring-up.
+
+It is defined in alpamayo_ros/graph.py; `alpamayo up vehicle` starts the same processes where
+ros2 launch is not installed. Arguments: `ros2 launch ... --show-args`.
+"""
+
+from alpamayo_ros.ros.launch_support import generate
+
+
+def generate_launch_description():
+    """The 'vehicle' bring-up."""
+    return generate("vehicle")
