@@ -21,6 +21,7 @@ REFERENCE_REASONING = "/planning/reference_reasoning"
 # Controller outputs.
 CONTROL_COMMAND = "/control/command"  # alpamayo_ros/ControlCommand
 SAFETY_STATUS = "/control/safety_status"  # alpamayo_ros/SafetyStatus
+SAFETY_MARKERS = "/control/safety_markers"  # visualization_msgs/MarkerArray (RViz text)
 DIAGNOSTICS = "/diagnostics"  # diagnostic_msgs/DiagnosticArray
 CLOCK = "/clock"  # rosgraph_msgs/Clock
 

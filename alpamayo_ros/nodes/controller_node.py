@@ -27,6 +27,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
+from visualization_msgs.msg import MarkerArray
 
 from alpamayo_ros import topics
 from alpamayo_ros.control import ControllerConfig, ControllerCore
@@ -39,6 +40,7 @@ from alpamayo_ros.ros.conversions import (
     controller_status_to_msg,
     msg_to_trajectory,
     obstacles_from_msg,
+    safety_markers,
 )
 from alpamayo_ros.ros.params import declare_config
 from alpamayo_ros.ros.qos import plan_qos, sensor_qos
@@ -74,10 +76,13 @@ class ControllerNode(Node):
         self._cmd_pub = self.create_publisher(ControlCommand, topics.CONTROL_COMMAND,
                                               plan_qos())
         self._status_pub = self.create_publisher(SafetyStatus, topics.SAFETY_STATUS, plan_qos())
+        self._marker_pub = self.create_publisher(MarkerArray, topics.SAFETY_MARKERS,
+                                                 plan_qos())
         self._diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
         self.create_timer(self.config.period_s, self._step,
                           callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0, self._publish_diagnostics)
+        self.create_timer(0.2, self._publish_markers)
         self.get_logger().info(f"controller at {self.config.control_rate_hz} Hz, policy "
                                f"timeout {self.config.policy_timeout_s} s")
 
@@ -150,6 +155,10 @@ class ControllerNode(Node):
         self._status_pub.publish(controller_status_to_msg(status))
         self.counts["commands"] += 1
         self._last_status = status
+
+    def _publish_markers(self) -> None:
+        if self._last_status is not None:
+            self._marker_pub.publish(safety_markers(self._last_status))
 
     def _publish_diagnostics(self) -> None:
         status = self._last_status

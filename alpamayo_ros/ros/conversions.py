@@ -237,3 +237,21 @@ def obstacles_from_msg(msg: ObstacleArray) -> tuple[list[Obstacle], int]:
             vy_mps=float(ob.velocity.y), height_m=float(ob.size.z), id=ob.id,
             classification=cls))
     return out, ns_from_time(msg.header.stamp)
+
+
+SAFETY_COLORS = (ColorRGBA(r=0.2, g=0.9, b=0.2, a=1.0),  # OK
+                 ColorRGBA(r=1.0, g=0.8, b=0.1, a=1.0),  # DEGRADED
+                 ColorRGBA(r=1.0, g=0.2, b=0.2, a=1.0))  # FALLBACK
+
+
+def safety_markers(status: ControllerStatus, frame_id: str = "base_link") -> MarkerArray:
+    """The safety state as a coloured text above the ego (RViz has no SafetyStatus view)."""
+    header = Header(stamp=time_from_ns(status.stamp_ns), frame_id=frame_id)
+    state = int(status.state)
+    text = Marker(header=header, ns="alpamayo/safety", id=0, type=Marker.TEXT_VIEW_FACING,
+                  action=Marker.ADD, color=SAFETY_COLORS[min(max(state, 0), 2)])
+    text.pose.position.z = 5.0
+    text.pose.orientation.w = 1.0
+    text.scale.z = 0.8
+    text.text = f"{status.state.name}: {_wrap(status.reason, 60)}"
+    return MarkerArray(markers=[text])
