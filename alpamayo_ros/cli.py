@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "alpamayo_ros.data.commands",
     "alpamayo_ros.model.commands",
     "alpamayo_ros.ros.commands",
+    "alpamayo_ros.ros.bag_commands",
 )
 
 
