@@ -219,8 +219,9 @@ def test_replay_publishes_the_bag_with_its_stamps_and_clock(generated_bag, probe
 
 
 @pytest.mark.ros
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_record_live_topics_and_read_the_bag_back(probe, ros_env, tmp_path, sig) -> None:
+@pytest.mark.parametrize("sig, select", [(signal.SIGINT, "topics"), (signal.SIGTERM, "all")])
+def test_record_live_topics_and_read_the_bag_back(probe, ros_env, tmp_path, sig,
+                                                  select) -> None:
     from sensor_msgs.msg import CameraInfo
     from std_msgs.msg import String
 
@@ -234,8 +235,9 @@ def test_record_live_topics_and_read_the_bag_back(probe, ros_env, tmp_path, sig)
     info.publish(CameraInfo(width=448, height=280))  # before the recorder exists
     out = tmp_path / "recorded"
     log = tmp_path / "record.log"
-    proc = cli_process(["record", "--out", str(out), "--topics", "/test/chatter",
-                        "/test/obstacles", "/test/camera_info"], ros_env, log)
+    which = (["--topics", "/test/chatter", "/test/obstacles", "/test/camera_info"]
+             if select == "topics" else ["--all"])
+    proc = cli_process(["record", "--out", str(out), *which], ros_env, log)
     try:
         assert probe.wait_for(lambda: chatter.get_subscription_count() > 0
                               and obstacles.get_subscription_count() > 0
@@ -266,6 +268,8 @@ def test_record_live_topics_and_read_the_bag_back(probe, ros_env, tmp_path, sig)
             got.setdefault(conn.topic, []).append(
                 (log_ns, store.deserialize_cdr(raw, conn.msgtype)))
         qos = {c.topic: c.ext.offered_qos_profiles for c in reader.connections}
+    assert {"/test/chatter", "/test/obstacles", "/test/camera_info"} <= set(got)
+    assert "/rosout" not in got and "/parameter_events" not in got  # excluded from --all
     assert [m.data for _, m in got["/test/chatter"]] == [f"message {i}" for i in range(n)]
     assert [m.obstacles[0].id for _, m in got["/test/obstacles"]] == [f"o{i}" for i in range(n)]
     assert [m.header.stamp.sec for _, m in got["/test/obstacles"]] == list(range(n))

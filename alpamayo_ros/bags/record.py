@@ -90,8 +90,10 @@ class BagWriter:
         """Whether ``msgtype`` (``pkg/msg/Type``) can be recorded."""
         return msgtype in self._store.types
 
-    def add_topic(self, topic: str, msgtype: str, qos: QosSpec | None = None) -> None:
-        """Declare a topic before writing to it."""
+    def add_topic(self, topic: str, msgtype: str,
+                  qos: QosSpec | Sequence[QosSpec] | None = None) -> None:
+        """Declare a topic before writing to it, with the QoS its publishers offer."""
+        offered = [qos] if isinstance(qos, QosSpec) else list(qos or [])
         if not self.known_type(msgtype):
             raise UnknownMessageType(f"{topic}: no message definition for {msgtype}")
         with self._lock:
@@ -99,7 +101,7 @@ class BagWriter:
                 return
             self._connections[topic] = self._writer.add_connection(
                 topic, msgtype, typestore=self._store,
-                offered_qos_profiles=[_rosbags_qos(qos)] if qos is not None else [])
+                offered_qos_profiles=[_rosbags_qos(q) for q in offered])
             self.counts[topic] = 0
 
     def write(self, topic: str, log_ns: int, raw: bytes) -> bool:

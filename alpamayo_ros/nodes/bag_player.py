@@ -28,6 +28,7 @@ import importlib
 import sys
 import threading
 import time
+import traceback
 from typing import Any
 
 from rclpy.node import Node
@@ -136,10 +137,11 @@ class BagPlayerNode(Node):
                 if not cfg.loop:
                     break
             self._finish()
-        except Exception as exc:
+        except Exception:  # a bug or an unreadable bag: end the process, saying why
             if self.context.ok():
-                self.get_logger().error(f"playback stopped: {exc!r}")
-                raise
+                self.get_logger().fatal(f"playback failed, shutting down:\n"
+                                        f"{traceback.format_exc()}")
+                self.context.try_shutdown()
 
     def _wait_for_subscribers(self) -> bool:
         """Wait until every publisher has a subscription; False when asked to stop."""

@@ -67,7 +67,7 @@ class BagRecorderNode(Node):
             msgtype = types[0]
             try:
                 cls = message_class(msgtype)
-                self.writer.add_topic(name, msgtype, offered[0])
+                self.writer.add_topic(name, msgtype, offered)
             except (ImportError, AttributeError, ValueError, LookupError) as exc:
                 self._skipped.add(name)
                 self.get_logger().warning(f"not recording {name} ({msgtype}): {exc}")
