@@ -33,6 +33,7 @@ import array
 import math
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -219,10 +220,11 @@ class SimNode(Node):
                 self._publish(out, msgs)
                 if out.images is not None:
                     self._publish_s += work_s + time.monotonic() - t1
-        except Exception as exc:  # an rclpy shutdown race or a bug: say so, stop the loop
+        except Exception:  # a bug: a node that publishes nothing must not look alive
             if self.context.ok():
-                self.get_logger().error(f"simulation loop stopped: {exc!r}")
-                raise
+                self.get_logger().fatal(f"simulation loop failed, shutting down:\n"
+                                        f"{traceback.format_exc()}")
+                self.context.try_shutdown()
 
     def _messages(self, out: _Outputs) -> list:
         if out.images is None:
