@@ -278,6 +278,22 @@ def test_same_seed_same_episode_and_seeds_vary():
     assert not np.allclose(a, c)
 
 
+def test_ego_path_obeys_unicycle_kinematics():
+    """Curvature within the AR1 bound (0.2 1/m) and no sideways motion at rest."""
+    for family in FAMILIES:
+        for seed in SEEDS:
+            ep, _ = episode(family, seed)
+            poses = ep.ego_xyhv()
+            step = np.hypot(*np.diff(poses[:, :2], axis=0).T)
+            turn = np.abs(np.angle(np.exp(1j * np.diff(poses[:, 2]))))
+            moving = step > 0.05
+            assert np.all(turn[moving] / step[moving] <= 0.2), family
+            assert np.all(turn[~moving] < 1e-3), family
+            d = np.array([f.ego.d for f in ep.frames])
+            at_rest = np.array([f.ego.v_mps for f in ep.frames])[1:] == 0.0
+            assert np.all(np.abs(np.diff(d))[at_rest] < 1e-9), family
+
+
 def _overlap(b1: np.ndarray, b2: np.ndarray) -> bool:
     for poly in (b1, b2):
         for i in range(4):

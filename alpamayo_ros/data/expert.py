@@ -37,6 +37,10 @@ PERCEPTION_MEMORY_S = 2.0  # AR1 labelling window: causes must be seen in the la
 MAX_ACCEL_MPS2 = 2.4  # release comfort bound, longitudinal accel +2.40 m/s^2
 MAX_DECEL_MPS2 = 7.0
 MAX_JERK_MPS3 = 10.0
+# Curvature of the ego's own lateral manoeuvres (lane change, nudge, pull-over). With the
+# road's (the turn family's corners go down to a 9 m radius, 0.11 1/m) the path stays
+# inside the AR1 release bound |kappa| <= 0.2 1/m.
+MAX_STEER_CURVATURE_PER_M = 0.08
 
 
 @dataclass
@@ -563,10 +567,20 @@ class Expert:
         if e.v_mps <= 0.0 and acc < 0.0:
             acc = 0.0
         v_next = max(0.0, e.v_mps + acc * dt_s)
-        e.s += 0.5 * (e.v_mps + v_next) * dt_s
+        arc = 0.5 * (e.v_mps + v_next) * dt_s
+        e.s += arc
         e.v_mps, e.accel_mps2 = v_next, acc
         w = self.config.lateral_omega_rad_s
         acc_d = w * w * (target_d - e.d) - 2.0 * w * e.vd_mps
-        limit = 0.3 * e.v_mps + 0.02
-        e.vd_mps = float(np.clip(e.vd_mps + acc_d * dt_s, -limit, limit))
+        limit = 0.3 * v_next
+        vd_want = float(np.clip(e.vd_mps + acc_d * dt_s, -limit, limit))
+        # Unicycle kinematics: the heading relative to the road turns by at most
+        # MAX_STEER_CURVATURE_PER_M per metre driven and the lateral speed is the forward
+        # speed times its tangent, so a slow car cannot swing sideways (it did, at 0.7 1/m,
+        # rejoining the lane after a pull-over) and a car at rest does not move at all.
+        psi_want = math.atan2(vd_want, max(v_next, 1e-3))
+        turn = MAX_STEER_CURVATURE_PER_M * arc
+        e.heading_offset_rad = float(np.clip(psi_want, e.heading_offset_rad - turn,
+                                             e.heading_offset_rad + turn))
+        e.vd_mps = v_next * math.tan(e.heading_offset_rad)
         e.d += e.vd_mps * dt_s

@@ -300,6 +300,7 @@ class EgoState:
     length_m: float = 4.8
     width_m: float = 1.9
     height_m: float = 1.5
+    heading_offset_rad: float = 0.0  # heading relative to the road; vd = v tan(offset)
 
 
 @dataclass
@@ -445,7 +446,7 @@ def agent_world_pose(road: Road, a: Agent | EgoState) -> tuple[float, float, flo
     """World (x, y, heading) of an agent's box centre."""
     x, y, h = road.to_world(a.s, a.d)
     if isinstance(a, EgoState):
-        return float(x), float(y), float(h + math.atan2(a.vd_mps, max(a.v_mps, 0.5)))
+        return float(x), float(y), float(h + a.heading_offset_rad)
     if a.mode == "across":
         h = h + (math.pi / 2 if a.direction > 0 else -math.pi / 2)
     elif a.direction < 0:
