@@ -18,6 +18,7 @@ from alpamayo_ros.data.mosaic import mosaic, project_ego_points, save_png
 from alpamayo_ros.data.render import SceneRenderer
 from alpamayo_ros.data.scenarios import make_scenario, simulate
 from alpamayo_ros.data.world import Agent, EgoState, Road, RoadConfig, World
+from alpamayo_ros.unicycle import integrate
 
 
 def test_camera_geometry_projects_forward_point_to_centre():
@@ -120,6 +121,14 @@ def test_bag_round_trips_through_rosbags(small_bag):
     assert [x.id for x in msg.critical_components] == [x.id for x in kfs[0].label.components]
     traj = next(iter(c.trajectories.values()))
     assert len(traj.points) == 64
+    # Controls are the unicycle fit of the plan: integrated from the odometry speed they
+    # land on the plan's own points.
+    assert len(c.trajectories) == len(ep.frames) - 64
+    for ns, traj in list(c.trajectories.items())[::10]:
+        i = int(np.searchsorted(c.odom_ns, ns))
+        pts = np.array([[p.x, p.y, p.acceleration, p.curvature] for p in traj.points])
+        st = integrate(pts[:, 2], pts[:, 3], c.odom_xyhv[i, 3])
+        assert np.hypot(st.x_m - pts[:, 0], st.y_m - pts[:, 1]).max() < 0.1
     obstacles = c.obstacles[min(c.obstacles)]
     assert [o.id for o in obstacles.obstacles] == [a.id for a in ep.frames[0].agents]
 
@@ -155,6 +164,9 @@ def test_dataset_view_and_cache(small_bag, tmp_path):
     np.testing.assert_allclose(s.ego_history[-1, :3], 0.0, atol=1e-6)
     assert s.future_xyh[-1, 0] > 0.0
     assert np.all(np.isfinite(s.future_controls))
+    st = integrate(s.future_controls[:, 0].astype(float), s.future_controls[:, 1].astype(float),
+                   s.speed_mps)
+    assert np.hypot(st.x_m - s.future_xyh[:, 0], st.y_m - s.future_xyh[:, 1]).max() < 0.1
     assert s.cameras[0].camera_to_ego[0, 3] != 0.0  # extrinsics from rig.json
     cache = write_cache(ds, tmp_path / "cache", shard_size=2)
     loaded = load_cache(cache)

@@ -7,7 +7,9 @@ Topics (stamps are the 10 Hz simulation clock from ``start_ns``):
 - ``/localization/kinematic_state`` (nav_msgs/Odometry, frame ``map``)
 - ``/perception/obstacles`` (alpamayo_ros/msg/ObstacleArray, frame ``map``)
 - ``/planning/reference_trajectory`` (alpamayo_ros/msg/Trajectory, 64 points in
-  ``base_link`` at the stamp: the expert's plan, published where 6.4 s of future exist)
+  ``base_link`` at the stamp: the expert's plan, published where 6.4 s of future exist;
+  x, y, heading and velocity are the expert's poses, acceleration and curvature the
+  unicycle controls fitted to them, :mod:`alpamayo_ros.data.controls`)
 - ``/planning/reference_reasoning`` (alpamayo_ros/msg/Reasoning, at CoC keyframes)
 
 The package's own message types are registered from ``msg/*.msg`` with
@@ -30,6 +32,7 @@ from rosbags.typesys.store import Typestore
 
 from alpamayo_ros.data.cameras import CameraConfig, RigConfig
 from alpamayo_ros.data.coc import Keyframe, ego_future, to_ego_frame
+from alpamayo_ros.data.controls import PlanControls, episode_plan_controls
 from alpamayo_ros.data.render import SceneRenderer
 from alpamayo_ros.data.scenarios import Episode
 from alpamayo_ros.sample import CameraGeometry
@@ -137,10 +140,10 @@ def write_episode_bag(
     t = store.types
     renderer = renderer or SceneRenderer(episode)
     every = int(round(10.0 / rig.rate_hz))
-    n = len(episode.frames)
     key_at = {k.index: k for k in keyframes}
     poses = episode.ego_xyhv()
-    ego_accel = np.array([f.ego_accel_mps2 for f in episode.frames])
+    plan_index, plans = episode_plan_controls(episode, NUM_WAYPOINTS)
+    plan_at = {int(i): k for k, i in enumerate(plan_index)}
     img_type = "sensor_msgs/msg/CompressedImage" if config.compressed else "sensor_msgs/msg/Image"
     with Writer(out, version=9, storage_plugin=StoragePlugin.MCAP) as w:
         def conn(topic: str, msgtype: str):
@@ -178,8 +181,8 @@ def write_episode_bag(
                 for a in frame.agents]
             put(c_obs, ns, t[f"{PACKAGE}/msg/ObstacleArray"](header=m.header(ns, MAP_FRAME),
                                                             obstacles=obstacles))
-            if i + NUM_WAYPOINTS < n:
-                put(c_traj, ns, _trajectory_msg(m, episode, i, poses, ego_accel, ns))
+            if i in plan_at:
+                put(c_traj, ns, _trajectory_msg(m, episode, i, poses, plans, plan_at[i], ns))
             if i in key_at:
                 put(c_reason, ns, _reasoning_msg(m, key_at[i], ns))
             if i % every == 0:
@@ -216,15 +219,12 @@ def read_rig_json(path: Path) -> dict[str, CameraGeometry]:
 
 
 def _trajectory_msg(m: _Msgs, episode: Episode, i: int, poses: np.ndarray,
-                    ego_accel: np.ndarray, ns: int):
+                    plans: PlanControls, k_plan: int, ns: int):
     t = m.t
     fut = ego_future(episode, i, NUM_WAYPOINTS)
     speed = poses[i + 1: i + 1 + NUM_WAYPOINTS, 3]
-    accel = ego_accel[i + 1: i + 1 + NUM_WAYPOINTS]
-    seg = np.diff(np.vstack([[0.0, 0.0], fut[:, :2]]), axis=0)
-    arc = np.maximum(np.hypot(seg[:, 0], seg[:, 1]), 1e-3)
-    dh = np.diff(np.concatenate([[0.0], np.unwrap(fut[:, 2])]))
-    curvature = np.where(arc > 0.02, dh / arc, 0.0)
+    accel = plans.acceleration_mps2[k_plan]
+    curvature = plans.curvature_per_m[k_plan]
     points = [t[f"{PACKAGE}/msg/TrajectoryPoint"](
         time_from_start=m.duration((k + 1) * DT_S), x=float(fut[k, 0]), y=float(fut[k, 1]),
         heading=float(fut[k, 2]), velocity=float(speed[k]), acceleration=float(accel[k]),

@@ -3,7 +3,8 @@
 A sample is a :class:`~alpamayo_ros.sample.DrivingSample` at a stamp of the bag: the
 last ``history_frames`` camera frames of every camera (oldest first), 16 ego poses of
 history (1.6 s), 64 future waypoints at 10 Hz (6.4 s) from the odometry, the unicycle
-controls of the reference trajectory and, at keyframes, the CoC label. By default the
+controls of the reference trajectory (fitted to the poses,
+:mod:`alpamayo_ros.data.controls`) and, at keyframes, the CoC label. By default the
 samples are the labelled keyframes; ``stride`` adds unlabelled samples every N steps.
 
 The cache is a directory of shards, each a set of ``.npy`` arrays (memory-mapped on
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from alpamayo_ros.data.bag import RIG_FILE, BagContents, odom_in_ego_frame, read_bag, read_rig_json
+from alpamayo_ros.data.controls import plan_controls
 from alpamayo_ros.sample import (
     EGO_HISTORY_STEPS,
     FUTURE_STEPS,
@@ -105,11 +107,9 @@ class BagDataset(Sequence):
         if traj is not None and len(traj.points) >= FUTURE_STEPS:
             controls = np.array([[p.acceleration, p.curvature]
                                  for p in traj.points[:FUTURE_STEPS]])
-        else:
-            from alpamayo_ros.unicycle import fit_controls
-            fit = fit_controls(future[:, 0], future[:, 1], future[:, 2],
-                               v0_mps=float(bag.odom_xyhv[i, 3]))
-            controls = np.stack([fit.acceleration_mps2, fit.curvature_per_m], axis=1)
+        else:  # a bag without reference trajectories: fit the odometry the same way
+            plan = plan_controls(future, float(bag.odom_xyhv[i, 3]))
+            controls = np.stack([plan.acceleration_mps2, plan.curvature_per_m], axis=1)
         reasoning = bag.reasoning.get(ns)
         coc = None
         if reasoning is not None:
