@@ -136,7 +136,8 @@ class BagPlayerNode(Node):
                 self._play_once(start_ns)
                 if not cfg.loop:
                     break
-            self._finish()
+            if not self._stop.is_set() and self.context.ok():
+                self._finish()
         except Exception:  # a bug or an unreadable bag: end the process, saying why
             if self.context.ok():
                 self.get_logger().fatal(f"playback failed, shutting down:\n"
