@@ -73,6 +73,13 @@ def test_lead_braking_at_red_light_cites_the_lead_not_the_light(seed):
         assert [c.id for c in f.decision.long_causes] == ["lead"], f.time_s
     cited = {c.id for k in keyframes for c in k.label.components}
     assert "lead" in cited and "light" not in cited
+    # The keyframe where the ego takes the lead as its constraint: the lead is braking
+    # for the (not green) light, and the trace says so.
+    follow = next(k for k in keyframes
+                  if k.label.longitudinal_decision == "lead_obstacle_following")
+    lead = next(c for c in follow.causes if c.id == "lead")
+    assert lead.attrs["state"] == "braking" and ep.frames[follow.index].lights["light"] != "green"
+    assert any(w in follow.label.text for w in ("braking", "slowing", "brake lights"))
     assert ep.frames[-1].ego.v_mps < 0.5  # it did stop behind the lead
     # The same light with no lead is cited (the rule is about the proximate cause).
     ep2, kf2 = episode("red_light", seed)

@@ -37,6 +37,9 @@ PERCEPTION_MEMORY_S = 2.0  # AR1 labelling window: causes must be seen in the la
 MAX_ACCEL_MPS2 = 2.4  # release comfort bound, longitudinal accel +2.40 m/s^2
 MAX_DECEL_MPS2 = 7.0
 MAX_JERK_MPS3 = 10.0
+# A vehicle decelerating harder than this is described as braking (brake lights on;
+# engine drag and coasting stay below about 0.5 m/s^2).
+BRAKING_MPS2 = -0.7
 # Curvature of the ego's own lateral manoeuvres (lane change, nudge, pull-over). With the
 # road's (the turn family's corners go down to a 9 m radius, 0.11 1/m) the path stays
 # inside the AR1 release bound |kappa| <= 0.2 1/m.
@@ -177,7 +180,7 @@ class Expert:
             state = "siren"
         elif a.v_mps < 0.3:
             state = "stopped"
-        elif a.braking_to_stop > 0.0 or a.accel_mps2 < -1.5:
+        elif a.braking_to_stop > 0.0 or a.accel_mps2 < BRAKING_MPS2:
             state = "braking"
         elif a.target_d is not None and abs(a.target_d - a.d) > 0.5:
             state = "cutting_in"

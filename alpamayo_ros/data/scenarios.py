@@ -280,7 +280,10 @@ def lead_at_red_light(rng: np.random.Generator) -> Scenario:
     light = _signal(rng, stop_s, float(rng.uniform(3.5, 5.0)), None)
     w = _world(rng, cfg, 10.0, 0, limit * 0.85, lights=[light],
                intersections=[Intersection("junction", stop_s + 9.0)])
-    w.agents.append(_car(rng, "lead", 10.0 + float(rng.uniform(60.0, 70.0)), 0.0,
+    # Far enough ahead that the ego is still cruising when the lead starts braking for
+    # the light: the keyframe where the ego takes the lead as its constraint cites a
+    # braking lead (the light, beyond it, is not cited).
+    w.agents.append(_car(rng, "lead", 10.0 + float(rng.uniform(75.0, 85.0)), 0.0,
                          limit * 0.85, v_des=limit))
     return Scenario("lead_at_red_light", 0, w, Expert(ExpertConfig(set_speed_mps=limit)))
 
