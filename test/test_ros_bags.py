@@ -219,7 +219,8 @@ def test_replay_publishes_the_bag_with_its_stamps_and_clock(generated_bag, probe
 
 
 @pytest.mark.ros
-@pytest.mark.parametrize("sig, select", [(signal.SIGINT, "topics"), (signal.SIGTERM, "all")])
+@pytest.mark.parametrize("sig, select", [(signal.SIGINT, "topics"), (signal.SIGTERM, "all")],
+                         ids=["sigint-topics", "sigterm-all"])
 def test_record_live_topics_and_read_the_bag_back(probe, ros_env, tmp_path, sig,
                                                   select) -> None:
     from sensor_msgs.msg import CameraInfo
