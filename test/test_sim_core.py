@@ -61,6 +61,21 @@ def test_ego_follows_commands_like_the_unicycle(physics_hz: float, ticks: int) -
     assert sim.status.mode == CommandMode.COMMAND and sim.status.commands_applied == n
 
 
+def test_world_ego_state_follows_the_commanded_pose() -> None:
+    sim = ClosedLoopSim(SimConfig(family="turn", initial_speed_mps=6.0, **TINY))
+    for i in range(150):
+        if i % 5 == 0:
+            sim.set_command(0.3, 0.03)  # drift left of the lane, heading off the road
+        sim.step()
+    e, p = sim.world.ego, sim.ego
+    # The data engine's view of the ego (agents, visibility) is the commanded pose.
+    assert agent_world_pose(sim.world.road, e) == pytest.approx((p.x_m, p.y_m, p.heading_rad),
+                                                                abs=1e-6)
+    assert abs(e.heading_offset_rad) > 0.05
+    assert math.hypot(e.v_mps, e.vd_mps) == pytest.approx(p.speed_mps)
+    assert e.vd_mps == pytest.approx(e.v_mps * math.tan(e.heading_offset_rad))
+
+
 def test_command_timeout_holds_then_brakes_to_a_stop() -> None:
     cfg = SimConfig(family="cruise", initial_speed_mps=8.0, command_timeout_s=0.5,
                     timeout_decel_mps2=2.0, **TINY)

@@ -125,9 +125,8 @@ def world_from_frenet(road: Road, s: float, d: float,
 
 
 def ego_pose_from_state(road: Road, ego: EgoState) -> EgoPose:
-    """World pose of a data-engine ``EgoState`` (its heading follows its lateral rate)."""
-    rel = math.atan2(ego.vd_mps, max(ego.v_mps, 0.5))
-    x, y, h = world_from_frenet(road, ego.s, ego.d, rel)
+    """World pose of a data-engine ``EgoState`` (heading = road + its heading offset)."""
+    x, y, h = world_from_frenet(road, ego.s, ego.d, ego.heading_offset_rad)
     return EgoPose(x, y, h, math.hypot(ego.v_mps, ego.vd_mps), ego.accel_mps2,
                    float(road.curvature_at(ego.s)))
 
@@ -135,13 +134,16 @@ def ego_pose_from_state(road: Road, ego: EgoState) -> EgoPose:
 def sync_world_ego(road: Road, ego: EgoState, pose: EgoPose) -> None:
     """Write the world pose into the data engine's Frenet ``EgoState`` (in place).
 
-    ``v_mps`` becomes the speed along the road and ``vd_mps`` the lateral rate, which is
-    what the agents' car-following and gap checks read.
+    ``v_mps`` becomes the speed along the road, ``vd_mps`` the lateral rate (what the
+    agents' car-following and gap checks read) and ``heading_offset_rad`` the heading
+    relative to the road (what ``agent_world_pose`` and the visibility test read), with
+    the data engine's relation ``vd = v tan(offset)``.
     """
     s, d = frenet_from_world(road, pose.x_m, pose.y_m, s_hint=ego.s)
     rel = wrap_angle(pose.heading_rad - float(road.heading_at(s)))
     ego.s, ego.d = s, d
     ego.v_mps = pose.speed_mps * math.cos(rel)
     ego.vd_mps = pose.speed_mps * math.sin(rel)
+    ego.heading_offset_rad = rel
     ego.accel_mps2 = pose.acceleration_mps2
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -47,7 +47,13 @@ from alpamayo_ros.data.scenarios import AgentSnapshot, Episode, Frame, make_scen
 from alpamayo_ros.data.world import DT_S, Agent, World, agent_world_pose, box_corners
 from alpamayo_ros.safety.collision import boxes_overlap
 from alpamayo_ros.sim.config import SimConfig
-from alpamayo_ros.sim.ego import EgoPose, frenet_from_world_many, step_ego, sync_world_ego
+from alpamayo_ros.sim.ego import (
+    EgoPose,
+    ego_pose_from_state,
+    frenet_from_world_many,
+    step_ego,
+    sync_world_ego,
+)
 from alpamayo_ros.unicycle import MAX_ABS_ACCELERATION_MPS2, MAX_ABS_CURVATURE_PER_M
 
 NS_PER_S = 1_000_000_000
@@ -129,9 +135,7 @@ class ClosedLoopSim:
         road, ego = self.world.road, self.world.ego
         if cfg.initial_speed_mps >= 0:
             ego.v_mps = cfg.initial_speed_mps
-        x, y, h = road.to_world(ego.s, ego.d)
-        self._pose = EgoPose(float(x), float(y), float(h), float(ego.v_mps), 0.0,
-                             float(road.curvature_at(ego.s)))
+        self._pose = replace(ego_pose_from_state(road, ego), acceleration_mps2=0.0)
         sync_world_ego(road, ego, self._pose)
         self.episode_start_tick = self.tick
         self._command = (0.0, self._pose.curvature_per_m)
