@@ -14,7 +14,11 @@ from alpamayo_ros.data.coc import (
     label_episode,
     observability_violations,
 )
-from alpamayo_ros.data.consistency import consistency_score, parse_reasoning
+from alpamayo_ros.data.consistency import (
+    consistency_score,
+    meta_actions_from_trajectory,
+    parse_reasoning,
+)
 from alpamayo_ros.data.expert import ExpertConfig
 from alpamayo_ros.data.scenarios import FAMILIES, FAMILY_DECISIONS, make_scenario, simulate
 from alpamayo_ros.data.world import RoadConfig, box_corners
@@ -275,6 +279,27 @@ def test_lane_change_ends_once_the_ego_is_in_the_target_lane():
         assert road.lane_of(ep.frames[end].ego.d) != origin, family
         # Centring in the new lane is lane keeping (the last metre of drift).
         assert abs(ep.frames[end].ego.d - ep.frames[-1].ego.d) > 0.5, family
+
+
+def test_meta_actions_come_from_the_future_trajectory():
+    lon, lat, per_decision = set(), set(), {}
+    for family in FAMILIES:
+        for seed in SEEDS:
+            ep, keyframes = episode(family, seed)
+            for k in keyframes:
+                meta = meta_actions_from_trajectory(ego_future(ep, k.index),
+                                                    ep.frames[k.index].ego.v_mps)
+                got = (k.label.longitudinal_meta_action, k.label.lateral_meta_action)
+                assert got == (meta.longitudinal, meta.lateral), (family, k.index)
+                lon.add(got[0])
+                lat.add(got[1])
+                per_decision.setdefault(k.label.longitudinal_decision, set()).add(got[0])
+    assert {"stop", "gentle_decelerate", "maintain_speed", "gentle_accelerate"} <= lon, lon
+    assert {"go_straight", "steer_left", "steer_right", "sharp_steer_left"} <= lat or \
+        {"go_straight", "steer_left", "steer_right", "sharp_steer_right"} <= lat, lat
+    # Read from the plan, not looked up from the decision: one decision, several actions.
+    assert len(per_decision["lead_obstacle_following"]) >= 3
+    assert len(per_decision["yield"]) >= 2
 
 
 def test_same_seed_same_episode_and_seeds_vary():

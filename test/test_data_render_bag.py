@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from alpamayo_ros.data.bag import read_bag, write_episode_bag
+from alpamayo_ros.data.bag import BagConfig, decode_image, read_bag, write_episode_bag
 from alpamayo_ros.data.cameras import CameraConfig, RigConfig, ar1_rig, make_rig
 from alpamayo_ros.data.coc import label_episode
 from alpamayo_ros.data.dataset import BagDataset, load_cache, write_cache
@@ -136,21 +136,53 @@ def test_bag_round_trips_through_rosbags(small_bag):
 def test_bag_round_trips_through_mcap_ros2(small_bag):
     from mcap_ros2.reader import read_ros2_messages
 
-    _, kfs, path = small_bag
+    ep, kfs, path = small_bag
+    ours = read_bag(path)
     mcap = next(path.glob("*.mcap"))
     topics: dict[str, int] = {}
-    texts = []
+    texts, odom, first_jpeg, traj = [], [], None, None
     for m in read_ros2_messages(str(mcap)):
-        topics[m.channel.topic] = topics.get(m.channel.topic, 0) + 1
-        if m.channel.topic == "/planning/reference_reasoning":
+        topic = m.channel.topic
+        topics[topic] = topics.get(topic, 0) + 1
+        if topic == "/planning/reference_reasoning":
             texts.append(m.ros_msg.text)
-        if m.channel.topic == "/perception/obstacles":
+            assert m.ros_msg.critical_components
+        elif topic == "/perception/obstacles":
             assert m.ros_msg.obstacles[0].classification == 1
+        elif topic == "/localization/kinematic_state":
+            odom.append((m.ros_msg.pose.pose.position.x, m.ros_msg.pose.pose.position.y))
+        elif topic == "/sensing/camera/front_wide/compressed" and first_jpeg is None:
+            first_jpeg = m.ros_msg
+        elif topic == "/planning/reference_trajectory" and traj is None:
+            traj = m.ros_msg
     assert texts == [k.label.text for k in kfs]
+    np.testing.assert_allclose(odom, ep.ego_xyhv()[:, :2], atol=1e-9)
+    assert first_jpeg.format == "jpeg"
+    np.testing.assert_array_equal(decode_image(first_jpeg, "sensor_msgs/msg/CompressedImage"),
+                                  ours.images["front_wide"][0][1])
+    first = ours.trajectories[min(ours.trajectories)]
+    assert [p.curvature for p in traj.points] == [p.curvature for p in first.points]
     for name in ("front_wide", "front_tele"):
         assert topics[f"/sensing/camera/{name}/compressed"] == 90
         assert topics[f"/sensing/camera/{name}/camera_info"] == 90
     assert topics["/localization/kinematic_state"] == 90
+
+
+def test_raw_image_bag_through_both_readers(tmp_path):
+    from mcap_ros2.reader import read_ros2_messages
+
+    ep = simulate(make_scenario("cut_in", 0, duration_s=0.5))
+    rig = make_rig("tiny")
+    path = write_episode_bag(ep, [], rig, tmp_path / "raw", BagConfig(compressed=False))
+    rendered = SceneRenderer(ep).render(2, rig.cameras)
+    c = read_bag(path)
+    for cam, img in zip(rig.cameras, rendered):
+        np.testing.assert_array_equal(c.images[cam.name][2][1], img)  # lossless
+    raw = [m.ros_msg for m in read_ros2_messages(str(next(path.glob("*.mcap"))))
+           if m.channel.topic == "/sensing/camera/front_wide/image_raw"]
+    assert len(raw) == 5 and raw[2].encoding == "rgb8"
+    np.testing.assert_array_equal(decode_image(raw[2], "sensor_msgs/msg/Image"),
+                                  rendered[[x.name for x in rig.cameras].index("front_wide")])
 
 
 def test_dataset_view_and_cache(small_bag, tmp_path):

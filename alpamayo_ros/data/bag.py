@@ -288,13 +288,21 @@ class BagContents:
 
 
 def decode_image(msg, msgtype: str) -> np.ndarray:
-    """RGB uint8 array of an Image (rgb8/bgr8) or CompressedImage message."""
+    """RGB uint8 array of an Image (rgb8/bgr8) or CompressedImage message.
+
+    ``msg.data`` may be a uint8 array (rosbags) or ``bytes`` (mcap-ros2-support).
+    """
+    data = msg.data
+    buf = (np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview))
+           else np.asarray(data, np.uint8))
     if msgtype.endswith("CompressedImage"):
-        img = cv2.imdecode(np.asarray(msg.data, np.uint8), cv2.IMREAD_COLOR)
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
         if img is None:
             raise ValueError("could not decode compressed image")
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    arr = np.asarray(msg.data, np.uint8).reshape(msg.height, msg.step)[:, : msg.width * 3]
+    if msg.encoding not in ("rgb8", "bgr8"):
+        raise ValueError(f"image encoding must be rgb8 or bgr8, got {msg.encoding!r}")
+    arr = buf.reshape(msg.height, msg.step)[:, : msg.width * 3]
     arr = arr.reshape(msg.height, msg.width, 3)
     return arr[..., ::-1].copy() if msg.encoding == "bgr8" else arr.copy()
 
