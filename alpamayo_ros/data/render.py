@@ -368,19 +368,26 @@ class SceneRenderer:
             depth = np.where(obj >= 0, [obj_depth.get(o, 0.0) for o in obj], depth)
         order = idx[np.lexsort((-depth, batch.layers[idx]))]
         scale = float(1 << SUBPIXEL_BITS)
-        for i in order:
-            if z[i].min() > NEAR_M:
-                pts = np.stack([u[i] + half_w, w[i] + half_h], axis=1)
-            else:
+        # Pixel coordinates of every quad at once, in cv2's int32 fixed point (only
+        # absurdly far-out vertices get clamped); quads that cross the near plane are
+        # clipped one by one below.
+        limit = 2.0e8 / scale
+        fixed = (np.clip(np.stack([u + half_w, w + half_h], axis=-1), -limit, limit)
+                 * scale).astype(np.int32)
+        crossing = z.min(axis=1) <= NEAR_M
+        rgb = colours.tolist()
+        fill = cv2.fillConvexPoly
+        for i in order.tolist():
+            if crossing[i]:
                 poly = _clip_near(v[i])
                 if poly is None:
                     continue
                 pts = np.stack([poly[:, 0] / poly[:, 2] * f + half_w,
                                 poly[:, 1] / poly[:, 2] * f + half_h], axis=1)
-            # cv2 takes int32 fixed point: only absurdly far-out vertices get clamped.
-            pts = np.clip(pts, -2.0e8 / scale, 2.0e8 / scale)
-            cv2.fillConvexPoly(img, (pts * scale).astype(np.int32),
-                               colours[i].tolist(), cv2.LINE_8, SUBPIXEL_BITS)
+                pts = (np.clip(pts, -limit, limit) * scale).astype(np.int32)
+            else:
+                pts = fixed[i]
+            fill(img, pts, rgb[i], cv2.LINE_8, SUBPIXEL_BITS)
         return img
 
 
