@@ -357,3 +357,20 @@ def test_configs_name_the_bad_field():
         LabelConfig(stagger_s=-1.0)
     with pytest.raises(ValueError, match="family"):
         make_scenario("nope", 0)
+
+
+def test_label_report_command(capsys, monkeypatch):
+    import json
+
+    from alpamayo_ros.cli import main
+    from alpamayo_ros.data import scenarios
+
+    assert main(["label-report", "--families", "cut_in", "--seeds", "1"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    fam = report["families"]["cut_in"]
+    assert fam["keyframes"] == len(episode("cut_in", 0)[1]) and fam["missing_decisions"] == []
+    assert 0.0 <= report["consistency_min"] <= report["consistency_mean"] <= 1.0
+    # A decision the family does not produce is reported missing.
+    monkeypatch.setitem(scenarios.FAMILY_DECISIONS, "cut_in", [("lon", "yield", "cut_in_car")])
+    assert main(["label-report", "--families", "cut_in", "--seeds", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["families"]["cut_in"]["missing_decisions"]

@@ -1,7 +1,9 @@
-"""Data-engine commands: generate (bags), cache, mosaic and render-bench.
+"""Data-engine commands: generate (bags), cache, mosaic, label-report and render-bench.
 
 ``alpamayo generate`` writes MCAP bags, ``alpamayo cache`` npy training shards,
-``alpamayo mosaic`` a PNG to check, ``alpamayo render-bench`` images per second (JSON).
+``alpamayo mosaic`` a PNG to check, ``alpamayo label-report`` the CoC-action consistency
+of the expert's labels (and the unicycle-fit error of its plans), ``alpamayo
+render-bench`` images per second (JSON).
 """
 
 from __future__ import annotations
@@ -43,6 +45,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--rig", default="ar1", choices=sorted(RIG_PRESETS))
     m.add_argument("--out", default="docs/mosaic.png")
     m.set_defaults(func=_mosaic)
+
+    r = subparsers.add_parser(
+        "label-report",
+        help="CoC-action consistency of the expert's labels, decisions per family and "
+             "unicycle-fit error of its plans (JSON)")
+    r.add_argument("--families", default="all")
+    r.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1 of each family")
+    r.add_argument("--fit", action="store_true",
+                   help="also fit controls to every plan of every episode (slower)")
+    r.set_defaults(func=_label_report)
 
     b = subparsers.add_parser("render-bench", help="images per second of the renderer (JSON)")
     b.add_argument("--rig", default="ar1", choices=sorted(RIG_PRESETS))
@@ -120,6 +132,60 @@ def _mosaic(args: argparse.Namespace) -> int:
         raise SystemExit("episode has no keyframes")
     path = save_png(mosaic(episode, keyframes[args.keyframe], make_rig(args.rig)), args.out)
     print(json.dumps({"png": str(path), "bytes": path.stat().st_size}))
+    return 0
+
+
+def _label_report(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from alpamayo_ros.data.coc import ego_future, label_episode
+    from alpamayo_ros.data.consistency import consistency_score
+    from alpamayo_ros.data.controls import episode_plan_controls
+    from alpamayo_ros.data.scenarios import (
+        FAMILY_DECISIONS,
+        cause_matches,
+        make_scenario,
+        simulate,
+    )
+
+    if args.seeds < 1:
+        raise SystemExit("--seeds must be >= 1")
+    families, scores, fit_errors = {}, [], []
+    t0 = time.perf_counter()
+    for family in _families(args.families):
+        fam_scores, missing = [], []
+        for seed in range(args.seeds):
+            episode = simulate(make_scenario(family, seed))
+            keyframes = label_episode(episode)
+            for k in keyframes:
+                fam_scores.append(consistency_score(k.label, ego_future(episode, k.index),
+                                                    episode.frames[k.index].ego.v_mps))
+            for channel, decision, cause in FAMILY_DECISIONS[family]:
+                found = any(cause_matches(cause, k.label.components) for k in keyframes
+                            if (k.label.longitudinal_decision if channel == "lon"
+                                else k.label.lateral_decision) == decision)
+                if not found:
+                    missing.append(f"seed {seed}: {decision} <- {cause}")
+            if args.fit:
+                fit_errors.append(episode_plan_controls(episode)[1].max_position_error_m)
+        families[family] = {"keyframes": len(fam_scores),
+                            "consistency_mean": round(float(np.mean(fam_scores)), 4),
+                            "consistency_min": float(np.min(fam_scores)),
+                            "missing_decisions": missing}
+        scores += fam_scores
+    report = {"seeds": args.seeds, "keyframes": len(scores),
+              "consistency_mean": round(float(np.mean(scores)), 4),
+              "consistency_min": float(np.min(scores)),
+              "keyframes_below_1": int(np.sum(np.asarray(scores) < 1.0)),
+              "families": families}
+    if args.fit:
+        err = np.concatenate(fit_errors)
+        report["plan_fit"] = {"plans": int(err.size),
+                              "max_position_error_m": round(float(err.max()), 4),
+                              "mean_max_position_error_m": round(float(err.mean()), 4),
+                              "p99_max_position_error_m": round(float(np.percentile(err, 99)), 4)}
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps(report, indent=1))
     return 0
 
 

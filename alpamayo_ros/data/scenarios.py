@@ -37,6 +37,7 @@ from alpamayo_ros.data.world import (
     World,
     agent_world_pose,
 )
+from alpamayo_ros.taxonomy import ComponentType
 from alpamayo_ros.taxonomy import LateralDecision as Lat
 from alpamayo_ros.taxonomy import LongitudinalDecision as Lon
 
@@ -576,6 +577,18 @@ FAMILY_DECISIONS: dict[str, list[tuple[str, str, str]]] = {
     "cut_in_during_lane_change": [("lat", Lat.LATERAL_MANEUVER_ABORT.value, "cut_in_car")],
     "cut_in": [("lon", Lon.LEAD_OBSTACLE_FOLLOWING.value, "cut_in_car")],
 }
+
+
+def cause_matches(expected: str, components: list) -> bool:
+    """Whether label components (``.type``, ``.id``) cite a :data:`FAMILY_DECISIONS` cause.
+
+    ``"*event"`` is any road event, ``"*object"`` any critical object, anything else an id.
+    """
+    if expected == "*event":
+        return any(c.type == ComponentType.ROAD_EVENT for c in components)
+    if expected == "*object":
+        return any(c.type == ComponentType.CRITICAL_OBJECT for c in components)
+    return any(c.id == expected for c in components)
 
 
 # Families whose key events come late need longer clips (6.4 s of future after them).
