@@ -33,7 +33,7 @@ def test_params_file_reader_builds_the_config() -> None:
     ("camera_rate_hz", 3.0, "camera_rate_hz"),
     ("camera_rate_hz", 20.0, "camera_rate_hz"),
     ("physics_rate_hz", 55.0, "physics_rate_hz"),
-    ("odometry_rate_hz", 20.0, "odometry_rate_hz"),
+    ("odometry_rate_hz", 30.0, "odometry_rate_hz"),  # does not divide 100 Hz physics
     ("command_timeout_s", 0.0, "command_timeout_s"),
     ("timeout_decel_mps2", 12.0, "timeout_decel_mps2"),
     ("real_time_factor", -1.0, "real_time_factor"),

@@ -17,7 +17,7 @@ from alpamayo_ros.sim import (
 from alpamayo_ros.sim.ego import frenet_from_world_many
 from alpamayo_ros.unicycle import integrate
 
-TINY = dict(rig="tiny")
+TINY = dict(rig="tiny", physics_rate_hz=50.0)  # the step counts below assume 50 Hz physics
 
 
 def run_commands(sim: ClosedLoopSim, accel: np.ndarray, curv: np.ndarray,
@@ -44,7 +44,7 @@ def to_world(states, pose) -> np.ndarray:
 @pytest.mark.parametrize("physics_hz, ticks", [(50.0, 5), (50.0, 1), (100.0, 10)])
 def test_ego_follows_commands_like_the_unicycle(physics_hz: float, ticks: int) -> None:
     sim = ClosedLoopSim(SimConfig(family="cruise", physics_rate_hz=physics_hz,
-                                  odometry_rate_hz=physics_hz, **TINY))
+                                  odometry_rate_hz=physics_hz, rig="tiny"))
     rng = np.random.default_rng(3)
     n = int(round(3.0 * physics_hz / ticks))  # 3 s of commands
     accel = rng.uniform(-2.0, 2.0, n)

@@ -143,7 +143,7 @@ def array_to_image(
     msg.height, msg.width, msg.encoding = height, width, encoding
     msg.is_bigendian = 0
     msg.step = step
-    msg.data = memoryview(data)
+    msg.data = data.tobytes()  # bytes take rclpy's fast path (a memoryview is copied per byte)
     return msg
 
 
