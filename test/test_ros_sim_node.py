@@ -108,10 +108,10 @@ def test_sim_node_publishes_the_rig_and_follows_commands(probe, sim_process) -> 
     assert [o.id for o in obstacles[-1].obstacles] == ["lead"]
     clocks = [ns(c.clock) for c in probe.messages(topics.CLOCK, since=t0)]
     assert len(clocks) >= 100 and all(np.diff(clocks) > 0)
-    # /clock ticks at the 50 Hz physics rate and the camera stamps are among its ticks
+    # /clock ticks at the 100 Hz physics rate and the camera stamps are among its ticks
     # (keep-last depth 1: a busy subscriber may miss a few /clock messages).
-    assert Counter(np.diff(clocks))[20_000_000] >= 0.8 * (len(clocks) - 1)
-    assert all((s - clocks[0]) % 20_000_000 == 0 for s in complete)
+    assert Counter(np.diff(clocks))[10_000_000] >= 0.8 * (len(clocks) - 1)
+    assert all((s - clocks[0]) % 10_000_000 == 0 for s in complete)
     all_clocks = set(ns(c.clock) for c in probe.messages(topics.CLOCK))
     assert sum(s in all_clocks for s in complete) >= 0.8 * len(complete)
 
