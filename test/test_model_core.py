@@ -16,6 +16,7 @@ from alpamayo_ros.model.configuration import (
     default_layer_map,
     preset,
 )
+from alpamayo_ros.model.layers import Attention, apply_rotary, grouped_attention, rotary_tables
 from alpamayo_ros.model.tokenizer import CocTokenizer, seed_corpus
 
 # --- flow matching -----------------------------------------------------------------------
@@ -58,6 +59,86 @@ def test_euler_error_shrinks_with_steps_on_a_nonconstant_field():
 def test_euler_rejects_bad_steps():
     with pytest.raises(ValueError, match="flow steps"):
         fm.euler_solve(lambda x, t: x, torch.zeros(1, 2, 2), 0)
+    with pytest.raises(ValueError, match="flow steps"):
+        fm.euler_times(2.5)
+
+
+def test_euler_times_are_the_times_the_solver_passes():
+    seen = []
+    fm.euler_solve(lambda x, t: (seen.append(t.clone()), x)[1], torch.zeros(2, 3, 2), 7)
+    assert torch.equal(torch.stack(seen)[:, 1], fm.euler_times(7))
+
+
+# --- attention layers --------------------------------------------------------------------
+
+
+def _rotate_half_reference(x, positions, theta):
+    """Llama's rotary embedding on ``x (B, H, S, hd)`` (rotate_half layout)."""
+    hd = x.shape[-1]
+    inv = 1.0 / theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd)
+    emb = positions.double()[..., None] * inv
+    emb = torch.cat([emb, emb], -1)[:, None]
+    rot = torch.cat([-x[..., hd // 2:], x[..., : hd // 2]], -1)
+    return x * emb.cos() + rot * emb.sin()
+
+
+def test_rotary_tables_rotate_like_llama_and_carry_the_query_scale():
+    torch.manual_seed(0)
+    b, s, heads, kv, hd = 2, 5, 6, 2, 16
+    positions = torch.randint(0, 300, (b, s))
+    cos, sin = rotary_tables(positions, hd, 10000.0, heads, kv, torch.float64)
+    x = torch.randn(b, s, heads + kv, hd, dtype=torch.float64)
+    got = apply_rotary(x, cos, sin).transpose(1, 2)
+    ref = _rotate_half_reference(x.transpose(1, 2), positions, 10000.0)
+    # The angles are computed in float32, as Llama/Qwen2 do: float32-level agreement.
+    torch.testing.assert_close(got[:, :heads], ref[:, :heads] * hd**-0.5, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got[:, heads:], ref[:, heads:], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("heads,kv_heads", [(6, 2), (4, 4)])
+def test_grouped_attention_equals_attention_over_repeated_heads(heads, kv_heads):
+    """The fused projection + grouped heads equal the textbook GQA (keys repeated)."""
+    torch.manual_seed(1)
+    b, s, past, d, hd = 2, 7, 9, 24, 8
+    attn = Attention(d, heads, kv_heads, hd).double()
+    x = torch.randn(b, s, d, dtype=torch.float64)
+    k_past = torch.randn(b, kv_heads, past, hd, dtype=torch.float64)
+    v_past = torch.randn(b, kv_heads, past, hd, dtype=torch.float64)
+    positions = past + torch.arange(s)[None].expand(b, s)
+    mask = torch.rand(b, 1, 1, past + s) > 0.3
+    mask[..., past:] = True
+    cos, sin = rotary_tables(positions, hd, 10000.0, heads, kv_heads, torch.float64)
+    q, k, v = attn.project(x, cos, sin)
+    k, v = torch.cat([k_past, k], 2), torch.cat([v_past, v], 2)
+    got = attn.add_output(x, grouped_attention(q, k, v, mask, s))
+
+    w_q, w_k, w_v = attn.qkv.weight.split([heads * hd, kv_heads * hd, kv_heads * hd])
+    def heads_of(w, n):
+        return (x @ w.t()).view(b, s, n, hd).transpose(1, 2)
+
+    rq = _rotate_half_reference(heads_of(w_q, heads), positions, 10000.0)
+    rk = torch.cat([k_past, _rotate_half_reference(heads_of(w_k, kv_heads), positions,
+                                                   10000.0)], 2)
+    rv = torch.cat([v_past, heads_of(w_v, kv_heads)], 2)
+    rep = heads // kv_heads
+    rk, rv = rk.repeat_interleave(rep, 1), rv.repeat_interleave(rep, 1)
+    ref = torch.nn.functional.scaled_dot_product_attention(rq, rk, rv, attn_mask=mask)
+    ref = x + ref.transpose(1, 2).reshape(b, s, -1) @ attn.o.weight.t()
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)  # float32 rotary angles
+    # One query (decoding) takes the SDPA branch: same result.
+    q1, k1, v1 = attn.project(x[:, :1], cos[:, :1], sin[:, :1])
+    one = attn.add_output(x[:, :1], grouped_attention(
+        q1, torch.cat([k_past, k1], 2), torch.cat([v_past, v1], 2),
+        mask[..., : past + 1], 1))
+    rq1 = rq[:, :, :1]
+    rk1 = torch.cat([k_past, _rotate_half_reference(heads_of(w_k, kv_heads)[:, :, :1],
+                                                    positions[:, :1], 10000.0)], 2)
+    rv1 = torch.cat([v_past, heads_of(w_v, kv_heads)[:, :, :1]], 2)
+    ref1 = torch.nn.functional.scaled_dot_product_attention(
+        rq1, rk1.repeat_interleave(rep, 1), rv1.repeat_interleave(rep, 1),
+        attn_mask=mask[..., : past + 1])
+    torch.testing.assert_close(one, x[:, :1] + ref1.transpose(1, 2).reshape(b, 1, -1)
+                               @ attn.o.weight.t(), atol=1e-5, rtol=1e-5)
 
 
 def test_time_sampling_matches_shifted_beta():

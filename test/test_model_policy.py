@@ -8,10 +8,16 @@ import pytest
 import torch
 
 from alpamayo_ros import unicycle
-from alpamayo_ros.model.configuration import PRESETS, preset
-from alpamayo_ros.model.modeling import AlpamayoModel, SpecialIds, count_parameters
+from alpamayo_ros.model import flow_matching as fm
+from alpamayo_ros.model.configuration import FORMAT_VERSION, PRESETS, preset
+from alpamayo_ros.model.modeling import (
+    AlpamayoModel,
+    SpecialIds,
+    clamp_controls,
+    count_parameters,
+)
 from alpamayo_ros.model.policy import Policy
-from alpamayo_ros.model.processor import normalize_controls
+from alpamayo_ros.model.processor import denormalize_controls, normalize_controls
 from alpamayo_ros.model.synthetic import synthetic_sample
 from alpamayo_ros.model.weights import WeightsError
 
@@ -157,6 +163,35 @@ def test_a_sample_gives_the_same_outputs_alone_and_in_a_padded_batch(policy):
             torch.testing.assert_close(traj[i], traj1[0], atol=1e-4, rtol=1e-4)
 
 
+def test_prepared_time_rows_equal_the_time_mlp_at_every_solver_step(policy):
+    """The time conditioning of the solver's grid, precomputed in one batch, is exact.
+
+    It gives the velocity of the per-step time MLP (the training/export path).
+    """
+    model = policy.model
+    with torch.no_grad():
+        ctx = model.skip_reasoning(model.prefill(policy.processor(samples(2, seed=11))))
+        plain = model.velocity_fn(ctx, repeats=3)
+        prepared = model.velocity_fn(ctx, repeats=3, steps=5)
+        keys, values, valid, start = model.expert_context(ctx, 3)
+        x = torch.randn(6, 64, 2, generator=torch.Generator().manual_seed(0))
+        for t in fm.euler_times(5).tolist():
+            tt = torch.full((6,), t)
+            ref = model.expert(x, tt, keys, values, valid, start)  # the training forward
+            torch.testing.assert_close(prepared(x, tt), ref, atol=1e-6, rtol=1e-5)
+            torch.testing.assert_close(plain(x, tt), ref, atol=1e-6, rtol=1e-5)
+        # Times off the grid, or mixed within the batch, fall back to the MLP.
+        mixed = torch.tensor([0.0, 0.2, 0.4, 0.6, 0.8, 0.35])
+        torch.testing.assert_close(prepared(x, mixed),
+                                   model.expert(x, mixed, keys, values, valid, start),
+                                   atol=1e-6, rtol=1e-5)
+        noise = torch.randn(2 * 3, 64, 2, generator=torch.Generator().manual_seed(1))
+        full = model.flow_trajectory(ctx, 5, num_samples=3, noise=noise)
+        ref = fm.euler_solve(plain, noise, 5)
+        torch.testing.assert_close(full, clamp_controls(denormalize_controls(ref)).view(
+            2, 3, 64, 2), atol=1e-5, rtol=1e-5)
+
+
 # --- modes ------------------------------------------------------------------------------
 
 
@@ -247,7 +282,7 @@ def test_export_load_gives_identical_outputs(policy, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors",
                                                           "tokenizer.json"]
     meta = json.loads((tmp_path / "config.json").read_text())
-    assert meta["format_version"] == 1 and meta["policy"]["preset"] == "tiny"
+    assert meta["format_version"] == FORMAT_VERSION and meta["policy"]["preset"] == "tiny"
     loaded = Policy.from_pretrained(tmp_path, device="cpu")
     for key, value in policy.model.state_dict().items():
         assert torch.equal(value, loaded.model.state_dict()[key]), key
@@ -277,6 +312,11 @@ def test_load_errors_version_mismatch(saved):
     meta["format_version"] = 99
     (saved / "config.json").write_text(json.dumps(meta))
     with pytest.raises(WeightsError, match="format_version 99"):
+        Policy.from_pretrained(saved, device="cpu")
+    # A directory of the previous layout (separate q/k/v, gate/up) says what changed.
+    meta["format_version"] = 1
+    (saved / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(WeightsError, match="format_version 1 .*fuses them"):
         Policy.from_pretrained(saved, device="cpu")
 
 

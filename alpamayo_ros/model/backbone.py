@@ -23,7 +23,13 @@ import torch
 from torch import nn
 
 from alpamayo_ros.model.configuration import BackboneConfig
-from alpamayo_ros.model.layers import RMSNorm, SwiGLU, apply_rope, attend, rope_cos_sin
+from alpamayo_ros.model.layers import (
+    Attention,
+    RMSNorm,
+    SwiGLU,
+    grouped_attention,
+    rotary_tables,
+)
 
 
 class KVCache:
@@ -112,27 +118,17 @@ class Backbone(nn.Module):
 class _DecoderLayer(nn.Module):
     def __init__(self, cfg: BackboneConfig) -> None:
         super().__init__()
-        self.heads, self.kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         self.norm1 = RMSNorm(cfg.hidden_size)
-        self.q = nn.Linear(cfg.hidden_size, cfg.num_heads * cfg.head_dim, bias=False)
-        self.k = nn.Linear(cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, bias=False)
-        self.v = nn.Linear(cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, bias=False)
-        self.o = nn.Linear(cfg.num_heads * cfg.head_dim, cfg.hidden_size, bias=False)
+        self.attn = Attention(cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim)
         self.norm2 = RMSNorm(cfg.hidden_size)
         self.mlp = SwiGLU(cfg.hidden_size, cfg.intermediate_size)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                mask: torch.Tensor, cache: KVCache, index: int) -> torch.Tensor:
-        b, s, _ = x.shape
-        h = self.norm1(x)
-        q = self.q(h).view(b, s, self.heads, self.head_dim).transpose(1, 2)
-        k = self.k(h).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v(h).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+                mask: torch.Tensor | None, cache: KVCache, index: int) -> torch.Tensor:
+        q, k, v = self.attn.project(self.norm1(x), cos, sin)
         k, v = cache.update(index, k, v)
-        out = attend(q, k, v, mask).transpose(1, 2).reshape(b, s, -1)
-        x = x + self.o(out)
-        return x + self.mlp(self.norm2(x))
+        x = self.attn.add_output(x, grouped_attention(q, k, v, mask, x.shape[1]))
+        return self.mlp.add_to(x, self.norm2(x))
 
 
 class OwnBackbone(Backbone):
@@ -149,9 +145,9 @@ class OwnBackbone(Backbone):
         self.norm = RMSNorm(cfg.hidden_size)
         nn.init.normal_(self.tok_emb.weight, std=0.02)
         for layer in self.layers:
-            for lin in (layer.q, layer.k, layer.v, layer.mlp.gate, layer.mlp.up):
+            for lin in (layer.attn.qkv, layer.mlp.gate_up):
                 nn.init.normal_(lin.weight, std=0.02)
-            for lin in (layer.o, layer.mlp.down):
+            for lin in (layer.attn.o, layer.mlp.down):
                 nn.init.normal_(lin.weight, std=0.02 / (2 * cfg.num_layers) ** 0.5)
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
@@ -173,10 +169,14 @@ class OwnBackbone(Backbone):
         if key_valid.shape[1] != cache.length + embeds.shape[1]:
             raise ValueError(f"key_valid covers {key_valid.shape[1]} positions, cache + new "
                              f"tokens are {cache.length + embeds.shape[1]}")
-        cos, sin = rope_cos_sin(positions, self.head_dim, self.rope_theta)
+        s = embeds.shape[1]
+        cos, sin = rotary_tables(positions, self.head_dim, self.rope_theta, self.num_heads,
+                                 self.num_kv_heads, embeds.dtype)
         # One new token with every key valid: nothing to mask (the fast decode path).
-        mask = (None if embeds.shape[1] == 1 and bool(key_valid.all())
-                else causal_mask(key_valid, embeds.shape[1]))
+        mask = None if s == 1 and bool(key_valid.all()) else causal_mask(key_valid, s)
+        rep = self.num_heads // self.num_kv_heads
+        if mask is not None and s > 1 and rep > 1:  # one row per grouped query head
+            mask = mask.repeat(1, 1, rep, 1)
         x = embeds
         for i, layer in enumerate(self.layers):
             x = layer(x, cos, sin, mask, cache, i)

@@ -23,7 +23,9 @@ from alpamayo_ros.unicycle import NUM_WAYPOINTS
 
 # Format of a weights directory (config.json + model.safetensors + tokenizer.json);
 # bump when a saved directory can no longer be read by this code.
-FORMAT_VERSION = 1
+# 2: one fused q/k/v Linear per attention layer (``attn.qkv``, ``attn.o``) and one fused
+#    gate/up Linear per MLP (``mlp.gate_up``); 1 had separate q/k/v and gate/up tensors.
+FORMAT_VERSION = 2
 
 
 def _positive(obj: Any, *names: str) -> None:

@@ -10,18 +10,18 @@ action tokens' own keys/values. It predicts the flow velocity of the normalised 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from alpamayo_ros.model.configuration import ExpertConfig
 from alpamayo_ros.model.layers import (
+    Attention,
     RMSNorm,
     SwiGLU,
-    apply_rope,
-    attend,
-    rope_cos_sin,
+    grouped_attention,
+    rotary_tables,
     sinusoidal_embedding,
 )
 
@@ -31,41 +31,30 @@ ACTION_DIM = 2  # (acceleration, curvature) per step
 class _ExpertLayer(nn.Module):
     def __init__(self, cfg: ExpertConfig, heads: int, kv_heads: int, head_dim: int) -> None:
         super().__init__()
-        self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
         d = cfg.hidden_size
         self.norm1 = RMSNorm(d)
-        self.q = nn.Linear(d, heads * head_dim, bias=False)
-        self.k = nn.Linear(d, kv_heads * head_dim, bias=False)
-        self.v = nn.Linear(d, kv_heads * head_dim, bias=False)
-        self.o = nn.Linear(heads * head_dim, d, bias=False)
+        self.attn = Attention(d, heads, kv_heads, head_dim)
         self.norm2 = RMSNorm(d)
         self.mlp = SwiGLU(d, cfg.intermediate_size)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 ctx_k: torch.Tensor, ctx_v: torch.Tensor, mask: torch.Tensor | None
                 ) -> torch.Tensor:
-        b, s, _ = x.shape
-        h = self.norm1(x)
-        q = self.q(h).view(b, s, self.heads, self.head_dim).transpose(1, 2)
-        k = self.k(h).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v(h).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        rep = self.heads // self.kv_heads
-        if rep > 1:  # the context keys arrive already expanded to all heads
-            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+        q, k, v = self.attn.project(self.norm1(x), cos, sin)
         k = torch.cat([ctx_k, k], dim=2)
         v = torch.cat([ctx_v, v], dim=2)
-        out = attend(q, k, v, mask).transpose(1, 2).reshape(b, s, -1)
-        x = x + self.o(out)
-        return x + self.mlp(self.norm2(x))
+        x = self.attn.add_output(x, grouped_attention(q, k, v, mask, x.shape[1]))
+        return self.mlp.add_to(x, self.norm2(x))
 
 
 @dataclass
 class ExpertContext:
     """What the expert needs from the backbone, prepared once per trajectory.
 
-    Keys/values are expanded to all query heads; the rotary tables and the mask (``None``
-    when every context key is valid) are computed once, not at every Euler step.
+    Keys/values stay at the backbone's key/value heads (grouped-query attention reads
+    them as they are); the rotary tables, the mask (``None`` when every key is valid) and,
+    for the flow times given to :meth:`ActionExpert.prepare`, the input rows ``step
+    embedding + time MLP(t)`` are computed once, not at every Euler step.
     """
 
     keys: list[torch.Tensor]
@@ -73,6 +62,7 @@ class ExpertContext:
     cos: torch.Tensor
     sin: torch.Tensor
     mask: torch.Tensor | None
+    time_rows: dict[float, torch.Tensor] = field(default_factory=dict)  # t -> (B*T, D)
 
 
 class ActionExpert(nn.Module):
@@ -82,6 +72,7 @@ class ActionExpert(nn.Module):
                  rope_theta: float, num_waypoints: int) -> None:
         super().__init__()
         self.cfg, self.head_dim, self.rope_theta = cfg, head_dim, rope_theta
+        self.heads, self.kv_heads = heads, kv_heads
         d = cfg.hidden_size
         self.action_in = nn.Linear(ACTION_DIM, d)
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
@@ -93,38 +84,72 @@ class ActionExpert(nn.Module):
         nn.init.normal_(self.action_out.weight, std=0.02)
         nn.init.zeros_(self.action_out.bias)
 
+    def time_rows(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Input rows ``(N, T, D)`` of flow times ``t (N,)``.
+
+        Step embedding + time MLP + the input projection's bias: the time conditioning is
+        an MLP of the flow time, added to every action token.
+        """
+        temb = self.time_mlp(sinusoidal_embedding(t, self.cfg.hidden_size).to(dtype))
+        return (self.step_embedding + self.action_in.bias)[None] + temb[:, None]
+
     def prepare(self, ctx_keys: list[torch.Tensor], ctx_values: list[torch.Tensor],
                 ctx_valid: torch.Tensor, start_positions: torch.Tensor,
-                always_mask: bool = False) -> ExpertContext:
+                always_mask: bool = False, times: torch.Tensor | None = None
+                ) -> ExpertContext:
         """Precompute the per-context parts (see :meth:`forward` for the arguments).
 
         ``always_mask`` keeps the mask even when every key is valid (for tracing/export).
+        ``times`` (1-D): flow times whose input rows are computed now, in one batch (the
+        solver's grid, :func:`alpamayo_ros.model.flow_matching.euler_times`); :meth:`run`
+        looks them up when every sample of its batch is at one of them.
         """
         b, dev = ctx_valid.shape[0], ctx_valid.device
         steps = self.step_embedding.shape[0]
         positions = start_positions[:, None] + torch.arange(steps, device=dev)[None]
-        cos, sin = rope_cos_sin(positions, self.head_dim, self.rope_theta)
-        rep = self.layers[0].heads // self.layers[0].kv_heads
-        if rep > 1:
-            ctx_keys = [k.repeat_interleave(rep, dim=1) for k in ctx_keys]
-            ctx_values = [v.repeat_interleave(rep, dim=1) for v in ctx_values]
+        dtype = ctx_keys[0].dtype
+        cos, sin = rotary_tables(positions, self.head_dim, self.rope_theta, self.heads,
+                                 self.kv_heads, dtype)
         mask = None
         if always_mask or not bool(ctx_valid.all()):
             ones = torch.ones(b, steps, dtype=torch.bool, device=dev)
             mask = torch.cat([ctx_valid, ones], dim=1)[:, None, None, :]
-        return ExpertContext(ctx_keys, ctx_values, cos, sin, mask)
+        rows: dict[float, torch.Tensor] = {}
+        if times is not None and times.numel():
+            table = self.time_rows(times.to(dev), self.step_embedding.dtype)
+            table = table[:, None].expand(-1, b, -1, -1).reshape(len(times), b * steps, -1)
+            rows = dict(zip(times.tolist(), table.unbind(0)))
+        return ExpertContext(list(ctx_keys), list(ctx_values), cos, sin, mask, rows)
 
     def run(self, x_t: torch.Tensor, t: torch.Tensor, ctx: ExpertContext) -> torch.Tensor:
         """Velocity ``(B, T, 2)`` over a prepared context."""
         b, steps, _ = x_t.shape
         d = self.cfg.hidden_size
-        # Time conditioning: an MLP of the flow time, added to every action token (one
-        # row per sample, not per token).
-        temb = self.time_mlp(sinusoidal_embedding(t, d).to(x_t.dtype))
-        h = self.action_in(x_t) + self.step_embedding[None, :steps] + temb[:, None]
+        rows = self._prepared_rows(t, ctx) if ctx.time_rows else None
+        if rows is None or rows.shape[0] != b * steps:
+            rows = self.time_rows(t, x_t.dtype)[:, :steps].reshape(b * steps, d)
+        h = torch.addmm(rows, x_t.reshape(b * steps, ACTION_DIM),
+                        self.action_in.weight.t()).view(b, steps, d)
         for layer, k, v in zip(self.layers, ctx.keys, ctx.values):
             h = layer(h, ctx.cos, ctx.sin, k, v, ctx.mask)
-        return self.action_out(self.norm(h))
+        out = torch.addmm(self.action_out.bias, self.norm(h).view(b * steps, d),
+                          self.action_out.weight.t())
+        return out.view(b, steps, ACTION_DIM)
+
+    @staticmethod
+    def _prepared_rows(t: torch.Tensor, ctx: ExpertContext) -> torch.Tensor | None:
+        """The precomputed input rows when every sample is at one prepared time, else None.
+
+        Looked up on the CPU only: reading ``t`` there costs nothing, on a GPU it would
+        stall the stream (the MLP runs instead). Export never prepares times.
+        """
+        if t.device.type != "cpu":
+            return None
+        values = t.tolist()
+        first = values[0]
+        if any(tt != first for tt in values):
+            return None
+        return ctx.time_rows.get(first)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, ctx_keys: list[torch.Tensor],
                 ctx_values: list[torch.Tensor], ctx_valid: torch.Tensor,

@@ -92,17 +92,29 @@ def flow_matching_loss(
     return (per_sample * w).sum() / w.sum().clamp_min(1e-9)
 
 
+def euler_times(steps: int, dtype: torch.dtype = torch.float32,
+                device: torch.device | str = "cpu") -> torch.Tensor:
+    """The times at which :func:`euler_solve` calls the velocity function.
+
+    ``i / steps`` for ``i = 0 .. steps - 1``, so a function can precompute its time
+    conditioning.
+    """
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps <= 0:
+        raise ValueError(f"flow steps must be a positive int, got {steps!r}")
+    dt = 1.0 / steps
+    return (torch.arange(steps, dtype=torch.float64) * dt).to(dtype=dtype, device=device)
+
+
 def euler_solve(velocity_fn: VelocityFn, noise: torch.Tensor, steps: int) -> torch.Tensor:
     """Integrate ``dx/dt = velocity_fn(x, t)`` from ``t = 0`` (noise) to ``t = 1``.
 
-    ``steps`` equal Euler steps; ``t`` is passed as a ``(B,)`` tensor. Stateless: the
-    function is the only model state.
+    ``steps`` equal Euler steps; ``t`` is passed as a ``(B,)`` tensor holding
+    :func:`euler_times`. Stateless: the function is the only model state.
     """
-    if not isinstance(steps, int) or steps <= 0:
-        raise ValueError(f"flow steps must be a positive int, got {steps!r}")
+    times = euler_times(steps, noise.dtype).tolist()  # validates steps
     x = noise
     dt = 1.0 / steps
-    for i in range(steps):
-        t = torch.full((x.shape[0],), i * dt, dtype=x.dtype, device=x.device)
-        x = x + dt * velocity_fn(x, t)
+    for ti in times:
+        t = torch.full((x.shape[0],), ti, dtype=x.dtype, device=x.device)
+        x = torch.add(x, velocity_fn(x, t), alpha=dt)
     return x

@@ -2,7 +2,8 @@
 
 Llama-style: RMSNorm, rotary position embedding (the ``rotate_half`` layout that Llama
 and Qwen2 use, so our expert can read a Hugging Face backbone's cache), grouped-query
-attention on ``scaled_dot_product_attention`` with a boolean mask, SwiGLU MLP.
+attention (:class:`Attention`: fused q/k/v projection, shared by the backbone and the
+expert) with a boolean mask, SwiGLU MLP with fused gate/up projection.
 """
 
 from __future__ import annotations
@@ -29,33 +30,96 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
 
 
-def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables for integer ``positions (B, S)`` -> ``(B, 1, S, head_dim)`` each."""
+def rotary_tables(positions: torch.Tensor, head_dim: int, theta: float, heads: int,
+                  kv_heads: int, dtype: torch.dtype = torch.float32
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables ``(B, S, heads + kv_heads, head_dim)`` for :func:`apply_rotary`.
+
+    Integer ``positions (B, S)``; queries and keys are rotated together in the
+    ``(B, S, head, head_dim)`` layout the fused projection gives. The query rows carry the
+    attention scale ``head_dim ** -0.5`` (the rotation is linear, so this equals scaling the
+    scores, on far fewer elements) and ``sin`` carries the sign of ``rotate_half`` (the
+    Llama/Qwen2 layout, so the expert reads a Hugging Face backbone's cache).
+    """
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device,
                                              dtype=torch.float32) / head_dim))
     freqs = positions.to(torch.float32)[..., None] * inv_freq  # (B, S, hd/2)
-    emb = torch.cat([freqs, freqs], dim=-1)[:, None]
-    return emb.cos(), emb.sin()
+    cos, sin = freqs.cos(), freqs.sin()
+    cos, sin = torch.cat([cos, cos], dim=-1), torch.cat([-sin, sin], dim=-1)
+    scale = torch.ones(heads + kv_heads, 1, device=positions.device)
+    scale[:heads] = head_dim ** -0.5
+    return (cos[:, :, None] * scale).to(dtype), (sin[:, :, None] * scale).to(dtype)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate ``x (B, H, S, hd)`` (``rotate_half`` layout)."""
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """``x * cos + rotate_half(x) * sin`` with the sign already in ``sin`` (any layout)."""
+    return torch.addcmul(x * cos, torch.roll(x, x.shape[-1] // 2, dims=-1), sin)
+
+
+def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                      mask: torch.Tensor | None, queries: int) -> torch.Tensor:
+    """Grouped-query attention without copying keys/values to every query head.
+
+    ``q (B, H_kv, rep * S, hd)`` already scaled (see :func:`rotary_tables`), the ``rep``
+    query heads of one key/value head stacked as rows; ``k/v (B, H_kv, L, hd)``; bool mask
+    broadcastable to ``(B, 1, rep * S, L)``; ``queries`` is ``S``.
+    """
+    if q.device.type == "cpu" and queries > 1:
+        # Many queries on a CPU: plain matmul-softmax is ~4x faster than the SDPA kernel
+        # at our sizes (64 x ~200, measured); one query (decoding) keeps SDPA, faster there.
+        scores = q @ k.transpose(-1, -2)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return scores.softmax(-1) @ v
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)
+
+
+class Attention(nn.Module):
+    """Llama-style attention projections shared by the backbone and the expert.
+
+    One fused ``qkv`` Linear (queries, then keys, then values), rotary queries and keys in
+    one pass, grouped-query heads (``heads`` a multiple of ``kv_heads``) and the output
+    projection ``o`` added to the residual in one ``addmm``. What the keys/values are
+    concatenated with (a KV cache, the backbone's cache) is the caller's business.
+    """
+
+    def __init__(self, dim: int, heads: int, kv_heads: int, head_dim: int) -> None:
+        super().__init__()
+        if heads % kv_heads:
+            raise ValueError(f"heads {heads} must be a multiple of kv_heads {kv_heads}")
+        self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
+        self.rep = heads // kv_heads
+        self.qkv = nn.Linear(dim, (heads + 2 * kv_heads) * head_dim, bias=False)
+        self.o = nn.Linear(heads * head_dim, dim, bias=False)
+
+    def project(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys and values of the normalised ``h (B, S, D)``.
+
+        Returns grouped, scaled, rotated queries ``(B, H_kv, rep * S, hd)`` and rotated
+        keys and values ``(B, H_kv, S, hd)`` (tables from :func:`rotary_tables`).
+        """
+        b, s, d = h.shape
+        hq, hkv, hd = self.heads, self.kv_heads, self.head_dim
+        qkv = torch.mm(h.reshape(b * s, d), self.qkv.weight.t()).view(b, s, hq + 2 * hkv, hd)
+        qk = apply_rotary(qkv[:, :, : hq + hkv], cos, sin)
+        q = (qk[:, :, :hq].reshape(b, s, hkv, self.rep, hd).permute(0, 2, 3, 1, 4)
+             .reshape(b, hkv, self.rep * s, hd))
+        return q, qk[:, :, hq:].transpose(1, 2), qkv[:, :, hq + hkv:].transpose(1, 2)
+
+    def add_output(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Residual ``x (B, S, D)`` + ``o(out)``, ``out`` the grouped attention output."""
+        b, s, d = x.shape
+        hkv, hd = self.kv_heads, self.head_dim
+        merged = (out.view(b, hkv, self.rep, s, hd).permute(0, 3, 1, 2, 4)
+                  .reshape(b * s, self.heads * hd))
+        return torch.addmm(x.reshape(b * s, d), merged, self.o.weight.t()).view(b, s, d)
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
            ) -> torch.Tensor:
-    """SDPA with grouped-query heads: ``q (B,H,S,hd)``, ``k/v (B,Hkv,L,hd)``, bool mask."""
-    if k.shape[1] != q.shape[1]:
-        rep = q.shape[1] // k.shape[1]
-        k = k.repeat_interleave(rep, dim=1)
-        v = v.repeat_interleave(rep, dim=1)
-    if q.device.type == "cpu" and q.shape[2] > 1:
-        # Many queries on a CPU: plain matmul-softmax is ~4x faster than the SDPA kernel
-        # at our sizes (64 x ~200, measured); one query (decoding) keeps SDPA, faster there.
+    """SDPA with equal query and key heads: ``q (B,H,S,hd)``, ``k/v (B,H,L,hd)``, bool mask."""
+    if q.device.type == "cpu" and q.shape[2] > 1:  # see grouped_attention
         scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
@@ -64,17 +128,28 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
 
 
 class SwiGLU(nn.Module):
-    """Gated MLP: ``down(silu(gate(x)) * up(x))``."""
+    """Gated MLP: ``down(silu(gate(x)) * up(x))``, gate and up fused in one Linear."""
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.gate = nn.Linear(dim, hidden, bias=False)
-        self.up = nn.Linear(dim, hidden, bias=False)
+        self.hidden = hidden
+        self.gate_up = nn.Linear(dim, 2 * hidden, bias=False)  # rows: gate, then up
         self.down = nn.Linear(hidden, dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the MLP."""
-        return self.down(F.silu(self.gate(x)) * self.up(x))
+        return self.down(self._gated(self.gate_up(x)))
+
+    def add_to(self, residual: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``residual + mlp(x)`` for ``(B, S, D)`` tensors, the add fused into the matmul."""
+        shape = residual.shape
+        flat = x.reshape(-1, shape[-1])
+        gated = self._gated(torch.mm(flat, self.gate_up.weight.t()))
+        return torch.addmm(residual.reshape(-1, shape[-1]), gated,
+                           self.down.weight.t()).view(shape)
+
+    def _gated(self, gate_up: torch.Tensor) -> torch.Tensor:
+        return F.silu(gate_up[..., : self.hidden]) * gate_up[..., self.hidden:]
 
 
 class EncoderBlock(nn.Module):

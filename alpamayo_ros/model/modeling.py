@@ -248,9 +248,15 @@ class AlpamayoModel(nn.Module):
         start = ctx.next_position.repeat_interleave(repeats, 0)
         return keys, values, valid, start
 
-    def velocity_fn(self, ctx: Context, repeats: int = 1) -> fm.VelocityFn:
-        """The expert as a ``(x_t, t) -> v`` function over ``ctx`` (for the solver)."""
-        prepared = self.expert.prepare(*self.expert_context(ctx, repeats))
+    def velocity_fn(self, ctx: Context, repeats: int = 1, steps: int | None = None
+                    ) -> fm.VelocityFn:
+        """The expert as a ``(x_t, t) -> v`` function over ``ctx`` (for the solver).
+
+        With ``steps``, the time conditioning of the solver's ``steps`` times
+        (:func:`fm.euler_times`) is computed once here, in one batch.
+        """
+        times = None if steps is None else fm.euler_times(steps, device=ctx.logits.device)
+        prepared = self.expert.prepare(*self.expert_context(ctx, repeats), times=times)
 
         def fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return self.expert.run(x_t, t, prepared)
@@ -267,7 +273,8 @@ class AlpamayoModel(nn.Module):
             noise = torch.randn(shape, generator=generator, device=ctx.logits.device)
         elif tuple(noise.shape) != shape:
             raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
-        actions = fm.euler_solve(self.velocity_fn(ctx, num_samples), noise.float(), steps)
+        fn = self.velocity_fn(ctx, num_samples, steps=steps)
+        actions = fm.euler_solve(fn, noise.float(), steps)
         return clamp_controls(denormalize_controls(actions)).view(b, num_samples, -1, 2)
 
     def decode_trajectory_tokens(self, ctx: Context, temperature: float = 0.0,
