@@ -223,15 +223,19 @@ def test_replay_publishes_the_bag_with_its_stamps_and_clock(generated_bag, probe
                          ids=["sigint-topics", "sigterm-all"])
 def test_record_live_topics_and_read_the_bag_back(probe, ros_env, tmp_path, sig,
                                                   select) -> None:
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo
     from std_msgs.msg import String
 
     from alpamayo_ros.msg import Obstacle, ObstacleArray
-    from alpamayo_ros.ros.qos import latched_qos, plan_qos
+    from alpamayo_ros.ros.qos import latched_qos
 
     node = probe.node
-    chatter = node.create_publisher(String, "/test/chatter", plan_qos())
-    obstacles = node.create_publisher(ObstacleArray, "/test/obstacles", plan_qos())
+    # A deep publisher history: reliable delivery can then resend to a recorder that
+    # stalls under load (plan_qos keeps only 5).
+    deep = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    chatter = node.create_publisher(String, "/test/chatter", deep)
+    obstacles = node.create_publisher(ObstacleArray, "/test/obstacles", deep)
     info = node.create_publisher(CameraInfo, "/test/camera_info", latched_qos())
     info.publish(CameraInfo(width=448, height=280))  # before the recorder exists
     out = tmp_path / "recorded"

@@ -73,8 +73,9 @@ def loop(ros_env, tmp_path_factory):
              "family:=follow_lead", "seed:=3"],
             env=ros_env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     probe = Probe(domain_id(ros_env))
-    for cam in RIG:
-        probe.record(Image, topics.image_topic(cam, False), sensor_qos())
+    # One camera all along (for the plans' stamps); the others only in the camera test,
+    # so that receiving 26 MB/s of images does not load the machine during the others.
+    probe.record(Image, topics.image_topic("front_wide", False), sensor_qos())
     probe.record(Odometry, topics.ODOMETRY, sensor_qos())
     for msg_type, topic in ((Trajectory, topics.TRAJECTORY), (Reasoning, topics.REASONING),
                             (ControlCommand, topics.CONTROL_COMMAND),
@@ -90,13 +91,24 @@ def loop(ros_env, tmp_path_factory):
 
 
 def test_cameras_arrive_at_10_hz_with_one_stamp_per_tick(loop) -> None:
+    from sensor_msgs.msg import Image
+
     from alpamayo_ros import topics
+    from alpamayo_ros.ros.qos import sensor_qos
 
     probe, *_ = loop
-    start = time.monotonic()
+    received: dict[str, list[int]] = {cam: [] for cam in RIG}
+    subs = [probe.node.create_subscription(
+        Image, topics.image_topic(cam, False),
+        lambda m, c=cam: received[c].append(_ns(m.header.stamp)), sensor_qos())
+        for cam in RIG]
+    time.sleep(1.0)  # discovery
+    for stamps in received.values():
+        stamps.clear()
     time.sleep(3.0)
-    stamps = {cam: [_ns(m.header.stamp) for m in
-                    probe.messages(topics.image_topic(cam, False), start)] for cam in RIG}
+    for sub in subs:
+        probe.node.destroy_subscription(sub)
+    stamps = received
     for cam in RIG:
         assert 8.0 <= len(stamps[cam]) / 3.0 <= 12.0, (cam, len(stamps[cam]))
     common = set.intersection(*(set(s) for s in stamps.values()))

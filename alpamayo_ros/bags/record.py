@@ -57,7 +57,12 @@ def subscription_qos(offered: Sequence[QosSpec]) -> QosSpec:
     latched = all(q.durability == "transient_local" for q in offered)
     return QosSpec("reliable" if reliable else "best_effort",
                    "transient_local" if latched else "volatile",
-                   max(10, max(q.depth for q in offered)))
+                   max(RECORD_MIN_DEPTH, max(q.depth for q in offered)))
+
+
+# Subscription queue of the recorder: deep enough to ride out a ~1 s stall of the
+# recording process at 100 Hz without the reader dropping (design choice).
+RECORD_MIN_DEPTH = 100
 
 
 def _rosbags_qos(spec: QosSpec) -> Qos:
