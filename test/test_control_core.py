@@ -339,3 +339,17 @@ def test_a_missing_speed_measurement_still_gives_finite_commands() -> None:
     assert status.state is SafetyState.FALLBACK
     assert all(map(math.isfinite, (cmd.acceleration_mps2, cmd.curvature_per_m,
                                    cmd.velocity_mps)))
+
+
+def test_fixed_rate_schedule_catches_up_missed_cycles_and_resyncs_after_a_stall() -> None:
+    from alpamayo_ros.control.schedule import FixedRateSchedule
+
+    ms = 1_000_000
+    s = FixedRateSchedule(20 * ms, max_catch_up=5)
+    assert s.due(1000 * ms) == [1000 * ms]
+    assert s.due(1010 * ms) == []  # polled at twice the rate: nothing due yet
+    assert s.due(1020 * ms) == [1020 * ms]
+    assert s.due(1065 * ms) == [1040 * ms, 1060 * ms]  # a late timer: both cycles run
+    assert s.due(2000 * ms) == [2000 * ms] and s.overruns == 1  # long stall: resync
+    assert s.due(2020 * ms) == [2020 * ms]
+    assert s.due(500 * ms) == [500 * ms]  # time went back (bag loop): start over

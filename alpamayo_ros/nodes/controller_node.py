@@ -31,6 +31,7 @@ from visualization_msgs.msg import MarkerArray
 
 from alpamayo_ros import topics
 from alpamayo_ros.control import ControllerConfig, ControllerCore
+from alpamayo_ros.control.schedule import FixedRateSchedule
 from alpamayo_ros.msg import ControlCommand, ObstacleArray, SafetyStatus
 from alpamayo_ros.msg import Trajectory as TrajectoryMsg
 from alpamayo_ros.nodes.camera_sync import odometry_pose
@@ -79,7 +80,10 @@ class ControllerNode(Node):
         self._marker_pub = self.create_publisher(MarkerArray, topics.SAFETY_MARKERS,
                                                  plan_qos())
         self._diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
-        self.create_timer(self.config.period_s, self._step,
+        # Poll at twice the control rate; run one cycle per passed deadline (see
+        # alpamayo_ros/control/schedule.py: timers on /clock or under load fire late).
+        self.schedule = FixedRateSchedule(int(round(self.config.period_s * 1e9)))
+        self.create_timer(self.config.period_s / 2.0, self._poll,
                           callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0, self._publish_diagnostics)
         self.create_timer(0.2, self._publish_markers)
@@ -145,8 +149,11 @@ class ControllerNode(Node):
             if in_plan_frame is not None:
                 self.core.update_obstacles(in_plan_frame, self._now_ns(), stamp_ns)
 
-    def _step(self) -> None:
-        now_ns = self._now_ns()
+    def _poll(self) -> None:
+        for deadline_ns in self.schedule.due(self._now_ns()):
+            self._step(deadline_ns)
+
+    def _step(self, now_ns: int) -> None:
         with self._lock:
             latest = self.odometry.latest
         speed = latest.speed_mps if latest is not None else float("nan")
@@ -166,6 +173,7 @@ class ControllerNode(Node):
         if status is None:
             level, message = diagnostics.WARN, "starting"
         else:
+            values["schedule_overruns"] = self.schedule.overruns
             values.update({"state": status.state.name, "policy_silence_s":
                            status.policy_silence_s, "failed_checks":
                            ",".join(status.failed_checks)})
