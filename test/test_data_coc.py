@@ -207,7 +207,7 @@ def test_text_mentions_only_cited_components():
 
 
 CONSISTENCY_SEEDS = (0, 1, 2, 3, 4)
-CONSISTENCY_MIN_FAMILY_MEAN = 0.95  # README_DATA.md states these thresholds
+CONSISTENCY_MIN_FAMILY_MEAN = 0.95  # README.md "Data engine" states these thresholds
 CONSISTENCY_MIN_MEAN = 0.98
 
 

@@ -14,7 +14,7 @@ from alpamayo_ros.unicycle import MAX_ABS_ACCELERATION_MPS2, MAX_ABS_CURVATURE_P
 
 # Stops and restarts, hard braking, a corner, lane changes and an abort, a pull-over.
 FAMILIES = ("red_light", "cut_in", "turn", "lane_change_abort", "pull_over", "merge")
-MAX_POSITION_ERROR_M = 0.10  # README_DATA.md: measured max 0.050 m over 2800 plans
+MAX_POSITION_ERROR_M = 0.10  # README.md "Data engine": measured max 0.050 m over 2800 plans
 
 
 @functools.cache

@@ -16,7 +16,7 @@ restart keeps it running), so it can drive ``/clock``. At a tick,
 :class:`~alpamayo_ros.data.render.SceneRenderer`), :meth:`obstacles` the agents as
 oriented boxes with velocity in the map frame, :attr:`ego` the pose and speed.
 
-Commands (decisions, documented in docs/sim_and_bags.md):
+Commands (decisions, documented in README.md, "Simulation and bags"):
 
 - A command is held until the next one. Older than ``command_timeout_s`` (sim time), the
   sim brakes at ``timeout_decel_mps2`` to a stop, holding the last curvature.
