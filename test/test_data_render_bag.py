@@ -151,7 +151,7 @@ def test_bag_round_trips_through_mcap_ros2(small_bag):
             assert m.ros_msg.obstacles[0].classification == 1
         elif topic == "/localization/kinematic_state":
             odom.append((m.ros_msg.pose.pose.position.x, m.ros_msg.pose.pose.position.y))
-        elif topic == "/sensing/camera/front_wide/compressed" and first_jpeg is None:
+        elif topic == "/sensing/camera/front_wide/image_raw/compressed" and first_jpeg is None:
             first_jpeg = m.ros_msg
         elif topic == "/planning/reference_trajectory" and traj is None:
             traj = m.ros_msg
@@ -163,7 +163,7 @@ def test_bag_round_trips_through_mcap_ros2(small_bag):
     first = ours.trajectories[min(ours.trajectories)]
     assert [p.curvature for p in traj.points] == [p.curvature for p in first.points]
     for name in ("front_wide", "front_tele"):
-        assert topics[f"/sensing/camera/{name}/compressed"] == 90
+        assert topics[f"/sensing/camera/{name}/image_raw/compressed"] == 90
         assert topics[f"/sensing/camera/{name}/camera_info"] == 90
     assert topics["/localization/kinematic_state"] == 90
 

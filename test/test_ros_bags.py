@@ -159,7 +159,7 @@ def test_replay_publishes_the_bag_with_its_stamps_and_clock(generated_bag, probe
     from alpamayo_ros.msg import ObstacleArray, Trajectory
     from alpamayo_ros.ros.qos import clock_qos, latched_qos, plan_qos, sensor_qos
 
-    image_topic = f"/sensing/camera/{CAMERA}/compressed"  # as the data engine names it
+    image_topic = f"/sensing/camera/{CAMERA}/image_raw/compressed"  # topics.image_topic
     info_topic = f"/sensing/camera/{CAMERA}/camera_info"
     traj_topic = "/planning/reference_trajectory"
     wanted = {"/localization/kinematic_state": (Odometry, sensor_qos()),

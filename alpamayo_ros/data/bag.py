@@ -2,7 +2,7 @@
 
 Topics (stamps are the 10 Hz simulation clock from ``start_ns``):
 
-- ``/sensing/camera/<name>/image_raw`` (sensor_msgs/Image, rgb8) or ``.../compressed``
+- ``/sensing/camera/<name>/image_raw`` (sensor_msgs/Image, rgb8) or ``.../image_raw/compressed``
   (sensor_msgs/CompressedImage, jpeg) and ``/sensing/camera/<name>/camera_info``
 - ``/localization/kinematic_state`` (nav_msgs/Odometry, frame ``map``)
 - ``/perception/obstacles`` (alpamayo_ros/msg/ObstacleArray, frame ``map``)
@@ -30,6 +30,7 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
+from alpamayo_ros import topics
 from alpamayo_ros.data.cameras import CameraConfig, RigConfig
 from alpamayo_ros.data.coc import Keyframe, ego_future, to_ego_frame
 from alpamayo_ros.data.controls import PlanControls, episode_plan_controls
@@ -40,24 +41,18 @@ from alpamayo_ros.unicycle import DT_S, NUM_WAYPOINTS
 
 MSG_DIR = Path(__file__).resolve().parents[2] / "msg"
 PACKAGE = "alpamayo_ros"
-ODOM_TOPIC = "/localization/kinematic_state"
-OBSTACLE_TOPIC = "/perception/obstacles"
-TRAJECTORY_TOPIC = "/planning/reference_trajectory"
-REASONING_TOPIC = "/planning/reference_reasoning"
-MAP_FRAME = "map"
-EGO_FRAME = "base_link"
+ODOM_TOPIC = topics.ODOMETRY
+OBSTACLE_TOPIC = topics.OBSTACLES
+TRAJECTORY_TOPIC = topics.REFERENCE_TRAJECTORY
+REASONING_TOPIC = topics.REFERENCE_REASONING
+MAP_FRAME = topics.MAP_FRAME
+EGO_FRAME = topics.EGO_FRAME
 CLASSIFICATION = {"car": 1, "van": 1, "truck": 1, "bus": 1, "ambulance": 1, "pedestrian": 2,
                   "cyclist": 3, "cone": 4, "barrier": 4}
 
 
-def image_topic(camera: str, compressed: bool) -> str:
-    """Topic of a camera's images."""
-    return f"/sensing/camera/{camera}/" + ("compressed" if compressed else "image_raw")
-
-
-def info_topic(camera: str) -> str:
-    """Topic of a camera's calibration."""
-    return f"/sensing/camera/{camera}/camera_info"
+image_topic = topics.image_topic  # the live graph's names: replay feeds the nodes as is
+info_topic = topics.camera_info_topic
 
 
 def make_typestore(msg_dir: Path = MSG_DIR) -> Typestore:
@@ -252,7 +247,7 @@ def _camera_info(m: _Msgs, cam: CameraConfig, ns: int):
     p = np.zeros((3, 4))
     p[:3, :3] = k
     return m.t["sensor_msgs/msg/CameraInfo"](
-        header=m.header(ns, f"camera_{cam.name}"), height=cam.height_px, width=cam.width_px,
+        header=m.header(ns, cam.name), height=cam.height_px, width=cam.width_px,
         distortion_model="plumb_bob", d=np.zeros(5), k=k.reshape(-1), r=np.eye(3).reshape(-1),
         p=p.reshape(-1), binning_x=0, binning_y=0,
         roi=m.t["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
@@ -260,7 +255,7 @@ def _camera_info(m: _Msgs, cam: CameraConfig, ns: int):
 
 
 def _image_msg(m: _Msgs, cam: CameraConfig, img: np.ndarray, ns: int, config: BagConfig):
-    header = m.header(ns, f"camera_{cam.name}")
+    header = m.header(ns, cam.name)
     if config.compressed:
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
                                [cv2.IMWRITE_JPEG_QUALITY, config.jpeg_quality])
