@@ -108,9 +108,9 @@ def test_grouped_attention_equals_attention_over_repeated_heads(heads, kv_heads)
     mask = torch.rand(b, 1, 1, past + s) > 0.3
     mask[..., past:] = True
     cos, sin = rotary_tables(positions, hd, 10000.0, heads, kv_heads, torch.float64)
-    q, k, v = attn.project(x, cos, sin)
+    q, k, v = attn.project(x.reshape(b * s, d), b, s, cos, sin)
     k, v = torch.cat([k_past, k], 2), torch.cat([v_past, v], 2)
-    got = attn.add_output(x, grouped_attention(q, k, v, mask, s))
+    got = attn.add_output(x.reshape(b * s, d), grouped_attention(q, k, v, mask, s)).view(b, s, d)
 
     w_q, w_k, w_v = attn.qkv.weight.split([heads * hd, kv_heads * hd, kv_heads * hd])
     def heads_of(w, n):
@@ -126,10 +126,11 @@ def test_grouped_attention_equals_attention_over_repeated_heads(heads, kv_heads)
     ref = x + ref.transpose(1, 2).reshape(b, s, -1) @ attn.o.weight.t()
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)  # float32 rotary angles
     # One query (decoding) takes the SDPA branch: same result.
-    q1, k1, v1 = attn.project(x[:, :1], cos[:, :1], sin[:, :1])
-    one = attn.add_output(x[:, :1], grouped_attention(
+    x1 = x[:, :1].reshape(b, d)
+    q1, k1, v1 = attn.project(x1, b, 1, cos[:, :1], sin[:, :1])
+    one = attn.add_output(x1, grouped_attention(
         q1, torch.cat([k_past, k1], 2), torch.cat([v_past, v1], 2),
-        mask[..., : past + 1], 1))
+        mask[..., : past + 1], 1)).view(b, 1, d)
     rq1 = rq[:, :, :1]
     rk1 = torch.cat([k_past, _rotate_half_reference(heads_of(w_k, kv_heads)[:, :, :1],
                                                     positions[:, :1], 10000.0)], 2)

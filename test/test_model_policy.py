@@ -180,6 +180,12 @@ def test_prepared_time_rows_equal_the_time_mlp_at_every_solver_step(policy):
             ref = model.expert(x, tt, keys, values, valid, start)  # the training forward
             torch.testing.assert_close(prepared(x, tt), ref, atol=1e-6, rtol=1e-5)
             torch.testing.assert_close(plain(x, tt), ref, atol=1e-6, rtol=1e-5)
+        # Without autograd the expert writes its keys/values into preallocated buffers;
+        # with autograd it concatenates: the same velocity.
+        with torch.enable_grad():
+            tt = torch.full((6,), 0.4)
+            with_grad = model.expert(x, tt, keys, values, valid, start)
+        torch.testing.assert_close(prepared(x, tt), with_grad.detach(), atol=1e-6, rtol=1e-5)
         # Times off the grid, or mixed within the batch, fall back to the MLP.
         mixed = torch.tensor([0.0, 0.2, 0.4, 0.6, 0.8, 0.35])
         torch.testing.assert_close(prepared(x, mixed),

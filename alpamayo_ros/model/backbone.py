@@ -123,11 +123,12 @@ class _DecoderLayer(nn.Module):
         self.norm2 = RMSNorm(cfg.hidden_size)
         self.mlp = SwiGLU(cfg.hidden_size, cfg.intermediate_size)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+    def forward(self, x: torch.Tensor, b: int, s: int, cos: torch.Tensor, sin: torch.Tensor,
                 mask: torch.Tensor | None, cache: KVCache, index: int) -> torch.Tensor:
-        q, k, v = self.attn.project(self.norm1(x), cos, sin)
+        """``x (B * S, D)`` hidden states of ``S`` new tokens per sample."""
+        q, k, v = self.attn.project(self.norm1(x), b, s, cos, sin)
         k, v = cache.update(index, k, v)
-        x = self.attn.add_output(x, grouped_attention(q, k, v, mask, x.shape[1]))
+        x = self.attn.add_output(x, grouped_attention(q, k, v, mask, s))
         return self.mlp.add_to(x, self.norm2(x))
 
 
@@ -177,10 +178,11 @@ class OwnBackbone(Backbone):
         rep = self.num_heads // self.num_kv_heads
         if mask is not None and s > 1 and rep > 1:  # one row per grouped query head
             mask = mask.repeat(1, 1, rep, 1)
-        x = embeds
+        b, d = embeds.shape[0], embeds.shape[2]
+        x = embeds.reshape(b * s, d)
         for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, mask, cache, i)
-        return self.norm(x), cache
+            x = layer(x, b, s, cos, sin, mask, cache, i)
+        return self.norm(x).view(b, s, d), cache
 
     def layer_kv(self, cache: KVCache, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Rotated keys and values of one layer."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -44,6 +45,13 @@ def _stats(ms: list[float]) -> dict:
     p90 = ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
     return {"median_ms": round(statistics.median(ordered), 3), "p90_ms": round(p90, 3),
             "min_ms": round(ordered[0], 3)}
+
+
+def _load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:  # not available on this platform
+        return None
 
 
 def _cpu_name() -> str:
@@ -108,6 +116,7 @@ def run(args: argparse.Namespace) -> dict:
         cases = {"flow": lambda: flow(args.flow_steps), "flow_5_steps": lambda: flow(5),
                  "autoregressive_tokens": tokens}
         times: dict[str, list[float]] = {name: [] for name in cases}
+        load_before = _load_average()
         for i in range(args.warmup + args.repeats):
             for name, fn in cases.items():
                 sync()
@@ -116,6 +125,7 @@ def run(args: argparse.Namespace) -> dict:
                 sync()
                 if i >= args.warmup:
                     times[name].append((time.perf_counter() - t0) * 1e3)
+        load_after = _load_average()
         c_main, c_5 = flow(args.flow_steps)[0, 0], flow(5)[0, 0]
         v0 = batch.speed_mps.double()
         s_main = dynamics.integrate(c_main[None, :, 0].double(), c_main[None, :, 1].double(), v0)
@@ -153,6 +163,11 @@ def run(args: argparse.Namespace) -> dict:
                             else _cpu_name()),
             "threads": torch.get_num_threads(), "torch": torch.__version__,
             "batch_size": 1, "dtype": "float32",
+            "cpu_count": os.cpu_count(),
+            # Other jobs on a shared machine slow the 2-thread runs unevenly: the 1-minute
+            # load average before and after the timed rounds says how busy it was.
+            "load_average_1min": [load_before, load_after],
+            "ratio_statistic": "median AR time / median flow time",
         },
     }
 

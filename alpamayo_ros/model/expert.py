@@ -37,13 +37,25 @@ class _ExpertLayer(nn.Module):
         self.norm2 = RMSNorm(d)
         self.mlp = SwiGLU(d, cfg.intermediate_size)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                ctx_k: torch.Tensor, ctx_v: torch.Tensor, mask: torch.Tensor | None
-                ) -> torch.Tensor:
-        q, k, v = self.attn.project(self.norm1(x), cos, sin)
-        k = torch.cat([ctx_k, k], dim=2)
-        v = torch.cat([ctx_v, v], dim=2)
-        x = self.attn.add_output(x, grouped_attention(q, k, v, mask, x.shape[1]))
+    def forward(self, x: torch.Tensor, b: int, s: int, cos: torch.Tensor, sin: torch.Tensor,
+                ctx_k: torch.Tensor, ctx_v: torch.Tensor, mask: torch.Tensor | None,
+                buffers: bool = False) -> torch.Tensor:
+        """``x (B * T, D)`` action-token hidden states.
+
+        ``ctx_k/ctx_v`` are the context keys/values, or with ``buffers`` preallocated
+        ``(B, H_kv, L + T, hd)`` buffers holding the context in the first ``L`` positions
+        (the action tokens' keys/values are written into the rest).
+        """
+        q, k, v = self.attn.project(self.norm1(x), b, s, cos, sin)
+        past = ctx_k.shape[2] - s if buffers else 0
+        if buffers:  # inference: the context is already in place, write the action tokens
+            ctx_k[:, :, past:].copy_(k)
+            ctx_v[:, :, past:].copy_(v)
+            k, v = ctx_k, ctx_v
+        else:
+            k = torch.cat([ctx_k, k], dim=2)
+            v = torch.cat([ctx_v, v], dim=2)
+        x = self.attn.add_output(x, grouped_attention(q, k, v, mask, s))
         return self.mlp.add_to(x, self.norm2(x))
 
 
@@ -54,7 +66,9 @@ class ExpertContext:
     Keys/values stay at the backbone's key/value heads (grouped-query attention reads
     them as they are); the rotary tables, the mask (``None`` when every key is valid) and,
     for the flow times given to :meth:`ActionExpert.prepare`, the input rows ``step
-    embedding + time MLP(t)`` are computed once, not at every Euler step.
+    embedding + time MLP(t)`` are computed once, not at every Euler step. Without
+    autograd, ``buffers`` holds per layer ``(B, H_kv, L + T, hd)`` key and value buffers
+    with the context already copied in, so a step writes only the action tokens' part.
     """
 
     keys: list[torch.Tensor]
@@ -63,6 +77,7 @@ class ExpertContext:
     sin: torch.Tensor
     mask: torch.Tensor | None
     time_rows: dict[float, torch.Tensor] = field(default_factory=dict)  # t -> (B*T, D)
+    buffers: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
 
 class ActionExpert(nn.Module):
@@ -119,7 +134,16 @@ class ActionExpert(nn.Module):
             table = self.time_rows(times.to(dev), self.step_embedding.dtype)
             table = table[:, None].expand(-1, b, -1, -1).reshape(len(times), b * steps, -1)
             rows = dict(zip(times.tolist(), table.unbind(0)))
-        return ExpertContext(list(ctx_keys), list(ctx_values), cos, sin, mask, rows)
+        buffers = None
+        if not torch.is_grad_enabled() and not torch.jit.is_tracing():
+            buffers = []
+            for k, v in zip(ctx_keys, ctx_values):
+                kb = k.new_empty(k.shape[0], k.shape[1], k.shape[2] + steps, k.shape[3])
+                vb = v.new_empty(kb.shape)
+                kb[:, :, : k.shape[2]] = k
+                vb[:, :, : v.shape[2]] = v
+                buffers.append((kb, vb))
+        return ExpertContext(list(ctx_keys), list(ctx_values), cos, sin, mask, rows, buffers)
 
     def run(self, x_t: torch.Tensor, t: torch.Tensor, ctx: ExpertContext) -> torch.Tensor:
         """Velocity ``(B, T, 2)`` over a prepared context."""
@@ -128,12 +152,15 @@ class ActionExpert(nn.Module):
         rows = self._prepared_rows(t, ctx) if ctx.time_rows else None
         if rows is None or rows.shape[0] != b * steps:
             rows = self.time_rows(t, x_t.dtype)[:, :steps].reshape(b * steps, d)
-        h = torch.addmm(rows, x_t.reshape(b * steps, ACTION_DIM),
-                        self.action_in.weight.t()).view(b, steps, d)
-        for layer, k, v in zip(self.layers, ctx.keys, ctx.values):
-            h = layer(h, ctx.cos, ctx.sin, k, v, ctx.mask)
-        out = torch.addmm(self.action_out.bias, self.norm(h).view(b * steps, d),
-                          self.action_out.weight.t())
+        h = torch.addmm(rows, x_t.reshape(b * steps, ACTION_DIM), self.action_in.weight.t())
+        # The buffers are rewritten in place: only without autograd (a second run would
+        # overwrite what the first saved for its backward pass).
+        use_buffers = (ctx.buffers is not None and not torch.is_grad_enabled()
+                       and steps == self.step_embedding.shape[0])
+        kv = ctx.buffers if use_buffers else list(zip(ctx.keys, ctx.values))
+        for layer, (k, v) in zip(self.layers, kv):
+            h = layer(h, b, steps, ctx.cos, ctx.sin, k, v, ctx.mask, use_buffers)
+        out = torch.addmm(self.action_out.bias, self.norm(h), self.action_out.weight.t())
         return out.view(b, steps, ACTION_DIM)
 
     @staticmethod

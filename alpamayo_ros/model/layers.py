@@ -25,7 +25,7 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise the last dimension."""
-        if torch.onnx.is_in_onnx_export():  # no RMSNorm op before ONNX opset 23
+        if torch.jit.is_tracing():  # the ONNX export traces: no RMSNorm op before opset 23
             return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
         return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
 
@@ -65,12 +65,17 @@ def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     broadcastable to ``(B, 1, rep * S, L)``; ``queries`` is ``S``.
     """
     if q.device.type == "cpu" and queries > 1:
-        # Many queries on a CPU: plain matmul-softmax is ~4x faster than the SDPA kernel
-        # at our sizes (64 x ~200, measured); one query (decoding) keeps SDPA, faster there.
-        scores = q @ k.transpose(-1, -2)
+        # Many queries on a CPU: plain bmm-softmax-bmm is faster than the SDPA kernel at
+        # our sizes (64 x ~200, measured); one query (decoding) keeps SDPA, faster there.
+        b, hkv, rows, hd = q.shape
+        n = k.shape[2]
+        scores = torch.bmm(q.reshape(b * hkv, rows, hd),
+                           k.reshape(b * hkv, n, hd).transpose(1, 2))
         if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        return scores.softmax(-1) @ v
+            scores = scores.view(b, hkv, rows, n).masked_fill(~mask, float("-inf"))
+            scores = scores.view(b * hkv, rows, n)
+        out = torch.bmm(scores.softmax(-1), v.reshape(b * hkv, n, hd))
+        return out.view(b, hkv, rows, hd)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)
 
 
@@ -92,28 +97,26 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, (heads + 2 * kv_heads) * head_dim, bias=False)
         self.o = nn.Linear(heads * head_dim, dim, bias=False)
 
-    def project(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    def project(self, h: torch.Tensor, b: int, s: int, cos: torch.Tensor, sin: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Queries, keys and values of the normalised ``h (B, S, D)``.
+        """Queries, keys and values of the normalised ``h (B * S, D)`` (rows sample-major).
 
         Returns grouped, scaled, rotated queries ``(B, H_kv, rep * S, hd)`` and rotated
         keys and values ``(B, H_kv, S, hd)`` (tables from :func:`rotary_tables`).
         """
-        b, s, d = h.shape
         hq, hkv, hd = self.heads, self.kv_heads, self.head_dim
-        qkv = torch.mm(h.reshape(b * s, d), self.qkv.weight.t()).view(b, s, hq + 2 * hkv, hd)
+        qkv = torch.mm(h, self.qkv.weight.t()).view(b, s, hq + 2 * hkv, hd)
         qk = apply_rotary(qkv[:, :, : hq + hkv], cos, sin)
         q = (qk[:, :, :hq].reshape(b, s, hkv, self.rep, hd).permute(0, 2, 3, 1, 4)
              .reshape(b, hkv, self.rep * s, hd))
         return q, qk[:, :, hq:].transpose(1, 2), qkv[:, :, hq + hkv:].transpose(1, 2)
 
     def add_output(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """Residual ``x (B, S, D)`` + ``o(out)``, ``out`` the grouped attention output."""
-        b, s, d = x.shape
-        hkv, hd = self.kv_heads, self.head_dim
-        merged = (out.view(b, hkv, self.rep, s, hd).permute(0, 3, 1, 2, 4)
-                  .reshape(b * s, self.heads * hd))
-        return torch.addmm(x.reshape(b * s, d), merged, self.o.weight.t()).view(b, s, d)
+        """Residual ``x (B * S, D)`` + ``o(out)``, ``out`` the grouped attention output."""
+        b, hkv, rows, hd = out.shape
+        merged = (out.view(b, hkv, self.rep, rows // self.rep, hd).permute(0, 3, 1, 2, 4)
+                  .reshape(x.shape[0], self.heads * hd))
+        return torch.addmm(x, merged, self.o.weight.t())
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
@@ -141,12 +144,9 @@ class SwiGLU(nn.Module):
         return self.down(self._gated(self.gate_up(x)))
 
     def add_to(self, residual: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``residual + mlp(x)`` for ``(B, S, D)`` tensors, the add fused into the matmul."""
-        shape = residual.shape
-        flat = x.reshape(-1, shape[-1])
-        gated = self._gated(torch.mm(flat, self.gate_up.weight.t()))
-        return torch.addmm(residual.reshape(-1, shape[-1]), gated,
-                           self.down.weight.t()).view(shape)
+        """``residual + mlp(x)`` for ``(N, D)`` tensors, the add fused into the matmul."""
+        gated = self._gated(torch.mm(x, self.gate_up.weight.t()))
+        return torch.addmm(residual, gated, self.down.weight.t())
 
     def _gated(self, gate_up: torch.Tensor) -> torch.Tensor:
         return F.silu(gate_up[..., : self.hidden]) * gate_up[..., self.hidden:]
