@@ -52,6 +52,16 @@ def node_command(spec: graph.NodeSpec, values: dict[str, str],
     return cmd
 
 
+def _die_with_parent() -> None:
+    """In the child: receive SIGTERM if ``alpamayo up`` dies (Linux), so no node outlives it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _pump(name: str, stream, lock: threading.Lock) -> None:
     for line in iter(stream.readline, ""):
         with lock:
@@ -87,7 +97,7 @@ def up(bringup: str, values: dict[str, str], dry_run: bool = False,
         for spec, cmd in commands:
             proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True,
-                                    start_new_session=True)
+                                    start_new_session=True, preexec_fn=_die_with_parent)
             threading.Thread(target=_pump, args=(spec.name, proc.stdout, lock),
                              daemon=True).start()
             procs.append((spec, proc))

@@ -67,7 +67,11 @@ class Probe:
 
     def _spin(self) -> None:
         while not self._stop and self.context.ok():
-            self.executor.spin_once(timeout_sec=0.05)
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception:  # the context went away while closing
+                if not self._stop:
+                    raise
 
     def record(self, msg_type: type, topic: str, qos: Any) -> None:
         """Keep every message arriving on ``topic`` with its arrival time."""
@@ -105,7 +109,7 @@ class Probe:
     def close(self) -> None:
         """Stop spinning and shut the context down."""
         self._stop = True
-        self._thread.join(timeout=5.0)
+        self._thread.join(timeout=30.0)
         self.executor.shutdown()
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
