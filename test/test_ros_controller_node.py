@@ -167,12 +167,14 @@ def test_commands_are_published_at_50_hz(controller) -> None:
     probe, *_ = controller
     start = time.monotonic() + 0.5
     time.sleep(3.5)
-    arrivals = probe.arrivals(topics.CONTROL_COMMAND, since=start)
-    arrivals = [t for t in arrivals if t <= start + 3.0]
-    rate = len(arrivals) / 3.0
-    assert 45.0 <= rate <= 55.0, rate
-    statuses = probe.arrivals(topics.SAFETY_STATUS, since=start)
-    assert 45.0 <= len([t for t in statuses if t <= start + 3.0]) / 3.0 <= 55.0
+    for topic in (topics.CONTROL_COMMAND, topics.SAFETY_STATUS):
+        msgs = probe.messages(topic, since=start)
+        stamps = [_stamp_ns(m.header.stamp) for m in msgs]
+        span_s = (stamps[-1] - stamps[0]) / 1e9
+        assert span_s > 2.0
+        # one message per 20 ms cycle: rate from the node's stamps, and no cycle missing
+        assert 49.0 <= (len(stamps) - 1) / span_s <= 51.0, (topic, len(stamps), span_s)
+        assert max(np.diff(stamps)) <= 1.5 * PERIOD_S * 1e9
 
 
 def test_jerk_spike_is_rejected_within_one_cycle(controller) -> None:

@@ -2,8 +2,8 @@
 
 ROS timers fire late under CPU load, and on simulated time (``/clock``) they fire only
 when a clock message crosses their deadline, so a 50 Hz timer can skip cycles. The
-controller therefore polls faster than its rate and runs one cycle per deadline that has
-passed: :meth:`FixedRateSchedule.due` returns those deadlines (catching up a few missed
+controller's timer callback runs one cycle per deadline that has passed since the last
+call: :meth:`FixedRateSchedule.due` returns those deadlines (catching up a few missed
 ones, each stamped at its own deadline) and resynchronizes after a longer stall
 (counted in ``overruns``) instead of bursting.
 """
