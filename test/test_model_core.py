@@ -16,7 +16,14 @@ from alpamayo_ros.model.configuration import (
     default_layer_map,
     preset,
 )
-from alpamayo_ros.model.layers import Attention, apply_rotary, grouped_attention, rotary_tables
+from alpamayo_ros.model.layers import (
+    Attention,
+    add_attention_output,
+    apply_rotary,
+    grouped_attention,
+    project_qkv,
+    rotary_tables,
+)
 from alpamayo_ros.model.tokenizer import CocTokenizer, seed_corpus
 
 # --- flow matching -----------------------------------------------------------------------
@@ -108,9 +115,15 @@ def test_grouped_attention_equals_attention_over_repeated_heads(heads, kv_heads)
     mask = torch.rand(b, 1, 1, past + s) > 0.3
     mask[..., past:] = True
     cos, sin = rotary_tables(positions, hd, 10000.0, heads, kv_heads, torch.float64)
-    q, k, v = attn.project(x.reshape(b * s, d), b, s, cos, sin)
+    def project(h, n, c, sn):
+        return project_qkv(h, attn.qkv.weight, b, n, heads, kv_heads, c, sn)
+
+    def add_output(h, out):
+        return add_attention_output(h, out, attn.o.weight.t(), kv_heads)
+
+    q, k, v = project(x.reshape(b * s, d), s, cos, sin)
     k, v = torch.cat([k_past, k], 2), torch.cat([v_past, v], 2)
-    got = attn.add_output(x.reshape(b * s, d), grouped_attention(q, k, v, mask, s)).view(b, s, d)
+    got = add_output(x.reshape(b * s, d), grouped_attention(q, k, v, mask, b, s)).view(b, s, d)
 
     w_q, w_k, w_v = attn.qkv.weight.split([heads * hd, kv_heads * hd, kv_heads * hd])
     def heads_of(w, n):
@@ -127,10 +140,10 @@ def test_grouped_attention_equals_attention_over_repeated_heads(heads, kv_heads)
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)  # float32 rotary angles
     # One query (decoding) takes the SDPA branch: same result.
     x1 = x[:, :1].reshape(b, d)
-    q1, k1, v1 = attn.project(x1, b, 1, cos[:, :1], sin[:, :1])
-    one = attn.add_output(x1, grouped_attention(
+    q1, k1, v1 = project(x1, 1, cos[:, :1], sin[:, :1])
+    one = add_output(x1, grouped_attention(
         q1, torch.cat([k_past, k1], 2), torch.cat([v_past, v1], 2),
-        mask[..., : past + 1], 1)).view(b, 1, d)
+        mask[..., : past + 1], b, 1)).view(b, 1, d)
     rq1 = rq[:, :, :1]
     rk1 = torch.cat([k_past, _rotate_half_reference(heads_of(w_k, kv_heads)[:, :, :1],
                                                     positions[:, :1], 10000.0)], 2)

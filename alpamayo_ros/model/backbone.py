@@ -24,10 +24,11 @@ from torch import nn
 
 from alpamayo_ros.model.configuration import BackboneConfig
 from alpamayo_ros.model.layers import (
-    Attention,
+    DecoderLayer,
     RMSNorm,
-    SwiGLU,
     grouped_attention,
+    layer_output,
+    layer_qkv,
     rotary_tables,
 )
 
@@ -115,23 +116,6 @@ class Backbone(nn.Module):
         raise NotImplementedError
 
 
-class _DecoderLayer(nn.Module):
-    def __init__(self, cfg: BackboneConfig) -> None:
-        super().__init__()
-        self.norm1 = RMSNorm(cfg.hidden_size)
-        self.attn = Attention(cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim)
-        self.norm2 = RMSNorm(cfg.hidden_size)
-        self.mlp = SwiGLU(cfg.hidden_size, cfg.intermediate_size)
-
-    def forward(self, x: torch.Tensor, b: int, s: int, cos: torch.Tensor, sin: torch.Tensor,
-                mask: torch.Tensor | None, cache: KVCache, index: int) -> torch.Tensor:
-        """``x (B * S, D)`` hidden states of ``S`` new tokens per sample."""
-        q, k, v = self.attn.project(self.norm1(x), b, s, cos, sin)
-        k, v = cache.update(index, k, v)
-        x = self.attn.add_output(x, grouped_attention(q, k, v, mask, s))
-        return self.mlp.add_to(x, self.norm2(x))
-
-
 class OwnBackbone(Backbone):
     """Our Llama-style decoder (RMSNorm, RoPE, GQA, SwiGLU, tied embeddings)."""
 
@@ -142,7 +126,9 @@ class OwnBackbone(Backbone):
         self.num_heads, self.num_kv_heads = cfg.num_heads, cfg.num_kv_heads
         self.head_dim, self.rope_theta, self.vocab_size = cfg.head_dim, cfg.rope_theta, vocab_size
         self.tok_emb = nn.Embedding(vocab_size, cfg.hidden_size)
-        self.layers = nn.ModuleList(_DecoderLayer(cfg) for _ in range(cfg.num_layers))
+        self.layers = nn.ModuleList(
+            DecoderLayer(cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim,
+                         cfg.intermediate_size) for _ in range(cfg.num_layers))
         self.norm = RMSNorm(cfg.hidden_size)
         nn.init.normal_(self.tok_emb.weight, std=0.02)
         for layer in self.layers:
@@ -181,7 +167,10 @@ class OwnBackbone(Backbone):
         b, d = embeds.shape[0], embeds.shape[2]
         x = embeds.reshape(b * s, d)
         for i, layer in enumerate(self.layers):
-            x = layer(x, b, s, cos, sin, mask, cache, i)
+            w = layer.weights()
+            q, k, v = layer_qkv(x, w, b, s, cos, sin)
+            k, v = cache.update(i, k, v)
+            x = layer_output(x, grouped_attention(q, k, v, mask, b, s), w)
         return self.norm(x).view(b, s, d), cache
 
     def layer_kv(self, cache: KVCache, layer: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,10 +17,13 @@ from torch import nn
 
 from alpamayo_ros.model.configuration import ExpertConfig
 from alpamayo_ros.model.layers import (
-    Attention,
+    DecoderLayer,
+    LayerWeights,
     RMSNorm,
-    SwiGLU,
+    attention_bmm,
     grouped_attention,
+    layer_output,
+    layer_qkv,
     rotary_tables,
     sinusoidal_embedding,
 )
@@ -28,35 +31,14 @@ from alpamayo_ros.model.layers import (
 ACTION_DIM = 2  # (acceleration, curvature) per step
 
 
-class _ExpertLayer(nn.Module):
-    def __init__(self, cfg: ExpertConfig, heads: int, kv_heads: int, head_dim: int) -> None:
-        super().__init__()
-        d = cfg.hidden_size
-        self.norm1 = RMSNorm(d)
-        self.attn = Attention(d, heads, kv_heads, head_dim)
-        self.norm2 = RMSNorm(d)
-        self.mlp = SwiGLU(d, cfg.intermediate_size)
+@dataclass
+class _KVBuffers:
+    """One layer's preallocated keys/values: context then the action tokens."""
 
-    def forward(self, x: torch.Tensor, b: int, s: int, cos: torch.Tensor, sin: torch.Tensor,
-                ctx_k: torch.Tensor, ctx_v: torch.Tensor, mask: torch.Tensor | None,
-                buffers: bool = False) -> torch.Tensor:
-        """``x (B * T, D)`` action-token hidden states.
-
-        ``ctx_k/ctx_v`` are the context keys/values, or with ``buffers`` preallocated
-        ``(B, H_kv, L + T, hd)`` buffers holding the context in the first ``L`` positions
-        (the action tokens' keys/values are written into the rest).
-        """
-        q, k, v = self.attn.project(self.norm1(x), b, s, cos, sin)
-        past = ctx_k.shape[2] - s if buffers else 0
-        if buffers:  # inference: the context is already in place, write the action tokens
-            ctx_k[:, :, past:].copy_(k)
-            ctx_v[:, :, past:].copy_(v)
-            k, v = ctx_k, ctx_v
-        else:
-            k = torch.cat([ctx_k, k], dim=2)
-            v = torch.cat([ctx_v, v], dim=2)
-        x = self.attn.add_output(x, grouped_attention(q, k, v, mask, s))
-        return self.mlp.add_to(x, self.norm2(x))
+    k_new: torch.Tensor  # (B, H_kv, T, hd) view: where the action tokens' keys go
+    v_new: torch.Tensor
+    k_t: torch.Tensor  # (B * H_kv, hd, L + T) view of the whole key buffer
+    v: torch.Tensor  # (B * H_kv, L + T, hd) view of the whole value buffer
 
 
 @dataclass
@@ -77,7 +59,8 @@ class ExpertContext:
     sin: torch.Tensor
     mask: torch.Tensor | None
     time_rows: dict[float, torch.Tensor] = field(default_factory=dict)  # t -> (B*T, D)
-    buffers: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    buffers: list[_KVBuffers] | None = None
+    weights: list[LayerWeights] = field(default_factory=list)
 
 
 class ActionExpert(nn.Module):
@@ -92,8 +75,9 @@ class ActionExpert(nn.Module):
         self.action_in = nn.Linear(ACTION_DIM, d)
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
         self.step_embedding = nn.Parameter(torch.randn(num_waypoints, d) * 0.02)
-        self.layers = nn.ModuleList(_ExpertLayer(cfg, heads, kv_heads, head_dim)
-                                    for _ in range(cfg.num_layers))
+        self.layers = nn.ModuleList(
+            DecoderLayer(d, heads, kv_heads, head_dim, cfg.intermediate_size)
+            for _ in range(cfg.num_layers))
         self.norm = RMSNorm(d)
         self.action_out = nn.Linear(d, ACTION_DIM)
         nn.init.normal_(self.action_out.weight, std=0.02)
@@ -138,12 +122,16 @@ class ActionExpert(nn.Module):
         if not torch.is_grad_enabled() and not torch.jit.is_tracing():
             buffers = []
             for k, v in zip(ctx_keys, ctx_values):
-                kb = k.new_empty(k.shape[0], k.shape[1], k.shape[2] + steps, k.shape[3])
+                n, hd = k.shape[2], k.shape[3]
+                kb = k.new_empty(k.shape[0], k.shape[1], n + steps, hd)
                 vb = v.new_empty(kb.shape)
-                kb[:, :, : k.shape[2]] = k
-                vb[:, :, : v.shape[2]] = v
-                buffers.append((kb, vb))
-        return ExpertContext(list(ctx_keys), list(ctx_values), cos, sin, mask, rows, buffers)
+                kb[:, :, :n] = k
+                vb[:, :, :n] = v
+                flat = (-1, n + steps, hd)
+                buffers.append(_KVBuffers(kb[:, :, n:], vb[:, :, n:],
+                                          kb.view(flat).transpose(1, 2), vb.view(flat)))
+        return ExpertContext(list(ctx_keys), list(ctx_values), cos, sin, mask, rows, buffers,
+                             [layer.weights() for layer in self.layers])
 
     def run(self, x_t: torch.Tensor, t: torch.Tensor, ctx: ExpertContext) -> torch.Tensor:
         """Velocity ``(B, T, 2)`` over a prepared context."""
@@ -155,11 +143,20 @@ class ActionExpert(nn.Module):
         h = torch.addmm(rows, x_t.reshape(b * steps, ACTION_DIM), self.action_in.weight.t())
         # The buffers are rewritten in place: only without autograd (a second run would
         # overwrite what the first saved for its backward pass).
-        use_buffers = (ctx.buffers is not None and not torch.is_grad_enabled()
-                       and steps == self.step_embedding.shape[0])
-        kv = ctx.buffers if use_buffers else list(zip(ctx.keys, ctx.values))
-        for layer, (k, v) in zip(self.layers, kv):
-            h = layer(h, b, steps, ctx.cos, ctx.sin, k, v, ctx.mask, use_buffers)
+        cos, sin, mask = ctx.cos, ctx.sin, ctx.mask
+        if (ctx.buffers is not None and not torch.is_grad_enabled()
+                and steps == self.step_embedding.shape[0]):
+            for w, buf in zip(ctx.weights, ctx.buffers):
+                q, k, v = layer_qkv(h, w, b, steps, cos, sin)
+                buf.k_new.copy_(k)  # the context is already in the buffers
+                buf.v_new.copy_(v)
+                h = layer_output(h, attention_bmm(q, buf.k_t, buf.v, mask, b), w)
+        else:
+            for w, ctx_k, ctx_v in zip(ctx.weights, ctx.keys, ctx.values):
+                q, k, v = layer_qkv(h, w, b, steps, cos, sin)
+                out = grouped_attention(q, torch.cat([ctx_k, k], dim=2),
+                                        torch.cat([ctx_v, v], dim=2), mask, b, steps)
+                h = layer_output(h, out, w)
         out = torch.addmm(self.action_out.bias, self.norm(h), self.action_out.weight.t())
         return out.view(b, steps, ACTION_DIM)
 

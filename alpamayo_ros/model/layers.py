@@ -9,6 +9,7 @@ expert) with a boolean mask, SwiGLU MLP with fused gate/up projection.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -25,9 +26,14 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise the last dimension."""
-        if torch.jit.is_tracing():  # the ONNX export traces: no RMSNorm op before opset 23
-            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
-        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+        return rms_norm(x, self.weight, self.eps)
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm of the last dimension with a learned scale."""
+    if torch.jit.is_tracing():  # the ONNX export traces: no RMSNorm op before opset 23
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
+    return F.rms_norm(x, (x.shape[-1],), weight, eps)
 
 
 def rotary_tables(positions: torch.Tensor, head_dim: int, theta: float, heads: int,
@@ -57,35 +63,46 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                      mask: torch.Tensor | None, queries: int) -> torch.Tensor:
+                      mask: torch.Tensor | None, batch: int, queries: int) -> torch.Tensor:
     """Grouped-query attention without copying keys/values to every query head.
 
-    ``q (B, H_kv, rep * S, hd)`` already scaled (see :func:`rotary_tables`), the ``rep``
-    query heads of one key/value head stacked as rows; ``k/v (B, H_kv, L, hd)``; bool mask
-    broadcastable to ``(B, 1, rep * S, L)``; ``queries`` is ``S``.
+    ``q (B * H_kv, rep * S, hd)`` from :meth:`Attention.project` (already scaled, the
+    ``rep`` query heads of one key/value head stacked as rows); ``k/v (B, H_kv, L, hd)``;
+    bool mask broadcastable to ``(B, 1, rep * S, L)``; ``batch`` is ``B``, ``queries`` is
+    ``S``. Returns ``(B * H_kv, rep * S, hd)``.
     """
+    n, hd = k.shape[2], k.shape[3]
     if q.device.type == "cpu" and queries > 1:
         # Many queries on a CPU: plain bmm-softmax-bmm is faster than the SDPA kernel at
         # our sizes (64 x ~200, measured); one query (decoding) keeps SDPA, faster there.
-        b, hkv, rows, hd = q.shape
-        n = k.shape[2]
-        scores = torch.bmm(q.reshape(b * hkv, rows, hd),
-                           k.reshape(b * hkv, n, hd).transpose(1, 2))
-        if mask is not None:
-            scores = scores.view(b, hkv, rows, n).masked_fill(~mask, float("-inf"))
-            scores = scores.view(b * hkv, rows, n)
-        out = torch.bmm(scores.softmax(-1), v.reshape(b * hkv, n, hd))
-        return out.view(b, hkv, rows, hd)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)
+        return attention_bmm(q, k.reshape(q.shape[0], n, hd).transpose(1, 2),
+                             v.reshape(q.shape[0], n, hd), mask, batch)
+    out = F.scaled_dot_product_attention(q.view(batch, -1, q.shape[1], hd), k, v,
+                                         attn_mask=mask, scale=1.0)
+    return out.view(q.shape)
+
+
+def attention_bmm(q: torch.Tensor, k_t: torch.Tensor, v: torch.Tensor,
+                  mask: torch.Tensor | None, batch: int) -> torch.Tensor:
+    """``softmax(q @ k_t) @ v`` on 3-D ``(B * H_kv, rows, ...)`` operands.
+
+    ``k_t`` is the keys transposed to ``(B * H_kv, hd, L)``; the bool mask is as in
+    :func:`grouped_attention`.
+    """
+    scores = torch.bmm(q, k_t)
+    if mask is not None:
+        rows, n = scores.shape[1], scores.shape[2]
+        scores = scores.view(batch, -1, rows, n).masked_fill(~mask, float("-inf"))
+        scores = scores.view(-1, rows, n)
+    return torch.bmm(scores.softmax(-1), v)
 
 
 class Attention(nn.Module):
-    """Llama-style attention projections shared by the backbone and the expert.
+    """Llama-style attention parameters: one fused ``qkv`` Linear and the output ``o``.
 
-    One fused ``qkv`` Linear (queries, then keys, then values), rotary queries and keys in
-    one pass, grouped-query heads (``heads`` a multiple of ``kv_heads``) and the output
-    projection ``o`` added to the residual in one ``addmm``. What the keys/values are
-    concatenated with (a KV cache, the backbone's cache) is the caller's business.
+    ``qkv`` rows are the queries, then keys, then values; grouped-query heads (``heads`` a
+    multiple of ``kv_heads``). The arithmetic is in :func:`project_qkv` and
+    :func:`add_attention_output`.
     """
 
     def __init__(self, dim: int, heads: int, kv_heads: int, head_dim: int) -> None:
@@ -93,30 +110,104 @@ class Attention(nn.Module):
         if heads % kv_heads:
             raise ValueError(f"heads {heads} must be a multiple of kv_heads {kv_heads}")
         self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
-        self.rep = heads // kv_heads
         self.qkv = nn.Linear(dim, (heads + 2 * kv_heads) * head_dim, bias=False)
         self.o = nn.Linear(heads * head_dim, dim, bias=False)
 
-    def project(self, h: torch.Tensor, b: int, s: int, cos: torch.Tensor, sin: torch.Tensor
+
+def project_qkv(h: torch.Tensor, qkv_weight: torch.Tensor, b: int, s: int, heads: int,
+                kv_heads: int, cos: torch.Tensor, sin: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Queries, keys and values of the normalised ``h (B * S, D)`` (rows sample-major).
+    """Queries, keys and values of the normalised ``h (B * S, D)`` (rows sample-major).
 
-        Returns grouped, scaled, rotated queries ``(B, H_kv, rep * S, hd)`` and rotated
-        keys and values ``(B, H_kv, S, hd)`` (tables from :func:`rotary_tables`).
-        """
-        hq, hkv, hd = self.heads, self.kv_heads, self.head_dim
-        qkv = torch.mm(h, self.qkv.weight.t()).view(b, s, hq + 2 * hkv, hd)
-        qk = apply_rotary(qkv[:, :, : hq + hkv], cos, sin)
-        q = (qk[:, :, :hq].reshape(b, s, hkv, self.rep, hd).permute(0, 2, 3, 1, 4)
-             .reshape(b, hkv, self.rep * s, hd))
-        return q, qk[:, :, hq:].transpose(1, 2), qkv[:, :, hq + hkv:].transpose(1, 2)
+    One matmul with the fused ``qkv_weight``; queries and keys rotated in one pass (tables
+    from :func:`rotary_tables`, the attention scale in the query rows). Returns grouped
+    queries ``(B * H_kv, rep * S, hd)`` (the ``rep`` query heads of a key/value head
+    stacked as rows, what :func:`grouped_attention` takes) and keys and values
+    ``(B, H_kv, S, hd)``.
+    """
+    rep = heads // kv_heads
+    qkv = F.linear(h, qkv_weight).view(b, s, heads + 2 * kv_heads, -1)
+    hd = qkv.shape[-1]
+    qk = apply_rotary(qkv[:, :, : heads + kv_heads], cos, sin)
+    q = (qk[:, :, :heads].view(b, s, kv_heads, rep, hd).permute(0, 2, 3, 1, 4)
+         .reshape(b * kv_heads, rep * s, hd))
+    return q, qk[:, :, heads:].transpose(1, 2), qkv[:, :, heads + kv_heads:].transpose(1, 2)
 
-    def add_output(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """Residual ``x (B * S, D)`` + ``o(out)``, ``out`` the grouped attention output."""
-        b, hkv, rows, hd = out.shape
-        merged = (out.view(b, hkv, self.rep, rows // self.rep, hd).permute(0, 3, 1, 2, 4)
-                  .reshape(x.shape[0], self.heads * hd))
-        return torch.addmm(x, merged, self.o.weight.t())
+
+def add_attention_output(x: torch.Tensor, out: torch.Tensor, o_weight_t: torch.Tensor,
+                         kv_heads: int) -> torch.Tensor:
+    """Residual ``x (B * S, D)`` + the output projection of the attention output.
+
+    ``out (B * H_kv, rep * S, hd)`` as :func:`grouped_attention` returns it; the add is
+    fused into the matmul.
+    """
+    n, rows, hd = x.shape[0], out.shape[1], out.shape[2]
+    rep = o_weight_t.shape[0] // (kv_heads * hd)
+    merged = (out.view(-1, kv_heads, rep, rows // rep, hd).permute(0, 3, 1, 2, 4)
+              .reshape(n, o_weight_t.shape[0]))
+    return torch.addmm(x, merged, o_weight_t)
+
+
+def add_swiglu(x: torch.Tensor, h: torch.Tensor, gate_up_weight: torch.Tensor,
+               down_weight_t: torch.Tensor) -> torch.Tensor:
+    """``x + down(silu(gate(h)) * up(h))`` for ``(N, D)`` tensors, gate/up fused."""
+    gate, up = F.linear(h, gate_up_weight).chunk(2, dim=-1)
+    return torch.addmm(x, F.silu(gate) * up, down_weight_t)
+
+
+class LayerWeights(NamedTuple):
+    """One :class:`DecoderLayer`'s tensors as :func:`layer_qkv` and :func:`layer_output` read.
+
+    Views of the parameters: gradients and in-place updates go through.
+    """
+
+    norm1: torch.Tensor
+    qkv: torch.Tensor
+    o_t: torch.Tensor
+    norm2: torch.Tensor
+    gate_up: torch.Tensor
+    down_t: torch.Tensor
+    eps: float
+    heads: int
+    kv_heads: int
+
+
+class DecoderLayer(nn.Module):
+    """Pre-norm Llama layer (RMSNorm, attention, RMSNorm, SwiGLU): backbone and expert.
+
+    The computation is split around the attention, whose keys/values each caller
+    completes its own way (the backbone's KV cache, the expert's context):
+    ``q, k, v = layer_qkv(x, w, ...)`` then ``layer_output(x, attention(q, k, v), w)``
+    with ``w = layer.weights()``.
+    """
+
+    def __init__(self, dim: int, heads: int, kv_heads: int, head_dim: int, hidden: int
+                 ) -> None:
+        super().__init__()
+        self.norm1 = RMSNorm(dim)
+        self.attn = Attention(dim, heads, kv_heads, head_dim)
+        self.norm2 = RMSNorm(dim)
+        self.mlp = SwiGLU(dim, hidden)
+
+    def weights(self) -> LayerWeights:
+        """The tensors of this layer for :func:`layer_qkv` and :func:`layer_output`."""
+        attn, mlp = self.attn, self.mlp
+        return LayerWeights(self.norm1.weight, attn.qkv.weight, attn.o.weight.t(),
+                            self.norm2.weight, mlp.gate_up.weight, mlp.down.weight.t(),
+                            self.norm1.eps, attn.heads, attn.kv_heads)
+
+
+def layer_qkv(x: torch.Tensor, w: LayerWeights, b: int, s: int, cos: torch.Tensor,
+              sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """First half of a :class:`DecoderLayer` on ``x (B * S, D)``: see :func:`project_qkv`."""
+    return project_qkv(rms_norm(x, w.norm1, w.eps), w.qkv, b, s, w.heads, w.kv_heads,
+                       cos, sin)
+
+
+def layer_output(x: torch.Tensor, out: torch.Tensor, w: LayerWeights) -> torch.Tensor:
+    """Second half of a :class:`DecoderLayer`: attention output and MLP residuals."""
+    x = add_attention_output(x, out, w.o_t, w.kv_heads)
+    return add_swiglu(x, rms_norm(x, w.norm2, w.eps), w.gate_up, w.down_t)
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
@@ -135,21 +226,13 @@ class SwiGLU(nn.Module):
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.hidden = hidden
         self.gate_up = nn.Linear(dim, 2 * hidden, bias=False)  # rows: gate, then up
         self.down = nn.Linear(hidden, dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the MLP."""
-        return self.down(self._gated(self.gate_up(x)))
-
-    def add_to(self, residual: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``residual + mlp(x)`` for ``(N, D)`` tensors, the add fused into the matmul."""
-        gated = self._gated(torch.mm(x, self.gate_up.weight.t()))
-        return torch.addmm(residual, gated, self.down.weight.t())
-
-    def _gated(self, gate_up: torch.Tensor) -> torch.Tensor:
-        return F.silu(gate_up[..., : self.hidden]) * gate_up[..., self.hidden:]
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
 
 
 class EncoderBlock(nn.Module):
