@@ -395,3 +395,37 @@ def test_vision_ignores_padded_cameras_and_uses_geometry(policy):
         torch.testing.assert_close(model.encode_vision(batch), base)
         batch.camera_to_ego[0, 0, :3, 3] += torch.tensor([0.0, 1.0, 0.0])  # camera moved
         assert not torch.allclose(model.encode_vision(batch), base)
+
+
+# --- bench --------------------------------------------------------------------------------
+
+
+def test_decode_bench_reports_both_paths_on_the_same_context_and_how_it_measured():
+    """``alpamayo bench decode`` on the tiny preset (structure and consistency, not speed)."""
+    import argparse
+
+    from alpamayo_ros.model import bench
+
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(["--preset", "tiny", "--device", "cpu", "--threads", "1",
+                              "--warmup", "0", "--repeats", "2", "--reasoning-tokens", "4"])
+    threads = torch.get_num_threads()
+    try:
+        out = bench.run(args)
+    finally:
+        torch.set_num_threads(threads)
+    json.dumps(out)  # JSON-serialisable as printed
+    t = out["timings"]
+    assert set(t) == {"flow", "flow_5_steps", "autoregressive_tokens"}
+    assert out["ratio_autoregressive_over_flow"] == pytest.approx(
+        t["autoregressive_tokens"]["median_ms"] / t["flow"]["median_ms"], rel=0.01)
+    assert out["ratio_of_minimums"]["flow"] == pytest.approx(
+        t["autoregressive_tokens"]["min_ms"] / t["flow"]["min_ms"], rel=0.01)
+    m = out["measured"]
+    assert (m["warmup"], m["repeats"], m["threads"], m["device"]) == (0, 2, 1, "cpu")
+    assert out["flow_steps"] == 10 and out["reasoning_tokens"] == 4
+    # Context: <bos>, 16 vision, 16 ego, <nav> nav </nav>, <coc>, 4 reasoning, </coc>.
+    assert out["context_tokens"] >= 1 + 16 + 16 + 2 + 1 + 4 + 1
+    diff = out["steps_5_vs_main_difference"]
+    assert diff["max_abs_acceleration_mps2"] >= 0 and diff["final_position_m"] >= 0
