@@ -24,6 +24,7 @@ from alpamayo_ros.model.layers import (
     grouped_attention,
     layer_output,
     layer_qkv,
+    rms_norm,
     rotary_tables,
     sinusoidal_embedding,
 )
@@ -157,7 +158,8 @@ class ActionExpert(nn.Module):
                 out = grouped_attention(q, torch.cat([ctx_k, k], dim=2),
                                         torch.cat([ctx_v, v], dim=2), mask, b, steps)
                 h = layer_output(h, out, w)
-        out = torch.addmm(self.action_out.bias, self.norm(h), self.action_out.weight.t())
+        norm, head = self.norm, self.action_out
+        out = torch.addmm(head.bias, rms_norm(h, norm.weight, norm.eps), head.weight.t())
         return out.view(b, steps, ACTION_DIM)
 
     @staticmethod

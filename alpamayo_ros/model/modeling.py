@@ -257,9 +257,10 @@ class AlpamayoModel(nn.Module):
         """
         times = None if steps is None else fm.euler_times(steps, device=ctx.logits.device)
         prepared = self.expert.prepare(*self.expert_context(ctx, repeats), times=times)
+        run = self.expert.run
 
         def fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return self.expert.run(x_t, t, prepared)
+            return run(x_t, t, prepared)
 
         return fn
 
