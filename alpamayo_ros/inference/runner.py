@@ -20,7 +20,7 @@ import numpy as np
 
 from alpamayo_ros.inference.config import PolicyNodeConfig
 from alpamayo_ros.sample import EGO_HISTORY_STEPS, CameraGeometry, CocLabel, DrivingSample
-from alpamayo_ros.sync.odometry import EgoHistory
+from alpamayo_ros.sync.odometry import EgoHistory, EgoPose
 from alpamayo_ros.trajectory import Trajectory
 from alpamayo_ros.unicycle import NUM_WAYPOINTS
 
@@ -183,8 +183,6 @@ class PolicyRunner:
         for _ in range(runs):
             frames = [[np.zeros((g.height_px, g.width_px, 3), np.uint8) for g in rig_cams]
                       for _ in range(self.num_frames)]
-            from alpamayo_ros.sync.odometry import EgoPose
-
             history = EgoHistory(np.zeros((EGO_HISTORY_STEPS, 4), np.float32), 0,
                                  EgoPose(0, 0.0, 0.0, 0.0, 0.0))
             t0 = time.perf_counter()

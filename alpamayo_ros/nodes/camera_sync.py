@@ -35,7 +35,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from alpamayo_ros import topics
 from alpamayo_ros.ros import diagnostics
-from alpamayo_ros.ros.conversions import ns_from_time
+from alpamayo_ros.ros.conversions import ns_from_time, odometry_to_pose
 from alpamayo_ros.ros.images import (
     ImageConversionError,
     compressed_to_rgb,
@@ -46,7 +46,7 @@ from alpamayo_ros.ros.params import declare_config
 from alpamayo_ros.ros.qos import latched_qos, sensor_qos
 from alpamayo_ros.sync import CameraSync, HistoryWindow, SyncConfig
 from alpamayo_ros.sync.config import CameraInputConfig
-from alpamayo_ros.sync.odometry import EgoHistory, EgoPose, OdometryBuffer
+from alpamayo_ros.sync.odometry import EgoHistory, OdometryBuffer
 from alpamayo_ros.sync.synchronizer import SyncedSet
 
 try:  # the real thing where it is installed (vehicles); absent from the pip wheels
@@ -62,19 +62,6 @@ def decode_frame(msg: Image | CompressedImage) -> np.ndarray:
     if isinstance(msg, CompressedImage):
         return compressed_to_rgb(msg)
     return image_to_rgb(msg)
-
-
-def odometry_pose(msg: Odometry) -> EgoPose:
-    """Ego pose (map frame) from ``nav_msgs/Odometry``.
-
-    Yaw comes from the quaternion, speed from the body-frame linear twist.
-    """
-    q = msg.pose.pose.orientation
-    yaw = float(np.arctan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z)))
-    v = msg.twist.twist.linear
-    speed = float(np.hypot(v.x, v.y)) * (1.0 if v.x >= 0 else -1.0)
-    p = msg.pose.pose.position
-    return EgoPose(ns_from_time(msg.header.stamp), float(p.x), float(p.y), yaw, speed)
 
 
 @dataclass(frozen=True)
@@ -174,7 +161,7 @@ class CameraSyncNode(Node):
                                       throttle_duration_sec=5.0)
 
     def _on_odometry(self, msg: Odometry) -> None:
-        pose = odometry_pose(msg)
+        pose = odometry_to_pose(msg)
         with self._lock:
             self.odometry.add(pose)
 

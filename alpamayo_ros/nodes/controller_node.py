@@ -34,13 +34,13 @@ from alpamayo_ros.control import ControllerConfig, ControllerCore
 from alpamayo_ros.control.schedule import FixedRateSchedule
 from alpamayo_ros.msg import ControlCommand, ObstacleArray, SafetyStatus
 from alpamayo_ros.msg import Trajectory as TrajectoryMsg
-from alpamayo_ros.nodes.camera_sync import odometry_pose
 from alpamayo_ros.ros import diagnostics
 from alpamayo_ros.ros.conversions import (
     command_to_msg,
     controller_status_to_msg,
     msg_to_trajectory,
     obstacles_from_msg,
+    odometry_to_pose,
     safety_markers,
 )
 from alpamayo_ros.ros.params import declare_config
@@ -97,7 +97,7 @@ class ControllerNode(Node):
 
     def _on_odometry(self, msg: Odometry) -> None:
         with self._lock:
-            self.odometry.add(odometry_pose(msg))
+            self.odometry.add(odometry_to_pose(msg))
 
     def _obstacles_for(self, stamp_ns: int) -> list[Obstacle] | None:
         """Obstacles in the ego frame at ``stamp_ns`` (None: no pose there)."""

@@ -76,6 +76,7 @@ class PolicyNode(LifecycleNode):
         self._last_output_ms: dict[str, float] = {}
         self._rate_marks: list[float] = []
         self._pubs: dict[str, Any] = {}
+        self._configure_error = ""
         self._diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
         self.create_timer(self.config.diagnostics_period_s, self._publish_diagnostics)
         if self.config.autostart:
@@ -87,8 +88,6 @@ class PolicyNode(LifecycleNode):
             raise RuntimeError(f"policy node failed to configure: {self._configure_error}")
         if self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
             raise RuntimeError("policy node failed to activate")
-
-    _configure_error = ""
 
     def _configure(self) -> None:
         """Load weights, build the runner, warm up, create publishers and the worker."""

@@ -30,7 +30,6 @@ cannot keep up, sim time slows down rather than skipping frames.
 from __future__ import annotations
 
 import array
-import math
 import threading
 import time
 import traceback
@@ -39,7 +38,7 @@ from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
+from geometry_msgs.msg import Point, Pose, Vector3
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
@@ -50,7 +49,7 @@ from alpamayo_ros import topics
 from alpamayo_ros.data.cameras import CameraConfig
 from alpamayo_ros.msg import ControlCommand, Obstacle, ObstacleArray
 from alpamayo_ros.ros import diagnostics
-from alpamayo_ros.ros.conversions import time_from_ns
+from alpamayo_ros.ros.conversions import quaternion_from_yaw, time_from_ns
 from alpamayo_ros.ros.images import array_to_compressed
 from alpamayo_ros.ros.params import declare_config
 from alpamayo_ros.ros.qos import clock_qos, latched_qos, plan_qos, sensor_qos
@@ -62,17 +61,13 @@ DIAGNOSTICS_PERIOD_S = 1.0
 FINISHED_POLL_S = 0.1
 
 
-def _quaternion(yaw_rad: float) -> Quaternion:
-    return Quaternion(x=0.0, y=0.0, z=math.sin(yaw_rad / 2.0), w=math.cos(yaw_rad / 2.0))
-
-
 def odometry_msg(pose: EgoPose, stamp_ns: int) -> Odometry:
     """``nav_msgs/Odometry`` of the ego (map -> base_link, twist in base_link)."""
     msg = Odometry()
     msg.header = Header(stamp=time_from_ns(stamp_ns), frame_id=topics.MAP_FRAME)
     msg.child_frame_id = topics.EGO_FRAME
     msg.pose.pose = Pose(position=Point(x=pose.x_m, y=pose.y_m, z=0.0),
-                         orientation=_quaternion(pose.heading_rad))
+                         orientation=quaternion_from_yaw(pose.heading_rad))
     msg.twist.twist.linear.x = pose.speed_mps
     msg.twist.twist.angular.z = pose.yaw_rate_radps
     return msg
@@ -84,7 +79,7 @@ def obstacle_array_msg(obstacles: list[ObstacleState], stamp_ns: int) -> Obstacl
         header=Header(stamp=time_from_ns(stamp_ns), frame_id=topics.MAP_FRAME),
         obstacles=[Obstacle(id=o.id, classification=o.classification,
                             pose=Pose(position=Point(x=o.x_m, y=o.y_m, z=o.z_m),
-                                      orientation=_quaternion(o.yaw_rad)),
+                                      orientation=quaternion_from_yaw(o.yaw_rad)),
                             size=Vector3(x=o.length_m, y=o.width_m, z=o.height_m),
                             velocity=Vector3(x=o.vx_mps, y=o.vy_mps, z=0.0))
                    for o in obstacles])

@@ -3,8 +3,8 @@
 Core -> message: :func:`trajectory_to_msg`, :func:`coc_to_reasoning_msg`,
 :func:`trajectory_to_path`, :func:`plan_markers`, :func:`command_to_msg`,
 :func:`controller_status_to_msg`. Message -> core: :func:`msg_to_trajectory`,
-:func:`reasoning_msg_to_coc`, :func:`obstacles_from_msg`. Stamps are integer nanoseconds
-in the core and ``builtin_interfaces/Time`` in messages.
+:func:`reasoning_msg_to_coc`, :func:`obstacles_from_msg`, :func:`odometry_to_pose`.
+Stamps are integer nanoseconds in the core and ``builtin_interfaces/Time`` in messages.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
-from geometry_msgs.msg import Point, PoseStamped
-from nav_msgs.msg import Path
+from geometry_msgs.msg import Point, PoseStamped, Quaternion
+from nav_msgs.msg import Odometry, Path
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -34,6 +34,7 @@ from alpamayo_ros.msg import (
 from alpamayo_ros.msg import Trajectory as TrajectoryMsg
 from alpamayo_ros.safety.collision import Obstacle, ObstacleClass
 from alpamayo_ros.sample import CocLabel, CriticalComponentLabel
+from alpamayo_ros.sync.odometry import EgoPose
 from alpamayo_ros.trajectory import Trajectory
 
 
@@ -109,8 +110,7 @@ def trajectory_to_path(traj: Trajectory) -> Path:
     for x, y, h in zip(xs, ys, hs):
         pose = PoseStamped(header=header)
         pose.pose.position.x, pose.pose.position.y = float(x), float(y)
-        pose.pose.orientation.z = math.sin(float(h) / 2.0)
-        pose.pose.orientation.w = math.cos(float(h) / 2.0)
+        pose.pose.orientation = quaternion_from_yaw(float(h))
         path.poses.append(pose)
     return path
 
@@ -214,8 +214,27 @@ def controller_status_to_msg(status: ControllerStatus) -> SafetyStatus:
         policy_silence_s=float(status.policy_silence_s), reason=status.reason)
 
 
-def _yaw(q) -> float:
+def yaw_from_quaternion(q: Quaternion) -> float:
+    """Yaw (rad) of a ``geometry_msgs/Quaternion``."""
     return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+
+
+def quaternion_from_yaw(yaw_rad: float) -> Quaternion:
+    """``geometry_msgs/Quaternion`` of a rotation about z."""
+    return Quaternion(x=0.0, y=0.0, z=math.sin(yaw_rad / 2.0), w=math.cos(yaw_rad / 2.0))
+
+
+def odometry_to_pose(msg: Odometry) -> EgoPose:
+    """Ego pose (map frame) from ``nav_msgs/Odometry``.
+
+    Yaw comes from the quaternion, speed from the body-frame linear twist (negative when
+    ``linear.x`` is).
+    """
+    v = msg.twist.twist.linear
+    speed = math.hypot(v.x, v.y) * (1.0 if v.x >= 0 else -1.0)
+    p = msg.pose.pose.position
+    return EgoPose(ns_from_time(msg.header.stamp), float(p.x), float(p.y),
+                   yaw_from_quaternion(msg.pose.pose.orientation), speed)
 
 
 def obstacles_from_msg(msg: ObstacleArray) -> tuple[list[Obstacle], int]:
@@ -232,7 +251,7 @@ def obstacles_from_msg(msg: ObstacleArray) -> tuple[list[Obstacle], int]:
             cls = ObstacleClass.UNKNOWN
         p = ob.pose.position
         out.append(Obstacle(
-            x_m=float(p.x), y_m=float(p.y), yaw_rad=_yaw(ob.pose.orientation),
+            x_m=float(p.x), y_m=float(p.y), yaw_rad=yaw_from_quaternion(ob.pose.orientation),
             length_m=float(ob.size.x), width_m=float(ob.size.y), vx_mps=float(ob.velocity.x),
             vy_mps=float(ob.velocity.y), height_m=float(ob.size.z), id=ob.id,
             classification=cls))

@@ -155,19 +155,3 @@ class OdometryBuffer:
                       _wrap(pose.heading_rad - current.heading_rad), pose.speed_mps)
         return EgoHistory(out.astype(np.float32), padded, current)
 
-
-def map_to_ego(x_m: np.ndarray, y_m: np.ndarray, yaw_rad: np.ndarray, origin: EgoPose
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Map-frame positions and yaws expressed in the ego frame at ``origin``."""
-    c, s = math.cos(origin.heading_rad), math.sin(origin.heading_rad)
-    dx, dy = np.asarray(x_m) - origin.x_m, np.asarray(y_m) - origin.y_m
-    yaw = np.angle(np.exp(1j * (np.asarray(yaw_rad) - origin.heading_rad)))
-    return c * dx + s * dy, -s * dx + c * dy, yaw
-
-
-def rotate_to_ego(vx_mps: np.ndarray, vy_mps: np.ndarray, origin: EgoPose
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Map-frame velocity vectors expressed in the ego frame's axes at ``origin``."""
-    c, s = math.cos(origin.heading_rad), math.sin(origin.heading_rad)
-    vx, vy = np.asarray(vx_mps), np.asarray(vy_mps)
-    return c * vx + s * vy, -s * vx + c * vy
