@@ -125,7 +125,11 @@ def test_plans_and_reasoning_at_the_policy_rate_stamped_with_camera_times(loop) 
     assert 0.6 * POLICY_RATE_HZ <= len(trajs) / 5.0 <= 1.2 * POLICY_RATE_HZ, len(trajs)
     camera_stamps = {_ns(m.header.stamp) for m in probe.messages(topics.image_topic(
         "front_wide", False))}
-    assert all(_ns(t.header.stamp) in camera_stamps for t in trajs)
+    # Every plan is stamped with a camera tick: on the sim's 10 Hz camera grid, and almost
+    # always one this probe received (a busy probe may miss a frame: keep-last depth 2).
+    grid_origin = min(camera_stamps)
+    assert all((_ns(t.header.stamp) - grid_origin) % 100_000_000 == 0 for t in trajs)
+    assert sum(_ns(t.header.stamp) in camera_stamps for t in trajs) >= len(trajs) - 1
     reasons = {_ns(r.header.stamp) for r in probe.messages(topics.REASONING, start)}
     assert len({_ns(t.header.stamp) for t in trajs} & reasons) >= len(trajs) - 1
 
