@@ -1,9 +1,10 @@
 """The training/inference sample: what the data engine produces and the policy reads.
 
-One :class:`DrivingSample` is a keyframe: the multi-camera video of the history window,
-the ego-motion history, the Chain-of-Causality label and the future plan. All geometry is
-in the ego frame at the keyframe (x forward, y left, z up; metres, radians). Arrays are
-numpy; the model's processor turns a batch of samples into tensors.
+One :class:`DrivingSample` is one step of driving (a CoC keyframe or any other step): the
+multi-camera video of the history window, the ego-motion history, the Chain-of-Causality
+label and the future plan. All geometry is in the ego frame at that step (x forward, y
+left, z up; metres, radians). Arrays are numpy; the model's processor turns a batch of
+samples into tensors.
 """
 
 from __future__ import annotations
@@ -67,3 +68,8 @@ class DrivingSample:
     coc: CocLabel | None = None
     navigation: str = ""  # optional route command, e.g. "turn left at the next intersection"
     meta: dict = field(default_factory=dict)  # scenario family, seed, ...
+    # Training-only labels (None/False where unknown, e.g. on a vehicle):
+    keyframe: bool = False  # a CoC keyframe (decision change): the evaluation points
+    decisions: tuple[str, str] | None = None  # the expert's (lon, lat) decision at this step
+    perception: np.ndarray | None = None  # float32 (PERCEPTION_DIM,), alpamayo_ros.perception
+    perception_mask: np.ndarray | None = None  # bool (PERCEPTION_DIM,): which entries are known

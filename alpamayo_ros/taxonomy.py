@@ -76,3 +76,17 @@ class LateralMetaAction(str, Enum):
     REVERSE_LEFT = "reverse_left"
     REVERSE_RIGHT = "reverse_right"
     GO_STRAIGHT = "go_straight"
+
+
+# Class ids of the decision channels (auxiliary decision heads, confusion tables):
+# index 0 is "no decision on this channel", then the enum values in declaration order.
+LONGITUDINAL_CLASSES: tuple[str, ...] = ("",) + tuple(d.value for d in LongitudinalDecision)
+LATERAL_CLASSES: tuple[str, ...] = ("",) + tuple(d.value for d in LateralDecision)
+
+
+def decision_class_ids(longitudinal: str, lateral: str) -> tuple[int, int]:
+    """Class ids of a (longitudinal, lateral) decision pair; unknown names raise ValueError."""
+    try:
+        return LONGITUDINAL_CLASSES.index(longitudinal), LATERAL_CLASSES.index(lateral)
+    except ValueError as exc:
+        raise ValueError(f"unknown decision pair ({longitudinal!r}, {lateral!r})") from exc
