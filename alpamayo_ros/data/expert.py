@@ -21,11 +21,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from alpamayo_ros.data.world import (
+    BRAKING_MPS2,  # noqa: F401 (moved to world, re-exported)
     DT_S,
     Agent,
     World,
+    brake_lights_on,
     idm,
     idm_free,
+    indicator,
     visible_agents,
 )
 from alpamayo_ros.taxonomy import ComponentType as CT
@@ -37,9 +40,6 @@ PERCEPTION_MEMORY_S = 2.0  # AR1 labelling window: causes must be seen in the la
 MAX_ACCEL_MPS2 = 2.4  # release comfort bound, longitudinal accel +2.40 m/s^2
 MAX_DECEL_MPS2 = 7.0
 MAX_JERK_MPS3 = 10.0
-# A vehicle decelerating harder than this is described as braking (brake lights on;
-# engine drag and coasting stay below about 0.5 m/s^2).
-BRAKING_MPS2 = -0.7
 # Curvature of the ego's own lateral manoeuvres (lane change, nudge, pull-over). With the
 # road's (the turn family's corners go down to a 9 m radius, 0.11 1/m) the path stays
 # inside the AR1 release bound |kappa| <= 0.2 1/m.
@@ -180,9 +180,9 @@ class Expert:
             state = "siren"
         elif a.v_mps < 0.3:
             state = "stopped"
-        elif a.braking_to_stop > 0.0 or a.accel_mps2 < BRAKING_MPS2:
+        elif brake_lights_on(a):  # the renderer draws the same predicate's lamps
             state = "braking"
-        elif a.target_d is not None and abs(a.target_d - a.d) > 0.5:
+        elif indicator(a):  # changing lanes, indicator on
             state = "cutting_in"
         elif a.v_mps < 0.7 * self.config.set_speed_mps:
             state = "slow"

@@ -19,6 +19,7 @@ import numpy as np
 
 from alpamayo_ros.data.expert import DecisionRecord, Expert, ExpertConfig, Intent, Turn
 from alpamayo_ros.data.world import (
+    BRAKING_MPS2,
     COLOURS,
     DT_S,
     Agent,
@@ -36,6 +37,8 @@ from alpamayo_ros.data.world import (
     Trigger,
     World,
     agent_world_pose,
+    brake_lights_on,
+    indicator,
 )
 from alpamayo_ros.taxonomy import ComponentType
 from alpamayo_ros.taxonomy import LateralDecision as Lat
@@ -74,6 +77,9 @@ class AgentSnapshot:
     s: float
     d: float
     siren: bool = False
+    accel_mps2: float = 0.0  # longitudinal acceleration (m/s^2)
+    braking: bool = False  # brake lights on (world.brake_lights_on)
+    indicator: str = ""  # turn indicator on: "left" | "right" | "" (world.indicator)
 
 
 @dataclass
@@ -102,10 +108,23 @@ class Episode:
         return np.array([[f.ego.x, f.ego.y, f.ego.heading, f.ego.v_mps] for f in self.frames])
 
 
-def _snap(world: World, a: Agent | EgoState, aid: str, kind: str, colour: str) -> AgentSnapshot:
+def agent_snapshot(world: World, a: Agent) -> AgentSnapshot:
+    """An agent's state now, with its brake lights and indicator (what cameras show)."""
     x, y, h = agent_world_pose(world.road, a)
-    return AgentSnapshot(aid, kind, x, y, h, a.length_m, a.width_m, a.height_m, colour,
-                         a.v_mps, a.s, a.d, bool(getattr(a, "siren", False)))
+    return AgentSnapshot(a.id, a.kind, x, y, h, a.length_m, a.width_m, a.height_m, a.colour,
+                         a.v_mps, a.s, a.d, a.siren, a.accel_mps2, brake_lights_on(a),
+                         indicator(a))
+
+
+def ego_snapshot(world: World) -> AgentSnapshot:
+    """The ego now (a white car; braking when it decelerates past ``BRAKING_MPS2``).
+
+    The ego's indicator is left "": the expert's manoeuvre, not a lamp, says where it goes.
+    """
+    e = world.ego
+    x, y, h = agent_world_pose(world.road, e)
+    return AgentSnapshot("ego", "car", x, y, h, e.length_m, e.width_m, e.height_m, "white",
+                         e.v_mps, e.s, e.d, False, e.accel_mps2, e.accel_mps2 < BRAKING_MPS2)
 
 
 def simulate(scenario: Scenario) -> Episode:
@@ -114,8 +133,8 @@ def simulate(scenario: Scenario) -> Episode:
     episode = Episode(scenario.family, scenario.seed, world)
     steps = int(round(scenario.duration_s / DT_S))
     for _ in range(steps):
-        ego_snap = _snap(world, world.ego, "ego", "car", "white")
-        agents = [_snap(world, a, a.id, a.kind, a.colour) for a in world.agents]
+        ego_snap = ego_snapshot(world)
+        agents = [agent_snapshot(world, a) for a in world.agents]
         lights = {tl.id: tl.state(world.time_s) for tl in world.lights}
         accel = world.ego.accel_mps2
         record = expert.step(world)

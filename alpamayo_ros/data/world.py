@@ -45,6 +45,12 @@ AGENT_DIMENSIONS_M: dict[str, tuple[float, float, float]] = {
 VEHICLE_KINDS = frozenset({"car", "van", "truck", "bus", "ambulance"})
 STATIC_KINDS = frozenset({"cone", "barrier"})
 OCCLUDER_MIN_HEIGHT_M = 1.3  # objects at least this tall hide what is behind them
+# A vehicle decelerating harder than this is braking: its brake lights are on and the
+# expert describes it as braking (engine drag and coasting stay below about 0.5 m/s^2).
+BRAKING_MPS2 = -0.7
+# An along-mover whose target lateral offset is this far from its offset is changing
+# lanes (a scripted lane change or cut-in): its turn indicator is on, steadily.
+INDICATOR_OFFSET_M = 0.5
 
 
 @dataclass
@@ -424,6 +430,31 @@ class World:
                 a.waiting = True
                 return 0.0
         return a.desired_speed_mps
+
+
+def brake_lights_on(a: Agent) -> bool:
+    """Whether ``a``'s brake lights are on: a scripted stop or a deceleration past braking.
+
+    The one definition shared by the renderer (lamps), the expert (a cause described as
+    braking) and the perception targets, so text and pixels cannot disagree.
+    """
+    return a.mode == "along" and (a.braking_to_stop > 0.0 or a.accel_mps2 < BRAKING_MPS2)
+
+
+def indicator(a: Agent) -> str:
+    """Turn indicator of ``a``: "left" / "right" while it changes lanes, else "".
+
+    An along-mover signals from the moment its target offset moves (a lane change or
+    cut-in script fires) until it is within :data:`INDICATOR_OFFSET_M` of the target. The
+    side is the vehicle's own: d grows to the left of the road, so an oncoming mover
+    (direction -1) turning toward larger d signals right.
+    """
+    if a.mode != "along" or a.target_d is None:
+        return ""
+    off = (a.target_d - a.d) * a.direction
+    if abs(off) <= INDICATOR_OFFSET_M:
+        return ""
+    return "left" if off > 0 else "right"
 
 
 def idm_free(v: float, v0: float, a_max: float = 1.5) -> float:
