@@ -18,6 +18,7 @@ import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from alpamayo_ros.perception import PERCEPTION_DIM
 from alpamayo_ros.sample import EGO_HISTORY_STEPS
 from alpamayo_ros.unicycle import NUM_WAYPOINTS
 
@@ -25,7 +26,9 @@ from alpamayo_ros.unicycle import NUM_WAYPOINTS
 # bump when a saved directory can no longer be read by this code.
 # 2: one fused q/k/v Linear per attention layer (``attn.qkv``, ``attn.o``) and one fused
 #    gate/up Linear per MLP (``mlp.gate_up``); 1 had separate q/k/v and gate/up tensors.
-FORMAT_VERSION = 2
+# 3: flow-matching action statistics (``action_mean``, ``action_std``) from the training
+#    data, and the auxiliary perception and decision heads.
+FORMAT_VERSION = 3
 
 
 def _positive(obj: Any, *names: str) -> None:
@@ -193,6 +196,12 @@ class PolicyConfig:
     num_waypoints: int = NUM_WAYPOINTS  # AR1: 64 controls at 10 Hz
     ego_position_scale_m: float = 20.0  # ego history x, y divided by this
     speed_scale_mps: float = 20.0
+    # Auxiliary training heads (unused at inference): the perception head predicts the
+    # simulator's privileged scene state from the vision tokens (0 = no head), the decision
+    # heads the (longitudinal, lateral) decision class from the prefix.
+    perception_dim: int = PERCEPTION_DIM
+    perception_queries: int = 8  # attention-pooling queries of the perception head
+    decision_heads: bool = True
 
     def __post_init__(self) -> None:
         for name, cls in (("vision", VisionConfig), ("backbone", BackboneConfig),
@@ -203,7 +212,13 @@ class PolicyConfig:
             elif not isinstance(value, cls):
                 raise ValueError(f"PolicyConfig.{name} must be a {cls.__name__}, "
                                  f"got {type(value).__name__}")
-        _positive(self, "ego_history_steps", "num_waypoints")
+        _positive(self, "ego_history_steps", "num_waypoints", "perception_queries")
+        if not isinstance(self.perception_dim, int) or self.perception_dim < 0:
+            raise ValueError(f"PolicyConfig.perception_dim must be an int >= 0, "
+                             f"got {self.perception_dim!r}")
+        if not isinstance(self.decision_heads, bool):
+            raise ValueError(f"PolicyConfig.decision_heads must be a bool, "
+                             f"got {self.decision_heads!r}")
         for name in ("ego_position_scale_m", "speed_scale_mps"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"PolicyConfig.{name} must be > 0, got {getattr(self, name)}")
@@ -279,8 +294,10 @@ def preset(name: str, **overrides: Any) -> PolicyConfig:
             backbone=BackboneConfig(hidden_size=96, num_layers=3, num_heads=4, num_kv_heads=2,
                                     intermediate_size=256, max_positions=512),
             expert=ExpertConfig(hidden_size=48, num_layers=2, intermediate_size=128),
+            # CoC texts average about 49 tokens with this vocabulary: 80 keeps the
+            # decision phrase (24 cut most texts before it).
             tokenizer=TokenizerConfig(bpe_vocab_size=400, trajectory_bins=64,
-                                      max_navigation_tokens=8, max_reasoning_tokens=24),
+                                      max_navigation_tokens=8, max_reasoning_tokens=80),
         )
     elif name == "default":
         cfg = PolicyConfig(

@@ -5,7 +5,8 @@ width: each layer projects the action tokens to queries/keys/values with the bac
 heads and head size, and attends *non-causally* to the concatenation of the backbone's
 cached keys/values (prefill + reasoning, read-only: stop-gradient in training) and the
 action tokens' own keys/values. It predicts the flow velocity of the normalised controls
-``(a / 9.8, kappa / 0.2)`` at each step, conditioned on the flow time ``t``.
+(the model's ``normalize_actions``: dataset mean/std per channel) at each step,
+conditioned on the flow time ``t``.
 """
 
 from __future__ import annotations

@@ -15,9 +15,15 @@ Padding (navigation text shorter than its budget, samples of a batch that finish
 reasoning early) is masked out as keys and does not advance rotary positions, so a
 sample's outputs do not depend on what else is in its batch.
 
-Losses for training (the loops live elsewhere): :meth:`AlpamayoModel.compute_losses`
-returns the reasoning cross-entropy, the trajectory-token cross-entropy and the
-flow-matching loss (expert over the stop-gradient backbone cache).
+Losses for training (the loops live in :mod:`alpamayo_ros.training`):
+:meth:`AlpamayoModel.compute_losses` returns per-sample losses (:class:`Losses`): the
+reasoning cross-entropy, the trajectory-token cross-entropy, the flow-matching loss
+(expert over the stop-gradient backbone cache) and two auxiliary losses that make the
+model read the scene: a perception head on the vision tokens predicts the simulator's
+privileged state (:mod:`alpamayo_ros.perception`), and decision heads on the prefix
+predict the (longitudinal, lateral) decision class. The flow matches actions normalised
+by the training data's statistics (``action_mean``, ``action_std``: buffers saved with the
+weights), so its targets have unit scale like its noise.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from alpamayo_ros.model.backbone import Backbone, build_backbone
 from alpamayo_ros.model.configuration import PolicyConfig
 from alpamayo_ros.model.expert import ActionExpert
 from alpamayo_ros.model.processor import (
+    CONTROL_SCALE,
     EGO_FEATURES,
     ModelInputs,
     denormalize_controls,
@@ -41,7 +48,12 @@ from alpamayo_ros.model.processor import (
 )
 from alpamayo_ros.model.tokenizer import CocTokenizer
 from alpamayo_ros.model.vision import VisionTokenizer
+from alpamayo_ros.perception import PERCEPTION_FIELDS
+from alpamayo_ros.taxonomy import LATERAL_CLASSES, LONGITUDINAL_CLASSES
 from alpamayo_ros.unicycle import MAX_ABS_ACCELERATION_MPS2, MAX_ABS_CURVATURE_PER_M
+
+LOSS_NAMES = ("reasoning", "trajectory_tokens", "flow", "perception", "decision")
+PERCEPTION_REAL_BETA = 0.05  # smooth-L1 transition of the scaled real targets
 
 
 @dataclass(frozen=True)
@@ -90,17 +102,102 @@ class Context:
 
 @dataclass
 class Losses:
-    """Training losses (scalars) of one batch."""
+    """Per-sample training losses of one batch.
 
-    reasoning_ce: torch.Tensor
-    trajectory_ce: torch.Tensor
-    flow_matching: torch.Tensor
+    ``per_sample[name]`` is ``(B,)`` and ``mask[name]`` says which samples have that target
+    (e.g. a CoC text). A loss is a masked mean over samples; :meth:`total` takes the counts
+    to divide by, so data-parallel ranks can pass the all-reduced global counts and match
+    one process with the whole batch.
+    """
 
-    def total(self, reasoning: float = 1.0, trajectory: float = 1.0, flow: float = 1.0
-              ) -> torch.Tensor:
-        """Weighted sum."""
-        return (reasoning * self.reasoning_ce + trajectory * self.trajectory_ce
-                + flow * self.flow_matching)
+    per_sample: dict[str, torch.Tensor]
+    mask: dict[str, torch.Tensor]
+
+    def count(self, name: str) -> torch.Tensor:
+        """Samples that have the target ``name`` (float scalar)."""
+        return self.mask[name].float().sum()
+
+    def mean(self, name: str) -> torch.Tensor:
+        """Masked mean of one loss over the batch (0, still in the graph, when empty)."""
+        m = self.mask[name].to(self.per_sample[name].dtype)
+        return (self.per_sample[name] * m).sum() / m.sum().clamp_min(1.0)
+
+    @property
+    def reasoning_ce(self) -> torch.Tensor:
+        """Reasoning cross-entropy (per-sample token mean, averaged over samples with text)."""
+        return self.mean("reasoning")
+
+    @property
+    def trajectory_ce(self) -> torch.Tensor:
+        """Cross-entropy of the 128 trajectory tokens."""
+        return self.mean("trajectory_tokens")
+
+    @property
+    def flow_matching(self) -> torch.Tensor:
+        """Flow-matching MSE of the expert."""
+        return self.mean("flow")
+
+    def total(self, weights: dict[str, float] | None = None,
+              counts: dict[str, float | torch.Tensor] | None = None) -> torch.Tensor:
+        """``sum_name weight * sum(per_sample * mask) / counts[name]``.
+
+        ``weights`` default to 1 for every loss; ``counts`` default to the local mask sums.
+        """
+        weights = {name: 1.0 for name in LOSS_NAMES} if weights is None else weights
+        unknown = set(weights) - set(LOSS_NAMES)
+        if unknown:
+            raise ValueError(f"unknown loss names {sorted(unknown)}; choose from {LOSS_NAMES}")
+        total = None
+        for name, weight in weights.items():
+            if weight == 0.0:
+                continue
+            m = self.mask[name].to(self.per_sample[name].dtype)
+            count = self.count(name) if counts is None else counts[name]
+            if not isinstance(count, torch.Tensor):
+                count = torch.tensor(float(count))
+            term = weight * (self.per_sample[name] * m).sum() / count.clamp_min(1.0)
+            total = term if total is None else total + term
+        if total is None:
+            raise ValueError("every loss weight is 0")
+        return total
+
+    def scalars(self) -> dict[str, float]:
+        """Masked means as floats (for logging)."""
+        return {name: float(self.mean(name).detach()) for name in self.per_sample}
+
+
+class PerceptionHead(nn.Module):
+    """Attention pooling over the vision tokens, then an MLP to the perception targets."""
+
+    def __init__(self, dim: int, out_dim: int, queries: int) -> None:
+        super().__init__()
+        self.queries = nn.Parameter(torch.randn(queries, dim) * 0.02)
+        self.norm = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(queries * dim, 2 * dim), nn.SiLU(),
+                                 nn.Linear(2 * dim, out_dim))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(B, N, D)`` vision tokens -> ``(B, out_dim)`` predictions (logits / values)."""
+        x = self.norm(tokens)
+        att = torch.softmax(torch.einsum("qd,bnd->bqn", self.queries, x)
+                            / x.shape[-1] ** 0.5, dim=-1)
+        return self.mlp(torch.einsum("bqn,bnd->bqd", att, x).flatten(1))
+
+
+def perception_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+                    ) -> torch.Tensor:
+    """Per-sample perception loss ``(B,)``: logistic for binary fields, smooth-L1 for real.
+
+    Averaged over each sample's known entries (:data:`alpamayo_ros.perception.
+    PERCEPTION_FIELDS` says which field is which).
+    """
+    binary = pred.new_tensor([f.kind == "binary" for f in PERCEPTION_FIELDS][: pred.shape[1]]
+                             ).bool()
+    bce = F.binary_cross_entropy_with_logits(pred, target.clamp(0.0, 1.0), reduction="none")
+    reg = F.smooth_l1_loss(pred, target, reduction="none", beta=PERCEPTION_REAL_BETA)
+    per_entry = torch.where(binary[None], bce, reg)
+    m = mask.to(pred.dtype)
+    return (per_entry * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
 class AlpamayoModel(nn.Module):
@@ -123,6 +220,36 @@ class AlpamayoModel(nn.Module):
         self.expert = ActionExpert(config.expert, self.backbone.num_heads,
                                    self.backbone.num_kv_heads, self.backbone.head_dim,
                                    self.backbone.rope_theta, config.num_waypoints)
+        # Flow-matching action normalisation (set from training data; saved with weights).
+        self.register_buffer("action_mean", torch.zeros(2))
+        self.register_buffer("action_std", torch.tensor(CONTROL_SCALE, dtype=torch.float32))
+        self.perception_head = (PerceptionHead(d, config.perception_dim,
+                                               config.perception_queries)
+                                if config.perception_dim else None)
+        self.decision_head = (nn.Linear(d, len(LONGITUDINAL_CLASSES) + len(LATERAL_CLASSES))
+                              if config.decision_heads else None)
+
+    # --- action normalisation ---------------------------------------------------------
+    def set_action_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Normalise flow-matching actions with per-channel ``mean``/``std`` (each ``(2,)``)."""
+        mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
+        std = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
+        if mean.shape != (2,) or std.shape != (2,):
+            raise ValueError(f"action stats must have shape (2,), got {tuple(mean.shape)} "
+                             f"and {tuple(std.shape)}")
+        if not (torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
+            raise ValueError(f"action stats must be finite with std > 0, got mean "
+                             f"{mean.tolist()} std {std.tolist()}")
+        self.action_mean.copy_(mean)
+        self.action_std.copy_(std)
+
+    def normalize_actions(self, controls: torch.Tensor) -> torch.Tensor:
+        """Controls ``(..., 2)`` (m/s^2, 1/m) -> the expert's unit-scale action space."""
+        return (controls - self.action_mean) / self.action_std
+
+    def denormalize_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`normalize_actions`."""
+        return actions * self.action_std + self.action_mean
 
     @property
     def device(self) -> torch.device:
@@ -276,7 +403,7 @@ class AlpamayoModel(nn.Module):
             raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
         fn = self.velocity_fn(ctx, num_samples, steps=steps)
         actions = fm.euler_solve(fn, noise.float(), steps)
-        return clamp_controls(denormalize_controls(actions)).view(b, num_samples, -1, 2)
+        return clamp_controls(self.denormalize_actions(actions)).view(b, num_samples, -1, 2)
 
     def decode_trajectory_tokens(self, ctx: Context, temperature: float = 0.0,
                                  generator: torch.Generator | None = None,
@@ -322,21 +449,26 @@ class AlpamayoModel(nn.Module):
     # --- training losses ---------------------------------------------------------------
     def compute_losses(self, inputs: ModelInputs, generator: torch.Generator | None = None
                        ) -> Losses:
-        """Teacher-forced losses of one batch with targets.
+        """Teacher-forced per-sample losses of one batch with targets.
 
         One backbone pass over ``prefix, reasoning, </coc>, <traj>, 128 trajectory
         tokens, </traj>, <eos>`` (packed per sample, right-padded) gives the reasoning CE
-        (text + ``</coc>``; samples with no CoC text are left out) and the trajectory-token
-        CE. The expert then attends to the *detached* cache up to ``</coc>`` and is
-        trained with the flow-matching loss (times from the shifted Beta).
+        (text + ``</coc>``, a per-sample token mean; samples with no CoC text are masked
+        out) and the trajectory-token CE. The expert then attends to the *detached* cache
+        up to ``</coc>`` and is trained with the flow-matching loss (times from the
+        shifted Beta) on normalised actions. The perception head reads the vision tokens,
+        the decision heads the hidden state at ``<coc>`` (the last prefill position, the
+        one reasoning starts from).
         """
         if inputs.controls is None or inputs.reasoning_ids is None:
             raise ValueError("compute_losses needs targets (controls and reasoning ids)")
         b, dev, ids = inputs.batch_size, inputs.images.device, self.ids
-        embeds, pvalid = self.prefix(inputs)
+        vision_tokens = self.encode_vision(inputs)
+        embeds, pvalid = self.prefix(inputs, vision_tokens)
         p = embeds.shape[1]
         traj = self.controls_to_tokens(inputs.controls)
         n_reason = inputs.reasoning_valid.long().sum(1)
+        has_text = inputs.reasoning_valid.any(1)
         suffix_len = int(n_reason.max()) + 2 + traj.shape[1] + 2
         seq = torch.full((b, suffix_len), ids.pad, dtype=torch.long, device=dev)
         for i in range(b):  # pack: reasoning, </coc>, <traj>, trajectory, </traj>, <eos>
@@ -351,15 +483,17 @@ class AlpamayoModel(nn.Module):
                                       positions, valid, None)
         logits = self.backbone.logits(hidden[:, p - 1: -1])  # predicts seq[:, j]
         col = torch.arange(suffix_len, device=dev)[None]
-        in_reasoning = (col <= n_reason[:, None]) & inputs.reasoning_valid.any(1)[:, None]
+        in_reasoning = ((col <= n_reason[:, None]) & has_text[:, None]).float()
         traj_start = n_reason[:, None] + 2
-        in_traj = (col >= traj_start) & (col < traj_start + traj.shape[1])
+        in_traj = ((col >= traj_start) & (col < traj_start + traj.shape[1])).float()
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), seq.reshape(-1),
                              reduction="none").view(b, suffix_len)
-        zero = ce.sum() * 0.0
-        reasoning_ce = (ce * in_reasoning).sum() / in_reasoning.sum() \
-            if bool(in_reasoning.any()) else zero
-        trajectory_ce = (ce * in_traj).sum() / in_traj.sum()
+        per_sample = {
+            "reasoning": (ce * in_reasoning).sum(1) / in_reasoning.sum(1).clamp_min(1.0),
+            "trajectory_tokens": (ce * in_traj).sum(1) / in_traj.sum(1),
+        }
+        ones = torch.ones(b, dtype=torch.bool, device=dev)
+        mask = {"reasoning": has_text, "trajectory_tokens": ones, "flow": ones}
 
         # Flow matching: the expert reads the backbone cache through </coc>, detached.
         ctx_end = p + n_reason + 1  # exclusive
@@ -370,17 +504,41 @@ class AlpamayoModel(nn.Module):
             keys.append(k.detach())
             values.append(v.detach())
         start = ctx_valid.long().sum(1)
-        actions = normalize_controls(inputs.controls.float())
+        actions = self.normalize_actions(inputs.controls.float())
         t = fm.sample_time(b, self.config.expert.time_beta_alpha,
                            self.config.expert.time_beta_beta, self.config.expert.time_shift,
                            generator, dev)
         noise = torch.randn(actions.shape, generator=generator).to(dev)
+        x_t = fm.interpolate(noise, actions, t)
+        velocity = self.expert(x_t, t, keys, values, ctx_valid, start)
+        err = (velocity - fm.target_velocity(noise, actions)) ** 2
+        per_sample["flow"] = err.reshape(b, -1).mean(1)
 
-        def fn(x_t: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
-            return self.expert(x_t, tt, keys, values, ctx_valid, start)
-
-        flow = fm.flow_matching_loss(fn, actions, t, noise)
-        return Losses(reasoning_ce, trajectory_ce, flow)
+        zero = vision_tokens.sum() * 0.0  # keeps every head in the graph (DDP)
+        if self.perception_head is not None and inputs.perception is not None:
+            pred = self.perception_head(vision_tokens)
+            per_sample["perception"] = perception_loss(pred, inputs.perception,
+                                                       inputs.perception_mask)
+            mask["perception"] = inputs.perception_mask.any(1)
+        else:
+            per_sample["perception"] = zero.expand(b)
+            mask["perception"] = ~ones
+        if self.decision_head is not None and inputs.decision_ids is not None:
+            dlogits = self.decision_head(hidden[:, p - 1]).float()
+            n_lon = len(LONGITUDINAL_CLASSES)
+            targets = inputs.decision_ids
+            lon = F.cross_entropy(dlogits[:, :n_lon], targets[:, 0].clamp_min(0),
+                                  reduction="none")
+            lat = F.cross_entropy(dlogits[:, n_lon:], targets[:, 1].clamp_min(0),
+                                  reduction="none")
+            known = (targets >= 0).float()
+            per_sample["decision"] = ((lon * known[:, 0] + lat * known[:, 1])
+                                      / known.sum(1).clamp_min(1.0))
+            mask["decision"] = known.sum(1) > 0
+        else:
+            per_sample["decision"] = zero.expand(b)
+            mask["decision"] = ~ones
+        return Losses(per_sample, mask)
 
 
 def clamp_controls(controls: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,10 @@ The processor is the only place that knows both the data contract
 last ``num_frames`` frames, resizes every image to the model's size (scaling the
 intrinsics with it), pads the camera axis to ``max_cameras`` with a validity mask,
 turns ego history into normalised features, tokenizes the navigation command and the
-CoC text, and normalises the target controls for flow matching.
+CoC text, and passes the training targets through (controls in physical units: the model
+normalises them with its dataset statistics; perception targets and decision class ids for
+the auxiliary heads). Texts longer than their token budget are cut, and counted in
+:attr:`Processor.truncated`, so a trainer can refuse a budget that cuts its data.
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ import torch.nn.functional as F
 from alpamayo_ros.model.configuration import PolicyConfig
 from alpamayo_ros.model.tokenizer import CocTokenizer
 from alpamayo_ros.sample import DrivingSample
+from alpamayo_ros.taxonomy import decision_class_ids
 from alpamayo_ros.unicycle import MAX_ABS_ACCELERATION_MPS2, MAX_ABS_CURVATURE_PER_M
 
-CONTROL_SCALE = (MAX_ABS_ACCELERATION_MPS2, MAX_ABS_CURVATURE_PER_M)  # flow-matching units
+# The release bounds: the range of the trajectory-token bins, and the default action scale
+# of an untrained model (training replaces it with dataset statistics).
+CONTROL_SCALE = (MAX_ABS_ACCELERATION_MPS2, MAX_ABS_CURVATURE_PER_M)
 EGO_FEATURES = 5  # x, y (scaled), sin/cos heading, speed (scaled)
 
 
@@ -41,6 +47,9 @@ class ModelInputs:
     controls: torch.Tensor | None = None  # float (B, 64, 2): a m/s^2, kappa 1/m
     reasoning_ids: torch.Tensor | None = None  # long (B, max_reasoning_tokens)
     reasoning_valid: torch.Tensor | None = None  # bool (B, max_reasoning_tokens)
+    perception: torch.Tensor | None = None  # float (B, perception_dim), scaled targets
+    perception_mask: torch.Tensor | None = None  # bool (B, perception_dim)
+    decision_ids: torch.Tensor | None = None  # long (B, 2): lon, lat class; -1 unknown
 
     @property
     def batch_size(self) -> int:
@@ -54,7 +63,7 @@ class ModelInputs:
 
 
 def normalize_controls(controls: torch.Tensor) -> torch.Tensor:
-    """Controls ``(..., 2)`` in physical units -> about [-1, 1] (divide by the bounds)."""
+    """Controls ``(..., 2)`` in physical units -> [-1, 1] of the release bounds (token bins)."""
     return controls / controls.new_tensor(CONTROL_SCALE)
 
 
@@ -69,6 +78,7 @@ class Processor:
     def __init__(self, config: PolicyConfig, tokenizer: CocTokenizer) -> None:
         self.config = config
         self.tokenizer = tokenizer
+        self.truncated = {"reasoning": 0, "navigation": 0}  # texts cut to their budget
 
     def __call__(self, samples: Sequence[DrivingSample], with_targets: bool = True
                  ) -> ModelInputs:
@@ -124,13 +134,14 @@ class Processor:
             np.sin(hist[:, 2]), np.cos(hist[:, 2]), hist[:, 3] / cfg.speed_scale_mps,
         ], axis=-1).astype(np.float32))
         nav_ids, nav_valid = self._pad(tok.encode(s.navigation) if s.navigation else [],
-                                       cfg.tokenizer.max_navigation_tokens)
+                                       cfg.tokenizer.max_navigation_tokens, "navigation")
         item = {
             "images": img, "camera_valid": torch.arange(vcfg.max_cameras) < cams,
             "intrinsics": k, "camera_to_ego": t, "ego_history": ego,
             "speed_mps": torch.tensor(float(s.speed_mps)),
             "nav_ids": nav_ids, "nav_valid": nav_valid,
             "controls": None, "reasoning_ids": None, "reasoning_valid": None,
+            "perception": None, "perception_mask": None, "decision_ids": None,
         }
         if with_targets:
             ctrl = np.asarray(s.future_controls, dtype=np.float32)
@@ -140,10 +151,37 @@ class Processor:
             item["controls"] = torch.from_numpy(ctrl)
             text = s.coc.text if s.coc is not None else ""
             item["reasoning_ids"], item["reasoning_valid"] = self._pad(
-                tok.encode(text) if text else [], cfg.tokenizer.max_reasoning_tokens)
+                tok.encode(text) if text else [], cfg.tokenizer.max_reasoning_tokens,
+                "reasoning")
+            item.update(self._aux_targets(s))
         return item
 
-    def _pad(self, ids: list[int], length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _aux_targets(self, s: DrivingSample) -> dict:
+        """Perception targets and decision class ids (zeros / -1 where unknown)."""
+        dim = self.config.perception_dim
+        out = {"decision_ids": torch.tensor(
+            decision_class_ids(*s.decisions) if s.decisions is not None else (-1, -1),
+            dtype=torch.long)}
+        if dim:
+            values = torch.zeros(dim)
+            mask = torch.zeros(dim, dtype=torch.bool)
+            if s.perception is not None:
+                p = np.asarray(s.perception, dtype=np.float32)
+                m = (np.ones(p.shape, bool) if s.perception_mask is None
+                     else np.asarray(s.perception_mask, dtype=bool))
+                if p.shape != (dim,) or m.shape != (dim,):
+                    raise ValueError(f"DrivingSample.perception must be ({dim},) like "
+                                     f"PolicyConfig.perception_dim, got {p.shape}")
+                m = m & np.isfinite(p)
+                values = torch.from_numpy(np.where(m, p, 0.0).astype(np.float32))
+                mask = torch.from_numpy(m)
+            out["perception"], out["perception_mask"] = values, mask
+        return out
+
+    def _pad(self, ids: list[int], length: int, what: str = ""
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(ids) > length and what:
+            self.truncated[what] += 1
         ids = ids[:length]
         out = torch.full((length,), self.tokenizer.pad_id, dtype=torch.long)
         out[: len(ids)] = torch.tensor(ids, dtype=torch.long)

@@ -91,8 +91,13 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu"
         raise WeightsError(f"{root / CONFIG_FILE} is not valid JSON (corrupt?): {exc}") from exc
     version = meta.get("format_version") if isinstance(meta, dict) else None
     if version != FORMAT_VERSION:
-        hint = (" (version 1 stored separate q/k/v and gate/up projections; version 2 "
-                "fuses them: save the weights again with this code)" if version == 1 else "")
+        hints = {
+            1: " (version 1 stored separate q/k/v and gate/up projections; version 2 fuses "
+               "them: save the weights again with this code)",
+            2: " (version 2 has no action statistics and no auxiliary heads: retrain, or "
+               "export again with this code)",
+        }
+        hint = hints.get(version, "") if isinstance(version, int) else ""
         raise WeightsError(f"{root / CONFIG_FILE}: format_version {version!r} is not the "
                            f"supported {FORMAT_VERSION}{hint}")
     try:

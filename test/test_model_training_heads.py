@@ -1,0 +1,171 @@
+"""Training-facing parts of the model: action statistics, per-sample losses, auxiliary heads.
+
+Tiny preset on the CPU. The auxiliary heads (perception on the vision tokens, decisions on
+the prefix) exist to make the policy read the scene; these tests check their losses on
+hand-built cases and that a few optimizer steps fit them.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from alpamayo_ros.model import flow_matching as fm
+from alpamayo_ros.model.modeling import LOSS_NAMES, clamp_controls, perception_loss
+from alpamayo_ros.model.policy import Policy
+from alpamayo_ros.model.synthetic import synthetic_sample
+from alpamayo_ros.model.weights import WeightsError
+from alpamayo_ros.perception import PERCEPTION_DIM, PERCEPTION_INDEX
+from alpamayo_ros.taxonomy import decision_class_ids
+
+CORPUS = ["the lead vehicle brakes so I slow down", "yield to the pedestrian at the crosswalk",
+          "keep the lane and follow the car ahead", "stop for the red light"] * 10
+
+
+@pytest.fixture(scope="module")
+def policy():
+    return Policy.from_config("tiny", corpus=CORPUS, seed=0, device="cpu")
+
+
+def labelled(n, seed=0, text="the lead vehicle brakes so I slow down"):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        s = synthetic_sample(rng, num_cameras=2, height_px=32, width_px=48,
+                             text=text if i % 2 == 0 else "")
+        s.decisions = (("lead_obstacle_following", "lane_keeping") if i % 2 == 0
+                       else ("set_speed_tracking", ""))
+        values = np.zeros(PERCEPTION_DIM, np.float32)
+        mask = np.zeros(PERCEPTION_DIM, bool)
+        mask[: 10] = True
+        values[PERCEPTION_INDEX["lead_present"]] = float(i % 2 == 0)
+        values[PERCEPTION_INDEX["lead_gap"]] = 0.1 * (i + 1)
+        s.perception, s.perception_mask = values, mask
+        out.append(s)
+    return out
+
+
+def test_action_stats_normalise_the_flow_and_travel_with_the_weights(policy, tmp_path):
+    model = policy.model
+    controls = torch.tensor([[[0.5, 0.01], [-1.0, -0.02]]])
+    # Untrained default: the release bounds (the previous behaviour).
+    torch.testing.assert_close(model.normalize_actions(controls), controls / torch.tensor(
+        [9.8, 0.2]))
+    old = (model.action_mean.clone(), model.action_std.clone())
+    try:
+        model.set_action_stats(torch.tensor([0.1, 0.001]), torch.tensor([0.5, 0.01]))
+        unit = model.normalize_actions(controls)
+        torch.testing.assert_close(unit[0, 0], torch.tensor([0.8, 0.9]))
+        torch.testing.assert_close(model.denormalize_actions(unit), controls)
+        # The solver's output is de-normalised with the stats.
+        batch = policy.processor(labelled(1), with_targets=False)
+        noise = torch.randn(1, 64, 2, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            ctx = model.skip_reasoning(model.prefill(batch))
+            got = model.flow_trajectory(ctx, 4, noise=noise)
+            ref = fm.euler_solve(model.velocity_fn(ctx), noise, 4)
+        torch.testing.assert_close(got[:, 0], clamp_controls(ref * torch.tensor([0.5, 0.01])
+                                                             + torch.tensor([0.1, 0.001])))
+        policy.save_pretrained(tmp_path)
+        loaded = Policy.from_pretrained(tmp_path, device="cpu")
+        torch.testing.assert_close(loaded.model.action_std, torch.tensor([0.5, 0.01]))
+        for bad in ((torch.zeros(2), torch.zeros(2)), (torch.zeros(3), torch.ones(3)),
+                    (torch.tensor([float("nan"), 0.0]), torch.ones(2))):
+            with pytest.raises(ValueError, match="action stats"):
+                model.set_action_stats(*bad)
+    finally:
+        model.set_action_stats(*old)
+
+
+def test_processor_fills_aux_targets_and_counts_cut_texts(policy):
+    batch = policy.processor(labelled(2))
+    assert batch.decision_ids.tolist() == [
+        list(decision_class_ids("lead_obstacle_following", "lane_keeping")),
+        list(decision_class_ids("set_speed_tracking", ""))]
+    assert batch.perception.shape == (2, PERCEPTION_DIM)
+    assert batch.perception_mask[:, :10].all() and not batch.perception_mask[:, 10:].any()
+    unlabelled = synthetic_sample(np.random.default_rng(1), num_cameras=1, height_px=32,
+                                  width_px=48)
+    b2 = policy.processor([unlabelled])
+    assert b2.decision_ids.tolist() == [[-1, -1]] and not b2.perception_mask.any()
+    bad = labelled(1)[0]
+    bad.perception = np.zeros(3, np.float32)
+    with pytest.raises(ValueError, match="perception_dim"):
+        policy.processor([bad])
+    before = policy.processor.truncated["reasoning"]
+    long = labelled(1, text=" ".join(["the red light"] * 80))
+    policy.processor(long)
+    assert policy.processor.truncated["reasoning"] == before + 1
+
+
+def test_perception_loss_on_hand_built_cases():
+    lead, gap = PERCEPTION_INDEX["lead_present"], PERCEPTION_INDEX["lead_gap"]
+    target = torch.zeros(1, PERCEPTION_DIM)
+    target[0, lead], target[0, gap] = 1.0, 0.4
+    mask = torch.zeros(1, PERCEPTION_DIM, dtype=torch.bool)
+    mask[0, [lead, gap]] = True
+    good = torch.zeros(1, PERCEPTION_DIM)
+    good[0, lead], good[0, gap] = 20.0, 0.4  # confident "present", exact gap
+    assert float(perception_loss(good, target, mask)) < 1e-6
+    bad = good.clone()
+    bad[0, lead] = -20.0  # confident "absent": logistic loss about 20 on that entry
+    assert float(perception_loss(bad, target, mask)) == pytest.approx(10.0, rel=0.01)
+    off = good.clone()
+    off[0, gap] = 1.4  # 1.0 off (smooth-L1, beta 0.05): 1 - 0.025 on that entry
+    assert float(perception_loss(off, target, mask)) == pytest.approx(0.4875, rel=1e-3)
+    junk = good.clone()
+    junk[0, 50] = 1e6  # a masked entry does not count
+    assert float(perception_loss(junk, target, mask)) < 1e-6
+
+
+def test_per_sample_losses_and_counts(policy):
+    model = policy.model
+    batch = policy.processor(labelled(3))
+    with torch.no_grad():
+        losses = model.compute_losses(batch, torch.Generator().manual_seed(0))
+    assert set(losses.per_sample) == set(LOSS_NAMES)
+    assert losses.mask["reasoning"].tolist() == [True, False, True]
+    assert losses.mask["perception"].all() and losses.mask["decision"].all()
+    # The reasoning loss is a per-sample token mean averaged over samples with text: the
+    # same value as computing each sample alone (no per-batch token weighting, no zeros).
+    alone = []
+    for i in (0, 2):
+        with torch.no_grad():
+            one = model.compute_losses(policy.processor([labelled(3)[i]]))
+        alone.append(float(one.reasoning_ce))
+    assert float(losses.reasoning_ce) == pytest.approx(np.mean(alone), rel=1e-5)
+    # total() with explicit counts (what DDP ranks pass) equals the default.
+    weights = {"reasoning": 1.0, "flow": 2.0, "perception": 0.5}
+    counts = {n: losses.count(n) for n in LOSS_NAMES}
+    torch.testing.assert_close(losses.total(weights), losses.total(weights, counts))
+    half = {n: 2 * c for n, c in counts.items()}  # twice the samples: half the loss
+    torch.testing.assert_close(losses.total(weights, half), 0.5 * losses.total(weights))
+    with pytest.raises(ValueError, match="unknown loss"):
+        losses.total({"bogus": 1.0})
+
+
+def test_a_few_steps_fit_the_aux_heads(policy):
+    torch.manual_seed(0)
+    model = Policy.from_config("tiny", corpus=CORPUS, seed=1, device="cpu").model.train()
+    batch = policy.processor(labelled(4))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    first = None
+    for i in range(20):
+        losses = model.compute_losses(batch, torch.Generator().manual_seed(i))
+        first = first or losses.scalars()
+        opt.zero_grad()
+        losses.total({"perception": 1.0, "decision": 1.0}).backward()
+        opt.step()
+    last = model.compute_losses(batch).scalars()
+    assert last["perception"] < 0.3 * first["perception"]
+    assert last["decision"] < 0.3 * first["decision"]
+
+
+def test_version_2_weights_are_refused_with_the_reason(policy, tmp_path):
+    policy.save_pretrained(tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    meta["format_version"] = 2
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(WeightsError, match="format_version 2 .*action statistics"):
+        Policy.from_pretrained(tmp_path, device="cpu")
