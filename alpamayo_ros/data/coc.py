@@ -199,19 +199,43 @@ def label_episode(episode: Episode, config: LabelConfig = LabelConfig(),
             stats.dropped_no_window += 1
             continue
         index = candidates[0]
-        rec = episode.frames[index].decision
-        causes = list(rec.long_causes) + [c for c in rec.lat_causes
-                                          if c.id not in {x.id for x in rec.long_causes}]
-        if observability_violations(episode, index, causes, config):
+        label, causes, _ = coc_at(episode, index, config)
+        if label is None:
             stats.dropped_unobservable += 1
             continue
-        rng = np.random.default_rng([episode.seed, index, len(episode.family)])
-        text = reasoning_text(lon, lat, rec.long_causes, rec.lat_causes, rng,
-                              episode.frames[index].ego.v_mps)
-        future = ego_future(episode, index, config.future_steps)
-        meta = meta_actions_from_trajectory(future, episode.frames[index].ego.v_mps)
-        label = CocLabel(lon, lat, component_labels(episode, index, causes, rng), text,
-                         meta.longitudinal, meta.lateral)
         out.append(Keyframe(index, label, causes))
         stats.keyframes += 1
     return out
+
+
+def step_causes(episode: Episode, index: int) -> list[Cause]:
+    """The expert's causes at step ``index``: longitudinal ones, then new lateral ones."""
+    rec = episode.frames[index].decision
+    return list(rec.long_causes) + [c for c in rec.lat_causes
+                                    if c.id not in {x.id for x in rec.long_causes}]
+
+
+def coc_at(episode: Episode, index: int, config: LabelConfig = LabelConfig()
+           ) -> tuple[CocLabel | None, list[Cause], list[str]]:
+    """CoC label of step ``index`` from the expert's decision and causes at that step.
+
+    Returns ``(label, causes, unobservable_ids)``; the label is None when a cited cause
+    breaks the observability rule (:func:`observability_violations`). The text's random
+    wording is seeded from (seed, index, family), so a step always gets the same label;
+    :func:`label_episode` uses it at its keyframes.
+    """
+    rec = episode.frames[index].decision
+    causes = step_causes(episode, index)
+    bad = observability_violations(episode, index, causes, config)
+    if bad:
+        return None, causes, bad
+    rng = np.random.default_rng([episode.seed, index, len(episode.family)])
+    speed = episode.frames[index].ego.v_mps
+    text = reasoning_text(rec.longitudinal, rec.lateral, rec.long_causes, rec.lat_causes,
+                          rng, speed)
+    future = ego_future(episode, index, config.future_steps)
+    meta = meta_actions_from_trajectory(future, speed)
+    label = CocLabel(rec.longitudinal, rec.lateral,
+                     component_labels(episode, index, causes, rng), text,
+                     meta.longitudinal, meta.lateral)
+    return label, causes, []
