@@ -3,7 +3,9 @@
 The scene is a list of world-space quads (4 vertices, z up) with colours and a layer:
 0 ground (grass, road, shoulders, junction surfaces), 1 paint on the ground (lane lines,
 stop lines, zebra stripes), 2 solids (vehicles, people, poles, signs, trees, buildings,
-traffic-light heads whose lit lamp shows the current colour). Per camera, all vertices
+traffic-light heads whose lit lamp shows the current colour; vehicles carry rear lamps,
+dim when off and larger and bright red when braking, and steady amber indicators at the
+front and rear corners and on the flank of the side they signal). Per camera, all vertices
 are transformed at once with numpy, quads behind the camera or outside the frustum are
 culled, solid back faces are culled, quads crossing the near plane are clipped, and the
 rest are filled with ``cv2.fillConvexPoly`` in painter's order (layer, then far to near;
@@ -27,6 +29,10 @@ NEAR_M = 0.15
 FAR_M = 220.0
 SUBPIXEL_BITS = 3
 LAMP_COLOURS = {"red": (255, 40, 30), "yellow": (255, 200, 0), "green": (40, 255, 90)}
+# Vehicle lamps. Lit ones (any channel >= 250) are drawn unshaded, like the signal lamps.
+BRAKE_ON = (255, 30, 20)
+BRAKE_OFF = (95, 18, 18)
+INDICATOR_ON = (255, 165, 0)
 
 
 @dataclass
@@ -253,6 +259,7 @@ class SceneRenderer:
             lower = 0.55 if a.kind == "car" else 0.75
             b.box(a.x, a.y, 0.25, a.heading, a.length_m, a.width_m, a.height_m * lower - 0.25,
                   col)
+            _lamps(b, a, b.next_object - 1, a.height_m * lower)
             # Wheels band / underbody.
             b.box(a.x, a.y, 0.0, a.heading, a.length_m * 0.9, a.width_m * 0.95, 0.3, (25, 25, 25))
             glass = (60, 75, 95)
@@ -389,6 +396,50 @@ class SceneRenderer:
                 pts = fixed[i]
             fill(img, pts, rgb[i], cv2.LINE_8, SUBPIXEL_BITS)
         return img
+
+
+def _lamps(b: _Builder, a: AgentSnapshot, body: int, body_top_m: float) -> None:
+    """Brake lamps and the lit turn indicator of vehicle ``a``, drawn with its body box.
+
+    Lamps are quads 1 cm off the body's faces in the body's object, so they are drawn
+    right after the face they sit on and culled with it. Sizes are chosen to stay visible
+    at the default model input (160x96) from the front-tele camera 60 m away (a braking
+    lamp pair covers most of the rear face, a blob even for the front-wide camera).
+    """
+    c, s = math.cos(a.heading), math.sin(a.heading)
+    half_l, half_w = a.length_m / 2 + 0.01, a.width_m / 2
+
+    def quad(x0: float, y0: float, x1: float, y1: float, z0: float, z1: float,
+             colour, normal: tuple[float, float]) -> None:
+        """A vertical quad from local (x0, y0) to (x1, y1), z0..z1 (local x fwd, y left)."""
+        p0 = (a.x + x0 * c - y0 * s, a.y + x0 * s + y0 * c)
+        p1 = (a.x + x1 * c - y1 * s, a.y + x1 * s + y1 * c)
+        n = (normal[0] * c - normal[1] * s, normal[0] * s + normal[1] * c, 0.0)
+        b.quad(np.array([[p0[0], p0[1], z0], [p1[0], p1[1], z0], [p1[0], p1[1], z1],
+                         [p0[0], p0[1], z1]]), colour, 2, body, n)
+
+    zc = 0.62 if body_top_m < 1.2 else 0.9  # lamp centre height
+    outer = half_w - 0.24  # inner edge of the indicator at each corner
+    if a.braking:
+        lw, lh, colour = min(0.5, 0.28 * a.width_m), 0.34, BRAKE_ON
+    else:
+        lw, lh, colour = 0.3, 0.16, BRAKE_OFF
+    z0, z1 = zc - lh / 2, min(zc + lh / 2, body_top_m - 0.02)
+    for side in (1.0, -1.0):
+        quad(-half_l, side * outer, -half_l, side * (outer - lw), z0, z1, colour, (-1.0, 0.0))
+    if a.braking:  # high-mounted stop lamp at the top of the rear
+        zt = a.height_m - 0.12
+        xr = -half_l if body_top_m >= 1.2 else -(0.2 + a.length_m * 0.25 + 0.01)
+        quad(xr, 0.3, xr, -0.3, zt - 0.08, zt, BRAKE_ON, (-1.0, 0.0))
+    if a.indicator in ("left", "right"):
+        side = 1.0 if a.indicator == "left" else -1.0
+        zi0, zi1 = zc - 0.13, min(zc + 0.13, body_top_m - 0.02)
+        y_in, y_out = side * (half_w - 0.22), side * (half_w - 0.01)
+        quad(-half_l, y_out, -half_l, y_in, zi0, zi1, INDICATOR_ON, (-1.0, 0.0))  # rear
+        quad(half_l, y_in, half_l, y_out, zi0, zi1, INDICATOR_ON, (1.0, 0.0))  # front
+        y_side = side * (half_w + 0.01)
+        for x0, x1 in ((half_l - 0.6, half_l - 0.1), (-half_l + 0.1, -half_l + 0.6)):
+            quad(x0, y_side, x1, y_side, zi0, zi1, INDICATOR_ON, (0.0, side))  # flank
 
 
 def _clip_near(poly: np.ndarray) -> np.ndarray | None:
