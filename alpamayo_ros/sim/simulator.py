@@ -43,7 +43,13 @@ import numpy as np
 from alpamayo_ros.data.bag import CLASSIFICATION
 from alpamayo_ros.data.cameras import CameraConfig, make_rig
 from alpamayo_ros.data.render import SceneRenderer
-from alpamayo_ros.data.scenarios import AgentSnapshot, Episode, Frame, make_scenario
+from alpamayo_ros.data.scenarios import (
+    AgentSnapshot,
+    Episode,
+    Frame,
+    agent_snapshot,
+    make_scenario,
+)
 from alpamayo_ros.data.world import DT_S, Agent, World, agent_world_pose, box_corners
 from alpamayo_ros.safety.collision import boxes_overlap
 from alpamayo_ros.sim.config import SimConfig
@@ -328,14 +334,10 @@ class ClosedLoopSim:
         There is no expert in closed loop, so ``decision`` is None: the renderer does
         not read it.
         """
-        road, e, p = self.world.road, self.world.ego, self._pose
+        e, p = self.world.ego, self._pose
         ego_snap = AgentSnapshot("ego", "car", p.x_m, p.y_m, p.heading_rad, e.length_m,
                                  e.width_m, e.height_m, "white", p.speed_mps, e.s, e.d)
-        agents = []
-        for a in self.world.agents:
-            x, y, h = agent_world_pose(road, a)
-            agents.append(AgentSnapshot(a.id, a.kind, x, y, h, a.length_m, a.width_m,
-                                        a.height_m, a.colour, a.v_mps, a.s, a.d, a.siren))
+        agents = [agent_snapshot(self.world, a) for a in self.world.agents]  # with lamps
         lights = {tl.id: tl.state(self.world.time_s) for tl in self.world.lights}
         return Frame(self.world.time_s, ego_snap, p.acceleration_mps2, agents, lights,
                      None)  # type: ignore[arg-type]
