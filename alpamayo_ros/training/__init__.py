@@ -1,0 +1,1 @@
+"""Training: stages pretrain / SFT / RL, rewards and GRPO (pure torch core, no ROS)."""
