@@ -10,6 +10,9 @@ from __future__ import annotations
 CAMERA_NAMESPACE = "/sensing/camera"
 ODOMETRY = "/localization/kinematic_state"  # nav_msgs/Odometry, frame map
 OBSTACLES = "/perception/obstacles"  # alpamayo_ros/ObstacleArray
+# Route command for the policy ("turn left at the next junction"): std_msgs/String,
+# latched (transient-local), so a policy that starts late still gets the current route.
+NAVIGATION = "/planning/navigation_command"
 # Policy outputs.
 TRAJECTORY = "/planning/alpamayo/trajectory"  # alpamayo_ros/Trajectory
 REASONING = "/planning/alpamayo/reasoning"  # alpamayo_ros/Reasoning

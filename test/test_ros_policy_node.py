@@ -129,6 +129,23 @@ def test_diagnostics_report_inference_time_rate_and_drops(policy) -> None:
     assert sync["backend"] in ("builtin", "message_filters")
 
 
+def test_navigation_command_is_latched_into_the_policy(policy) -> None:
+    """A route command published once (transient-local) reaches the node's model input."""
+    from std_msgs.msg import String
+
+    from alpamayo_ros import topics
+    from alpamayo_ros.ros.qos import latched_qos
+
+    probe, *_ = policy
+    assert _values(_status(probe, ": policy"))["navigation"] == ""  # the default: none
+    pub = probe.node.create_publisher(String, topics.NAVIGATION, latched_qos())
+    pub.publish(String(data="turn left at the next junction"))
+    start = time.monotonic()
+    assert probe.wait_for(
+        lambda: (s := _status(probe, ": policy", start)) is not None
+        and _values(s)["navigation"] == "turn left at the next junction", 10.0)
+
+
 def test_malformed_images_are_dropped_and_counted_without_stopping(policy) -> None:
     from alpamayo_ros import topics
 

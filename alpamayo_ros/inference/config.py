@@ -32,6 +32,10 @@ class PolicyNodeConfig:
     - ``camera_rig``: rig preset (``ar1``, ``train_small``, ``tiny``) or a ``rig.json``
       path giving each camera's mounting (camera-to-ego); intrinsics come from
       ``camera_info`` when it arrives, else from the rig scaled to the image size.
+    - ``navigation_default``: the route command used until one arrives on the latched
+      navigation topic (``topics.NAVIGATION``, std_msgs/String). Empty (the default) means
+      no route command: the model was trained with and without one, so it then drives by
+      what it sees and takes no route-dependent turn or exit.
     - ``warmup_runs``: inferences on a blank input at configure time (first-call costs).
     - ``seed``: >= 0 makes the flow noise repeatable per tick; -1 draws fresh noise.
     - ``frame_id``: frame of the published plan (the ego frame at the camera time).
@@ -50,6 +54,7 @@ class PolicyNodeConfig:
     max_frame_age_s: float = 0.5
     model_cameras: tuple[str, ...] = AR1_CAMERA_NAMES
     camera_rig: str = "ar1"
+    navigation_default: str = ""
     warmup_runs: int = 1
     seed: int = -1
     frame_id: str = "base_link"
@@ -79,6 +84,9 @@ class PolicyNodeConfig:
         if not isinstance(self.camera_rig, str) or not self.camera_rig:
             raise ValueError(f"camera_rig must be a rig preset or a rig.json path, "
                              f"got {self.camera_rig!r}")
+        if not isinstance(self.navigation_default, str):
+            raise ValueError(f"navigation_default must be a string, "
+                             f"got {self.navigation_default!r}")
         if not isinstance(self.frame_id, str) or not self.frame_id:
             raise ValueError(f"frame_id must be a non-empty frame name, got {self.frame_id!r}")
 

@@ -108,8 +108,11 @@ class PolicyRunner:
         self.intrinsics[camera] = np.asarray(k, dtype=np.float64).reshape(3, 3)
 
     def build_sample(self, frames: Sequence[Sequence[np.ndarray]], stamp_ns: int,
-                     history: EgoHistory) -> DrivingSample:
-        """``frames[f][c]``: RGB uint8 (H, W, 3) of model camera ``c`` in frame ``f``."""
+                     history: EgoHistory, navigation: str = "") -> DrivingSample:
+        """``frames[f][c]``: RGB uint8 (H, W, 3) of model camera ``c`` in frame ``f``.
+
+        ``navigation``: the current route command ("" = none).
+        """
         cams = self.config.model_cameras
         if not frames or any(len(f) != len(cams) for f in frames):
             raise InputError(f"expected frames x {len(cams)} model cameras, got "
@@ -142,7 +145,7 @@ class PolicyRunner:
             stamp_ns=int(stamp_ns), images=images, cameras=geometry,
             ego_history=history.poses, future_xyh=np.zeros((NUM_WAYPOINTS, 3), np.float32),
             future_controls=np.zeros((NUM_WAYPOINTS, 2), np.float32),
-            speed_mps=float(history.pose.speed_mps))
+            speed_mps=float(history.pose.speed_mps), navigation=str(navigation))
 
     def infer(self, sample: DrivingSample) -> PolicyOutput:
         """Run the policy on one sample; the plan is stamped with ``sample.stamp_ns``."""

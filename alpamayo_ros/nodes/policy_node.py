@@ -11,7 +11,9 @@ skipped and counted when there is no window yet, when the window is older than
 unknown; when the previous inference is still running the tick is dropped and counted,
 never queued. Inference runs on its own thread (:class:`LatestOnlyWorker`), off every
 subscription callback. Outputs are stamped with the camera time of the window's newest
-frame set; ``/diagnostics`` reports inference time, achieved rate and drop ratio.
+frame set; ``/diagnostics`` reports inference time, achieved rate and drop ratio. The route
+command comes from the latched navigation topic (``navigation_default`` until one
+arrives) and goes into the model's navigation tokens.
 
 The process runs two nodes in one executor: ``camera_sync`` (subscriptions, history) and
 ``alpamayo_policy`` (this one), which reads the sync node's snapshot in memory.
@@ -27,6 +29,7 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Path
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
 
 from alpamayo_ros import topics
@@ -50,7 +53,7 @@ from alpamayo_ros.ros.conversions import (
 )
 from alpamayo_ros.ros.images import ImageConversionError
 from alpamayo_ros.ros.params import declare_config
-from alpamayo_ros.ros.qos import plan_qos
+from alpamayo_ros.ros.qos import latched_qos, plan_qos
 
 S_TO_NS = 1_000_000_000
 SKIP_REASONS = ("no_window", "stale_window", "same_window", "no_odometry", "bad_input",
@@ -77,6 +80,8 @@ class PolicyNode(LifecycleNode):
         self._rate_marks: list[float] = []
         self._pubs: dict[str, Any] = {}
         self._configure_error = ""
+        self.navigation = self.config.navigation_default
+        self.create_subscription(String, topics.NAVIGATION, self._on_navigation, latched_qos())
         self._diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
         self.create_timer(self.config.diagnostics_period_s, self._publish_diagnostics)
         if self.config.autostart:
@@ -183,6 +188,13 @@ class PolicyNode(LifecycleNode):
         super().destroy_node()
 
     # ------------------------------------------------------------------ ticks
+    def _on_navigation(self, msg: String) -> None:
+        with self._lock:
+            changed = msg.data != self.navigation
+            self.navigation = msg.data
+        if changed:
+            self.get_logger().info(f"navigation command: {msg.data!r}")
+
     def _skip(self, reason: str) -> None:
         with self._lock:
             self.skipped[reason] += 1
@@ -225,7 +237,9 @@ class PolicyNode(LifecycleNode):
             for camera, k in snapshot.intrinsics.items():
                 if camera in self.config.model_cameras:
                     runner.set_intrinsics(camera, k)
-            sample = runner.build_sample(frames, stamp_ns, history)
+            with self._lock:
+                navigation = self.navigation
+            sample = runner.build_sample(frames, stamp_ns, history, navigation)
         except (ImageConversionError, InputError) as exc:
             self._skip("bad_input")
             self.get_logger().warning(f"skipping frame set {stamp_ns}: {exc}",
@@ -265,6 +279,7 @@ class PolicyNode(LifecycleNode):
             "active": self._active, "published": published, "achieved_rate_hz": rate,
             "target_rate_hz": self.config.rate_hz,
             "inference_time_ms": timings.get("total", math.nan),
+            "navigation": self.navigation,
         }
         values.update({f"stage_{k}_ms": v for k, v in timings.items() if k != "total"})
         values.update({f"skipped_{k}": v for k, v in skipped.items()})
