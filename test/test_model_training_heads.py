@@ -143,6 +143,13 @@ def test_per_sample_losses_and_counts(policy):
     torch.testing.assert_close(losses.total(weights, half), 0.5 * losses.total(weights))
     with pytest.raises(ValueError, match="unknown loss"):
         losses.total({"bogus": 1.0})
+    # Without the trajectory tokens the other losses are the same, theirs is masked out.
+    with torch.no_grad():
+        short = model.compute_losses(batch, torch.Generator().manual_seed(0),
+                                     trajectory_tokens=False)
+    assert not short.mask["trajectory_tokens"].any()
+    for name in ("reasoning", "flow", "perception", "decision"):
+        torch.testing.assert_close(short.per_sample[name], losses.per_sample[name])
 
 
 def test_a_few_steps_fit_the_aux_heads(policy):

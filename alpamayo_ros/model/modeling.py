@@ -447,8 +447,8 @@ class AlpamayoModel(nn.Module):
         return ids.reshape(controls.shape[0], -1)
 
     # --- training losses ---------------------------------------------------------------
-    def compute_losses(self, inputs: ModelInputs, generator: torch.Generator | None = None
-                       ) -> Losses:
+    def compute_losses(self, inputs: ModelInputs, generator: torch.Generator | None = None,
+                       trajectory_tokens: bool = True) -> Losses:
         """Teacher-forced per-sample losses of one batch with targets.
 
         One backbone pass over ``prefix, reasoning, </coc>, <traj>, 128 trajectory
@@ -458,7 +458,9 @@ class AlpamayoModel(nn.Module):
         up to ``</coc>`` and is trained with the flow-matching loss (times from the
         shifted Beta) on normalised actions. The perception head reads the vision tokens,
         the decision heads the hidden state at ``<coc>`` (the last prefill position, the
-        one reasoning starts from).
+        one reasoning starts from). ``trajectory_tokens=False`` leaves the 128 trajectory
+        tokens out of the sequence (about half the backbone's work; their loss is then
+        masked out): for stages that train the trajectory through the expert only.
         """
         if inputs.controls is None or inputs.reasoning_ids is None:
             raise ValueError("compute_losses needs targets (controls and reasoning ids)")
@@ -467,6 +469,8 @@ class AlpamayoModel(nn.Module):
         embeds, pvalid = self.prefix(inputs, vision_tokens)
         p = embeds.shape[1]
         traj = self.controls_to_tokens(inputs.controls)
+        if not trajectory_tokens:
+            traj = traj[:, :0]
         n_reason = inputs.reasoning_valid.long().sum(1)
         has_text = inputs.reasoning_valid.any(1)
         suffix_len = int(n_reason.max()) + 2 + traj.shape[1] + 2
@@ -490,10 +494,11 @@ class AlpamayoModel(nn.Module):
                              reduction="none").view(b, suffix_len)
         per_sample = {
             "reasoning": (ce * in_reasoning).sum(1) / in_reasoning.sum(1).clamp_min(1.0),
-            "trajectory_tokens": (ce * in_traj).sum(1) / in_traj.sum(1),
+            "trajectory_tokens": (ce * in_traj).sum(1) / in_traj.sum(1).clamp_min(1.0),
         }
         ones = torch.ones(b, dtype=torch.bool, device=dev)
-        mask = {"reasoning": has_text, "trajectory_tokens": ones, "flow": ones}
+        mask = {"reasoning": has_text, "trajectory_tokens": ones if trajectory_tokens else ~ones,
+                "flow": ones}
 
         # Flow matching: the expert reads the backbone cache through </coc>, detached.
         ctx_end = p + n_reason + 1  # exclusive
