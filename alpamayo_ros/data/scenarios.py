@@ -7,6 +7,11 @@ colours, lane counts, road shape and scenery. :data:`FAMILIES` maps names to fam
 built to produce; the tests check that the expert really produces them.
 :func:`simulate` runs a scenario at 10 Hz and returns an :class:`Episode` (per-step
 snapshots of the ego, agents, lights and the expert's decision records).
+
+Every scenario also carries a navigation command (:func:`navigation_command`): families
+whose expert follows a route (a turn, a route lane change, an exit, a merge) get a short
+route command in varied words, stated from the start and in the direction of the
+expert's intent; the others get, by seed, no command or a neutral one.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ class Scenario:
     world: World
     expert: Expert
     duration_s: float = 20.0
+    navigation: str = ""  # route command for the policy ("" = none), navigation_command()
 
     def __post_init__(self) -> None:
         if self.duration_s <= 0.0:
@@ -102,6 +108,7 @@ class Episode:
     seed: int
     world: World  # final state; static elements are what the renderer draws
     frames: list[Frame] = field(default_factory=list)
+    navigation: str = ""  # the scenario's route command, the same for every frame
 
     def ego_xyhv(self) -> np.ndarray:
         """Ego (x, y, heading, speed) per frame, (T, 4)."""
@@ -130,7 +137,7 @@ def ego_snapshot(world: World) -> AgentSnapshot:
 def simulate(scenario: Scenario) -> Episode:
     """Run ``scenario`` for its duration at 10 Hz and record every step."""
     world, expert = scenario.world, scenario.expert
-    episode = Episode(scenario.family, scenario.seed, world)
+    episode = Episode(scenario.family, scenario.seed, world, navigation=scenario.navigation)
     steps = int(round(scenario.duration_s / DT_S))
     for _ in range(steps):
         ego_snap = ego_snapshot(world)
@@ -616,11 +623,72 @@ DEFAULT_DURATION_S = 20.0  # AR1 clips are 20 s
 
 
 def make_scenario(family: str, seed: int, duration_s: float | None = None) -> Scenario:
-    """Build scenario ``family`` from ``seed`` (same seed, same scenario)."""
+    """Build scenario ``family`` from ``seed`` (same seed, same scenario and command)."""
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
     rng = np.random.default_rng([seed, sorted(FAMILIES).index(family)])
     scenario = FAMILIES[family](rng)
     scenario.seed = seed
     scenario.duration_s = duration_s or FAMILY_DURATION_S.get(family, DEFAULT_DURATION_S)
+    # The command's words come from their own stream of the seed: drawing them from the
+    # layout's rng would move every agent of every existing seed.
+    nav_rng = np.random.default_rng([seed, sorted(FAMILIES).index(family), 1])
+    scenario.navigation = navigation_command(scenario, nav_rng)
     return scenario
+
+
+# --------------------------------------------------------------------------- navigation
+# Route commands by manoeuvre ({d} = left / right), short enough for the tiny preset's 8
+# navigation tokens once the tokenizer has seen them (navigation_corpus()).
+ROUTE_COMMANDS: dict[str, tuple[str, ...]] = {
+    "turn": ("turn {d} at the next junction", "take the next {d}", "turn {d} ahead",
+             "at the junction, turn {d}", "next junction, turn {d}"),
+    "lane_change": ("keep {d}, the route continues {d}", "move to the {d} lane",
+                    "get into the {d} lane", "the route needs the {d} lane",
+                    "change to the {d} lane ahead"),
+    "exit": ("take the exit on the {d}", "take the next exit, {d}", "exit {d} ahead",
+             "leave at the next exit, {d}"),
+    "merge": ("merge {d} onto the main road", "join the main road, {d}",
+              "merge into the {d} lane"),
+}
+# Families without a route: half the seeds get one of these, half no command at all.
+NEUTRAL_COMMANDS: tuple[str, ...] = ("follow the road", "continue ahead", "stay on this road",
+                                     "keep following the road", "carry on along this road")
+
+
+def route_manoeuvre(scenario: Scenario) -> tuple[str, str] | None:
+    """The route manoeuvre the expert is given: (kind, "left" | "right"), or None.
+
+    kind is a key of :data:`ROUTE_COMMANDS`: a route turn, or the first route intent
+    (a lane change, an exit split or an on-ramp merge) relative to the ego's start lane.
+    """
+    expert = scenario.expert
+    if expert.turns:
+        return "turn", expert.turns[0].direction
+    if expert.intents:
+        it = expert.intents[0]
+        start = scenario.world.road.lane_of(scenario.world.ego.d)
+        side = "left" if it.target_lane > start else "right"
+        kind = {"exit": "exit", "lane_end": "merge"}.get(it.reason, "lane_change")
+        return kind, side
+    return None
+
+
+def navigation_command(scenario: Scenario, rng: np.random.Generator) -> str:
+    """A route command for ``scenario`` in words drawn with ``rng``.
+
+    Route families state their manoeuvre from the start (a route, not a timing hint);
+    the others get "" or a neutral command with equal odds.
+    """
+    route = route_manoeuvre(scenario)
+    if route is None:
+        return "" if rng.random() < 0.5 else str(rng.choice(NEUTRAL_COMMANDS))
+    kind, side = route
+    return str(rng.choice(ROUTE_COMMANDS[kind])).format(d=side)
+
+
+def navigation_corpus() -> list[str]:
+    """Every command the data engine can emit (to train or check a tokenizer on)."""
+    out = [t.format(d=side) for forms in ROUTE_COMMANDS.values() for t in forms
+           for side in ("left", "right")]
+    return out + list(NEUTRAL_COMMANDS)
