@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
@@ -19,7 +17,6 @@ from alpamayo_ros.training.rewards import (
     consistency_reward,
     grade_reasoning,
     numbers,
-    plan_collides,
     trajectory_reward,
 )
 from alpamayo_ros.unicycle import integrate
@@ -167,17 +164,6 @@ def test_trajectory_reward_l2_fail_comfort_collision():
         TrajectoryRewardConfig(ade_fail_m=0.0)
     with pytest.raises(ValueError, match="steps"):
         trajectory_reward(zeros, expert[:10], expert, v0)
-
-
-def test_plan_collides_first_step_and_absent_agents():
-    plan = np.stack([np.arange(1, 11) * 1.0, np.zeros(10), np.zeros(10)], axis=1)
-    boxes = np.full((10, 1, 5), np.nan)
-    assert plan_collides(plan, boxes) == (False, -1)
-    boxes[6:, 0] = (11.5, 0.0, math.pi / 2, 4.0, 2.0)  # appears at step 6 across the path
-    hit, step = plan_collides(plan, boxes)
-    assert hit and step == 6
-    with pytest.raises(ValueError, match="boxes"):
-        plan_collides(plan, np.zeros((10, 5)))
 
 
 def test_combine_rewards():

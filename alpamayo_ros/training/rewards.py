@@ -39,9 +39,9 @@ collision term. ``fail_reward`` (-1) when the average displacement to the expert
 is at least ``ade_fail_m`` (3 m) or the plan is not finite; otherwise
 ``l2_weight x (1 - min(MSD / ade_fail_m^2, 1)) + comfort_weight x comfort`` where MSD is
 the mean squared displacement (AR1's ||x - x_ref||^2) and ``comfort`` the share of AR1's
-six comfort bounds the plan keeps (:data:`COMFORT_CHECKS`, computed with
+comfort bounds the plan keeps (:data:`COMFORT_CHECKS`, computed with
 :mod:`alpamayo_ros.safety.checks`). A collision with the agents' true future boxes
-subtracts ``collision_weight`` in both cases.
+(:mod:`alpamayo_ros.eval.scene`) subtracts ``collision_weight`` in both cases.
 """
 
 from __future__ import annotations
@@ -55,7 +55,6 @@ import numpy as np
 
 from alpamayo_ros.data.consistency import consistency_score, parse_reasoning
 from alpamayo_ros.safety import checks
-from alpamayo_ros.safety.collision import boxes_overlap
 from alpamayo_ros.safety.limits import (
     AR1_MAX_JERK_MPS3,
     AR1_MAX_LATERAL_ACCEL_MPS2,
@@ -64,7 +63,6 @@ from alpamayo_ros.safety.limits import (
     AR1_MAX_YAW_ACCEL_RADPS2,
     AR1_MAX_YAW_RATE_RADPS,
     AR1_MIN_LONGITUDINAL_ACCEL_MPS2,
-    SafetyLimits,
 )
 from alpamayo_ros.sample import CocLabel
 from alpamayo_ros.trajectory import Trajectory
@@ -244,37 +242,6 @@ def comfort_violations(controls: np.ndarray, v0_mps: float) -> list[str]:
     return [name for name, fn, args in COMFORT_CHECKS if not fn(traj, *args)[1]]
 
 
-def plan_collides(plan_xyh: np.ndarray, boxes: np.ndarray,
-                  limits: SafetyLimits = SafetyLimits()) -> tuple[bool, int]:
-    """Whether the ego box along the plan overlaps an agent's box at the same step.
-
-    ``plan_xyh`` ``(T, 3)`` is the rear-axle pose at each step; ``boxes`` ``(T, N, 5)``
-    (x, y, heading, length, width in the same frame, NaN where an agent is absent). The
-    ego box is ``limits.ego_length_m`` x ``ego_width_m`` centred ``ego_center_offset_m``
-    ahead of the pose (no margin: a reward counts contact, not a near miss). Returns
-    ``(collided, first_step)`` with ``first_step = -1`` when there is none.
-    """
-    plan = np.asarray(plan_xyh, dtype=np.float64)
-    bx = np.asarray(boxes, dtype=np.float64)
-    if bx.ndim != 3 or bx.shape[-1] != 5:
-        raise ValueError(f"boxes must be (T, N, 5), got shape {bx.shape}")
-    steps = min(plan.shape[0], bx.shape[0])
-    if steps == 0 or bx.shape[1] == 0:
-        return False, -1
-    plan, bx = plan[:steps], bx[:steps]
-    heading = plan[:, 2]
-    centre = plan[:, :2] + limits.ego_center_offset_m * np.stack(
-        [np.cos(heading), np.sin(heading)], -1)
-    half = np.array([limits.ego_length_m / 2, limits.ego_width_m / 2])
-    present = np.all(np.isfinite(bx), axis=-1)  # (T, N)
-    safe = np.where(present[..., None], bx, 0.0)
-    hit = boxes_overlap(centre[:, None, :], heading[:, None], half[None, None, :],
-                        safe[..., :2], safe[..., 2], safe[..., 3:5] / 2) & present
-    if not hit.any():
-        return False, -1
-    return True, int(np.argwhere(hit)[0, 0])
-
-
 @dataclass(frozen=True)
 class TrajectoryRewardConfig:
     """Weights of the trajectory reward (defaults: the released RL recipe, AR1's collision)."""
@@ -311,13 +278,15 @@ class TrajectoryScore:
 
 def trajectory_reward(controls: np.ndarray, plan_xyh: np.ndarray, expert_xyh: np.ndarray,
                       v0_mps: float, boxes: np.ndarray | None = None,
-                      config: TrajectoryRewardConfig = TrajectoryRewardConfig(),
-                      limits: SafetyLimits = SafetyLimits()) -> TrajectoryScore:
+                      config: TrajectoryRewardConfig = TrajectoryRewardConfig()
+                      ) -> TrajectoryScore:
     """Score a plan: L2 to the expert, comfort and collision (module docstring).
 
     ``controls`` ``(T, 2)`` (a m/s^2, kappa 1/m) and ``plan_xyh`` ``(T, 3)`` are the
     rollout's plan (the integrated controls), ``expert_xyh`` the expert's future
-    ``(T, >=2)``, ``boxes`` the agents' true future boxes ``(T, N, 5)`` or None.
+    ``(T, >=2)``, ``boxes`` the agents' true future boxes ``(T, N, 5)`` or None
+    (:func:`alpamayo_ros.eval.scene.agents_future_boxes`; the collision test is
+    :func:`alpamayo_ros.eval.scene.plan_collides`, ego box centred on the plan's poses).
     """
     plan = np.asarray(plan_xyh, dtype=np.float64)
     ref = np.asarray(expert_xyh, dtype=np.float64)
@@ -333,7 +302,11 @@ def trajectory_reward(controls: np.ndarray, plan_xyh: np.ndarray, expert_xyh: np
     ade, msd = float(np.mean(np.sqrt(dist2))), float(np.mean(dist2))
     violations = tuple(comfort_violations(ctrl, v0_mps))
     comfort = 1.0 - len(violations) / len(COMFORT_CHECKS)
-    collided, step = (False, -1) if boxes is None else plan_collides(plan, boxes, limits)
+    collided, step = False, -1
+    if boxes is not None:
+        from alpamayo_ros.eval.scene import plan_collides  # simulator imports: only when needed
+
+        collided, step = plan_collides(plan[:, :3], boxes)
     if ade >= config.ade_fail_m:
         reward = config.fail_reward
     else:
