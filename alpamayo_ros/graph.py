@@ -52,7 +52,7 @@ class NodeSpec:
 
 ARGUMENTS = {a.name: a for a in (
     LaunchArgument("weights_dir", "", "exported policy weights (config.json + "
-                   "model.safetensors + tokenizer.json); required by the policy"),
+                   "model.safetensors + tokenizer.json); empty: the shipped weights/default"),
     LaunchArgument("device", "auto", "policy device: auto (CUDA when present), cpu, cuda"),
     LaunchArgument("rate_hz", "2.0", "policy inference rate (Hz)"),
     LaunchArgument("reasoning", "true", "generate the Chain-of-Causality reasoning"),

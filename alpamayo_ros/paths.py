@@ -1,4 +1,4 @@
-"""Locate the package's data directories (config/, launch/, rviz/, msg/).
+"""Locate the package's data directories (config/, launch/, rviz/, msg/, weights/).
 
 Works from a source checkout (``make`` development setup) and from an installed colcon
 prefix (``<prefix>/share/alpamayo_ros``), without importing ROS.
@@ -28,6 +28,14 @@ def share_dir() -> Path:
     raise FileNotFoundError(
         f"cannot find the {PACKAGE_NAME} share directory (looked in {checkout} and {candidates})"
     )
+
+
+DEFAULT_WEIGHTS = "weights/default"  # relative to the share directory
+
+
+def default_weights_dir() -> Path:
+    """The shipped default policy weights (``<share>/weights/default``); may not exist."""
+    return share_dir() / DEFAULT_WEIGHTS
 
 
 def config_path(name: str) -> Path:

@@ -15,7 +15,7 @@ class PolicyNodeConfig:
     """Policy node parameters.
 
     - ``weights_dir``: exported weights (``config.json`` + ``model.safetensors`` +
-      ``tokenizer.json``); required.
+      ``tokenizer.json``); empty: the package's shipped ``weights/default``.
     - ``device``: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
     - ``rate_hz``: inference ticks per second; a tick that finds the previous inference
       still running is dropped and counted, never queued (openpilot modeld).

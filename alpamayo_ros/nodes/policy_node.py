@@ -98,15 +98,18 @@ class PolicyNode(LifecycleNode):
         """Load weights, build the runner, warm up, create publishers and the worker."""
         from alpamayo_ros.model.policy import Policy
         from alpamayo_ros.model.weights import WeightsError
+        from alpamayo_ros.paths import default_weights_dir
 
         cfg = self.config
-        if not cfg.weights_dir:
-            raise ValueError("parameter 'weights_dir' is empty: point it at an exported "
-                             "weights directory (config.json + model.safetensors)")
+        weights_dir = cfg.weights_dir or str(default_weights_dir())
+        if not cfg.weights_dir and not default_weights_dir().is_dir():
+            raise ValueError(f"parameter 'weights_dir' is empty and the shipped default "
+                             f"weights ({default_weights_dir()}) are missing: point it at an "
+                             f"exported weights directory (config.json + model.safetensors)")
         try:
-            policy = Policy.from_pretrained(cfg.weights_dir, cfg.device)
+            policy = Policy.from_pretrained(weights_dir, cfg.device)
         except (WeightsError, OSError) as exc:
-            raise ValueError(f"cannot load weights from {cfg.weights_dir!r}: {exc}") from exc
+            raise ValueError(f"cannot load weights from {weights_dir!r}: {exc}") from exc
         self.runner = PolicyRunner(cfg, policy, load_rig_geometry(cfg.camera_rig))
         missing = [c for c in cfg.model_cameras if c not in self.sync.sync_config.camera_names]
         if missing:
