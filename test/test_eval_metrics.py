@@ -127,5 +127,6 @@ def test_comfort_bounds():
 
 def test_mean_or_none():
     assert mean_or_none([]) is None
-    assert mean_or_none([None, float("nan")]) is None
+    assert mean_or_none([None, None]) is None
+    assert np.isnan(mean_or_none([1.0, float("nan"), None]))
     assert mean_or_none([True, False, None, 1.0]) == pytest.approx(2 / 3)

@@ -21,7 +21,6 @@ consistency with :func:`alpamayo_ros.data.consistency.consistency_score`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -241,7 +240,9 @@ def is_comfortable(acceleration_mps2: np.ndarray, curvature_per_m: np.ndarray,
 
 # --------------------------------------------------------------------------- aggregation
 def mean_or_none(values: Iterable[float | bool | None]) -> float | None:
-    """Mean of the values that are not None (and not NaN); None when there are none."""
-    kept = [float(v) for v in values if v is not None and not (
-        isinstance(v, float) and math.isnan(v))]
+    """Mean of the values that are not None; None when there are none.
+
+    NaN propagates (a non-finite plan's error must show, not vanish from the mean).
+    """
+    kept = [float(v) for v in values if v is not None]
     return float(np.mean(kept)) if kept else None
