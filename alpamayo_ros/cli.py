@@ -17,6 +17,7 @@ import sys
 COMMAND_MODULES = (
     "alpamayo_ros.ros.demo",
     "alpamayo_ros.data.commands",
+    "alpamayo_ros.data.dataset_commands",
     "alpamayo_ros.model.commands",
     "alpamayo_ros.ros.commands",
     "alpamayo_ros.ros.bag_commands",

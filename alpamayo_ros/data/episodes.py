@@ -1,0 +1,486 @@
+"""Episode shards: a parallel, resumable builder and a memory-mapped training loader.
+
+Storage (one directory per episode, ``<root>/<split>/<family>_<seed:05d>/``):
+
+- ``frames.npy`` uint8 ``(T, C, H, W, 3)``: every camera frame from the start of the
+  episode to its last sample (frame index = array index), rendered once with
+  :class:`~alpamayo_ros.data.render.SceneRenderer` at the rig's resolution and resized to
+  the spec's stored size with the antialiased bilinear interpolation the model's
+  Processor uses (so the Processor does not resize again);
+- per-sample arrays, one row per sample (every ``stride`` steps that have a full history
+  and future window): ``index`` (frame index), ``stamp_ns``, ``ego_history`` (S, 16, 4),
+  ``future_xyh`` (S, 64, 3), ``future_controls`` (S, 64, 2) (unicycle fit of the plan,
+  :mod:`alpamayo_ros.data.controls`), ``speed`` (S,), ``perception`` (S, D) and
+  ``perception_mask`` (:mod:`alpamayo_ros.data.perception_targets`), ``decision_ids``
+  (S, 2) (:func:`alpamayo_ros.taxonomy.decision_class_ids`) and ``keyframe`` (S,);
+- ``meta.json``: spec and episode hashes, family, seed, navigation text, camera geometry
+  (intrinsics scaled to the stored size) and the per-sample CoC labels (JSON, ``null``
+  where the step has no text, :mod:`alpamayo_ros.data.labels`).
+
+An episode is written to a temporary directory and renamed into place, so a directory
+with ``meta.json`` is complete; one built with the same :meth:`DatasetSpec.episode_hash`
+is skipped (rebuilds resume). :func:`build_dataset` runs episodes in worker processes and
+can be sharded across machines by seed range.
+
+:class:`EpisodeDataset` serves :class:`~alpamayo_ros.sample.DrivingSample` objects from
+memory-mapped arrays (opened lazily in each process, a bounded number of episodes at a
+time, so memory does not grow with the dataset and it works in DataLoader workers) and
+cheap accessors that do not touch images (decision ids, keyframes, controls, texts).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from alpamayo_ros.data.spec import DATASET_FORMAT_VERSION, SPLITS, DatasetSpec
+from alpamayo_ros.sample import CameraGeometry, CocLabel, DrivingSample
+from alpamayo_ros.taxonomy import LATERAL_CLASSES, LONGITUDINAL_CLASSES
+
+__all__ = ["DatasetSpec", "EpisodeDataset", "build_dataset", "build_episode",
+           "class_balanced_weights", "dataset_info", "episode_dir"]
+
+META_FILE = "meta.json"
+SPEC_FILE = "spec.json"
+SAMPLE_ARRAYS = ("index", "stamp_ns", "ego_history", "future_xyh", "future_controls",
+                 "speed", "perception", "perception_mask", "decision_ids", "keyframe")
+RENDER_BATCH = 16  # frames resized per interpolate call
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def episode_dir(root: str | Path, split: str, family: str, seed: int) -> Path:
+    """Directory of one episode."""
+    return Path(root) / split / f"{family}_{seed:05d}"
+
+
+def _read_meta(path: Path) -> dict | None:
+    try:
+        return json.loads((path / META_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+# --------------------------------------------------------------------------- building
+def _resize(images: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, height, width, 3) like the model's Processor resizes."""
+    import torch
+    import torch.nn.functional as F
+
+    if images.shape[1:3] == (height, width):
+        return images
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(height, width), mode="bilinear", antialias=True,
+                      align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def _stored_geometry(geometry: CameraGeometry, height: int, width: int) -> dict:
+    k = np.asarray(geometry.intrinsics, dtype=np.float64).copy()
+    k[0] *= width / geometry.width_px
+    k[1] *= height / geometry.height_px
+    return {"name": geometry.name, "width_px": width, "height_px": height,
+            "intrinsics": k.tolist(),
+            "camera_to_ego": np.asarray(geometry.camera_to_ego, dtype=np.float64).tolist()}
+
+
+def build_episode(spec: DatasetSpec, root: str | Path, split: str, family: str,
+                  seed: int) -> dict:
+    """Build (or skip, when already built with this spec) one episode; returns a summary."""
+    from alpamayo_ros.data.cameras import make_rig
+    from alpamayo_ros.data.coc import ego_future, ego_history
+    from alpamayo_ros.data.controls import episode_plan_controls
+    from alpamayo_ros.data.dataset import _label_json
+    from alpamayo_ros.data.labels import label_steps
+    from alpamayo_ros.data.perception_targets import episode_perception_targets
+    from alpamayo_ros.data.render import SceneRenderer
+    from alpamayo_ros.data.scenarios import make_scenario, simulate
+    from alpamayo_ros.taxonomy import decision_class_ids
+
+    t0 = time.perf_counter()
+    out = episode_dir(root, split, family, seed)
+    ep_hash = spec.episode_hash()
+    skipped = _already_built(out, ep_hash, split, family, seed)
+    if skipped is not None:
+        return skipped
+
+    episode = simulate(make_scenario(family, seed, spec.duration_s))
+    steps = label_steps(episode)[::spec.stride]
+    if not steps:
+        raise ValueError(f"{family}/{seed}: no step has a full history and future window")
+    indices = np.array([s.index for s in steps], dtype=np.int64)
+    frames = episode.frames
+    _, plans = episode_plan_controls(episode, indices=indices)
+    perception, perception_mask = episode_perception_targets(episode, indices)
+    arrays = {
+        "index": indices.astype(np.int32),
+        "stamp_ns": np.array([int(round(frames[i].time_s * 1e9)) for i in indices], np.int64),
+        "ego_history": np.stack([ego_history(episode, int(i)) for i in indices]
+                                ).astype(np.float32),
+        "future_xyh": np.stack([ego_future(episode, int(i)) for i in indices]
+                               ).astype(np.float32),
+        "future_controls": np.stack([plans.acceleration_mps2, plans.curvature_per_m],
+                                    axis=-1).astype(np.float32),
+        "speed": np.array([frames[i].ego.v_mps for i in indices], np.float32),
+        "perception": perception.astype(np.float32),
+        "perception_mask": perception_mask.astype(bool),
+        "decision_ids": np.array([decision_class_ids(*s.decisions) for s in steps], np.int16),
+        "keyframe": np.array([s.keyframe for s in steps], bool),
+    }
+
+    rig = make_rig(spec.rig)
+    by_name = {c.name: c for c in rig.cameras}
+    cams = [by_name[n] for n in spec.camera_names()]
+    h, w = spec.image_height_px, spec.image_width_px
+    num_frames = int(indices[-1]) + 1
+    video = np.empty((num_frames, len(cams), h, w, 3), np.uint8)
+    renderer = SceneRenderer(episode)
+    for lo in range(0, num_frames, RENDER_BATCH):
+        hi = min(num_frames, lo + RENDER_BATCH)
+        shots = np.stack([np.stack(renderer.render(i, cams)) for i in range(lo, hi)])
+        video[lo:hi] = _resize(shots.reshape(-1, *shots.shape[2:]), h, w).reshape(
+            hi - lo, len(cams), h, w, 3)
+
+    meta = {
+        "format": DATASET_FORMAT_VERSION, "episode_hash": ep_hash,
+        "spec_hash": spec.content_hash(), "split": split, "family": family, "seed": seed,
+        "navigation": str(getattr(episode, "navigation", "") or ""),
+        "num_frames": num_frames, "samples": len(steps),
+        "keyframes": int(arrays["keyframe"].sum()),
+        "history_frames": spec.history_frames,
+        "cameras": [_stored_geometry(c.geometry(), h, w) for c in cams],
+        "labels": [_label_json(s.coc) for s in steps],
+        "no_text_reasons": [s.reason for s in steps],
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".tmp-{out.name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    np.save(tmp / "frames.npy", video)
+    for name, arr in arrays.items():
+        np.save(tmp / f"{name}.npy", arr)
+    (tmp / META_FILE).write_text(json.dumps(meta, sort_keys=True))
+    if out.exists():  # stale: built with another spec
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return {"split": split, "family": family, "seed": seed, "skipped": False,
+            "samples": len(steps), "keyframes": meta["keyframes"], "bytes": _dir_bytes(out),
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _already_built(out: Path, ep_hash: str, split: str, family: str, seed: int
+                   ) -> dict | None:
+    """The summary of an episode already built with ``ep_hash``, else None."""
+    meta = _read_meta(out)
+    if meta is None or meta.get("episode_hash") != ep_hash:
+        return None
+    return {"split": split, "family": family, "seed": seed, "skipped": True,
+            "samples": meta["samples"], "keyframes": meta["keyframes"],
+            "bytes": _dir_bytes(out), "seconds": 0.0}
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _build_job(job: tuple) -> dict:
+    spec_dict, root, split, family, seed = job
+    return build_episode(DatasetSpec.from_dict(spec_dict), root, split, family, seed)
+
+
+def build_dataset(spec: DatasetSpec, root: str | Path,
+                  splits: Iterable[str] = SPLITS, seeds: tuple[int, int] | None = None,
+                  workers: int = 1, progress: bool = False,
+                  on_episode: Callable[[dict], None] | None = None) -> dict:
+    """Build the episodes of ``splits`` (optionally only seeds in ``[A, B)``) under ``root``.
+
+    Episodes already built with the same :meth:`DatasetSpec.episode_hash` are skipped;
+    the others are built in ``workers`` spawned processes (single-threaded BLAS), so a
+    script calling this needs the ``if __name__ == "__main__":`` guard. Returns a
+    JSON-able summary: episodes, built, skipped, samples, keyframes, seconds, bytes.
+    """
+    splits = list(splits)
+    for split in splits:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if seeds is not None:
+        lo, hi = (int(v) for v in seeds)
+        if lo > hi:
+            raise ValueError(f"seeds must be A:B with A <= B, got {lo}:{hi}")
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / SPEC_FILE).write_text(json.dumps(
+        {"spec": spec.to_dict(), "content_hash": spec.content_hash(),
+         "episode_hash": spec.episode_hash()}, indent=1, sort_keys=True))
+    ep_hash = spec.episode_hash()
+    jobs = []
+    skipped = []
+    for split in splits:
+        for family, seed in spec.episodes(split, seeds):
+            done_before = _already_built(episode_dir(root, split, family, seed), ep_hash,
+                                         split, family, seed)
+            if done_before is not None:
+                skipped.append(done_before)
+            else:
+                jobs.append((spec.to_dict(), str(root), split, family, seed))
+    t0 = time.perf_counter()
+    results = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs) + len(skipped), unit="episode", desc="dataset build")
+
+    def done(r: dict) -> None:
+        results.append(r)
+        if on_episode is not None:
+            on_episode(r)
+        if bar is not None:
+            bar.set_postfix_str(f"{r['split']}/{r['family']}_{r['seed']:05d}")
+            bar.update(1)
+
+    for r in skipped:
+        done(r)
+    if jobs:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        # Fresh processes with single-threaded BLAS: the batched plan fits are ~10x
+        # slower when every process spreads them over all cores.
+        saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+        os.environ.update({k: "1" for k in _THREAD_VARS})
+        try:
+            with ProcessPoolExecutor(min(workers, len(jobs)),
+                                     mp_context=mp.get_context("spawn"),
+                                     initializer=_worker_init) as pool:
+                for r in pool.map(_build_job, jobs):
+                    done(r)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    if bar is not None:
+        bar.close()
+    built = [r for r in results if not r["skipped"]]
+    return {
+        "root": str(root), "spec_hash": spec.content_hash(), "splits": splits,
+        "episodes": len(results), "built": len(built), "skipped": len(results) - len(built),
+        "samples": sum(r["samples"] for r in results),
+        "keyframes": sum(r["keyframes"] for r in results),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "seconds_per_built_episode": round(sum(r["seconds"] for r in built)
+                                           / max(len(built), 1), 3),
+        "bytes": sum(r["bytes"] for r in results),
+    }
+
+
+# --------------------------------------------------------------------------- loading
+def _episode_dirs(root: Path, split: str) -> list[Path]:
+    base = root / split
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and (p / META_FILE).exists())
+
+
+class EpisodeDataset(Sequence):
+    """The samples of one split of a built dataset, as DrivingSamples.
+
+    Arrays are memory-mapped on first use in each process and at most ``max_open``
+    episodes are kept open (least recently used closed first), so the memory in use does
+    not grow with the dataset; pickling (DataLoader workers) carries only the index.
+    """
+
+    def __init__(self, root: str | Path, split: str, max_open: int = 16) -> None:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if max_open < 1:
+            raise ValueError(f"max_open must be >= 1, got {max_open}")
+        self.root = Path(root)
+        self.split = split
+        self.max_open = max_open
+        self.episodes: list[dict] = []  # dir, family, seed, samples, history_frames
+        for d in _episode_dirs(self.root, split):
+            meta = _read_meta(d)
+            if meta is None or meta.get("format") != DATASET_FORMAT_VERSION:
+                raise ValueError(f"{d}: not an episode of dataset format "
+                                 f"{DATASET_FORMAT_VERSION}")
+            self.episodes.append({"dir": str(d), "family": meta["family"],
+                                  "seed": int(meta["seed"]), "samples": int(meta["samples"]),
+                                  "history_frames": int(meta["history_frames"])})
+        if not self.episodes:
+            raise FileNotFoundError(f"no episodes in {self.root / split}")
+        self.offsets = np.cumsum([0] + [e["samples"] for e in self.episodes])
+        self._open: OrderedDict[int, dict] = OrderedDict()
+        self._pid = os.getpid()
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_open"] = OrderedDict()  # memmaps are reopened in the receiving process
+        return state
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def _episode(self, e: int) -> dict:
+        if self._pid != os.getpid():  # forked into a worker: do not share open maps
+            self._open, self._pid = OrderedDict(), os.getpid()
+        if e in self._open:
+            self._open.move_to_end(e)
+            return self._open[e]
+        d = Path(self.episodes[e]["dir"])
+        meta = _read_meta(d)
+        opened = {name: np.load(d / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+                  for name in ("frames", *SAMPLE_ARRAYS)}
+        opened["meta"] = meta
+        opened["cameras"] = [CameraGeometry(c["name"], c["width_px"], c["height_px"],
+                                            np.array(c["intrinsics"]),
+                                            np.array(c["camera_to_ego"]))
+                             for c in meta["cameras"]]
+        self._open[e] = opened
+        while len(self._open) > self.max_open:
+            self._open.popitem(last=False)
+        return opened
+
+    def locate(self, item: int) -> tuple[int, int]:
+        """``(episode number, sample within it)`` of a dataset index."""
+        if not -len(self) <= item < len(self):
+            raise IndexError(item)
+        item %= len(self)
+        e = int(np.searchsorted(self.offsets, item, side="right") - 1)
+        return e, item - int(self.offsets[e])
+
+    def __getitem__(self, item: int) -> DrivingSample:  # type: ignore[override]
+        from alpamayo_ros.data.dataset import _label_from_json
+
+        e, j = self.locate(item)
+        ep = self._episode(e)
+        info = self.episodes[e]
+        i = int(ep["index"][j])
+        h = info["history_frames"]
+        images = np.array(ep["frames"][max(0, i - h + 1): i + 1])  # a copy, not a view
+        lon, lat = (int(v) for v in ep["decision_ids"][j])
+        coc: CocLabel | None = _label_from_json(ep["meta"]["labels"][j])
+        return DrivingSample(
+            stamp_ns=int(ep["stamp_ns"][j]), images=images, cameras=ep["cameras"],
+            ego_history=np.array(ep["ego_history"][j]),
+            future_xyh=np.array(ep["future_xyh"][j]),
+            future_controls=np.array(ep["future_controls"][j]),
+            speed_mps=float(ep["speed"][j]), coc=coc,
+            navigation=ep["meta"]["navigation"],
+            meta={"family": info["family"], "seed": info["seed"], "index": i,
+                  "split": self.split},
+            keyframe=bool(ep["keyframe"][j]),
+            decisions=(LONGITUDINAL_CLASSES[lon], LATERAL_CLASSES[lat]),
+            perception=np.array(ep["perception"][j]),
+            perception_mask=np.array(ep["perception_mask"][j]))
+
+    # ------------------------------------------------------------------ cheap accessors
+    def _concat(self, name: str) -> np.ndarray:
+        return np.concatenate([np.load(Path(e["dir"]) / f"{name}.npy", allow_pickle=False)
+                               for e in self.episodes])
+
+    def decision_ids(self) -> np.ndarray:
+        """int64 ``(N, 2)``: (lon, lat) class ids of :mod:`alpamayo_ros.taxonomy`."""
+        return self._concat("decision_ids").astype(np.int64)
+
+    def keyframe_mask(self) -> np.ndarray:
+        """Keyframe flags, bool ``(N,)``: CoC keyframes (decision changes)."""
+        return self._concat("keyframe").astype(bool)
+
+    def controls(self) -> np.ndarray:
+        """float32 ``(N, 64, 2)``: future (acceleration, curvature) of every sample."""
+        return self._concat("future_controls")
+
+    def control_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel mean and std ``(2,)`` of the future controls over all samples."""
+        c = self.controls().reshape(-1, 2).astype(np.float64)
+        return c.mean(axis=0), c.std(axis=0)
+
+    def has_text(self) -> np.ndarray:
+        """Bool ``(N,)``: samples with a CoC text (False where a cause was unobservable)."""
+        return np.array([lab is not None for e in self.episodes
+                         for lab in _read_meta(Path(e["dir"]))["labels"]], bool)
+
+    def texts(self) -> list[str]:
+        """The CoC texts of every sample that has one (tokenizer corpus)."""
+        return [lab["text"] for e in self.episodes
+                for lab in _read_meta(Path(e["dir"]))["labels"] if lab is not None]
+
+    def navigation_texts(self) -> list[str]:
+        """The non-empty navigation commands, one per episode."""
+        out = [_read_meta(Path(e["dir"]))["navigation"] for e in self.episodes]
+        return [t for t in out if t]
+
+
+def class_balanced_weights(decision_ids: np.ndarray) -> np.ndarray:
+    """Per-sample weights that even out the (lon) and (lat) decision classes.
+
+    Each channel contributes ``count(class) ** -0.5`` (inverse square-root frequency; id
+    -1, unknown, is a class of its own) and a sample's weight is the product over the two
+    channels, normalised to mean 1 (for ``torch.utils.data.WeightedRandomSampler``).
+    """
+    ids = np.asarray(decision_ids)
+    if ids.ndim != 2 or ids.shape[1] != 2:
+        raise ValueError(f"decision_ids must be (N, 2), got shape {ids.shape}")
+    if len(ids) == 0:
+        return np.zeros(0)
+    w = np.ones(len(ids))
+    for c in range(2):
+        _, inverse, counts = np.unique(ids[:, c], return_inverse=True, return_counts=True)
+        w *= counts[inverse.reshape(-1)].astype(np.float64) ** -0.5
+    return w / w.mean()
+
+
+# --------------------------------------------------------------------------- summary
+def dataset_info(root: str | Path) -> dict:
+    """Per split: episodes, samples, keyframes, samples with text, decision histograms."""
+    root = Path(root)
+    out: dict = {"root": str(root)}
+    spec_file = root / SPEC_FILE
+    if spec_file.exists():
+        out["spec_hash"] = json.loads(spec_file.read_text()).get("content_hash")
+    for split in SPLITS:
+        dirs = _episode_dirs(root, split)
+        if not dirs:
+            continue
+        lon = np.zeros(len(LONGITUDINAL_CLASSES), np.int64)
+        lat = np.zeros(len(LATERAL_CLASSES), np.int64)
+        samples = keyframes = with_text = 0
+        families: dict[str, int] = {}
+        size = 0
+        for d in dirs:
+            meta = _read_meta(d)
+            ids = np.load(d / "decision_ids.npy").astype(np.int64)
+            lon += np.bincount(ids[:, 0], minlength=len(lon))
+            lat += np.bincount(ids[:, 1], minlength=len(lat))
+            samples += int(meta["samples"])
+            keyframes += int(meta["keyframes"])
+            with_text += sum(lab is not None for lab in meta["labels"])
+            families[meta["family"]] = families.get(meta["family"], 0) + 1
+            size += _dir_bytes(d)
+        out[split] = {
+            "episodes": len(dirs), "samples": samples, "keyframes": keyframes,
+            "samples_with_text": with_text, "bytes": size, "families": families,
+            "longitudinal": {name or "none": int(n)
+                             for name, n in zip(LONGITUDINAL_CLASSES, lon) if n},
+            "lateral": {name or "none": int(n) for name, n in zip(LATERAL_CLASSES, lat) if n},
+        }
+    return out
