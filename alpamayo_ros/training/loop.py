@@ -1,0 +1,535 @@
+"""The training loop: pretrain (action injection), CoC SFT and GRPO, one stage at a time.
+
+Read top to bottom, :func:`train` does:
+
+1. start the processes (``torchrun``: one per GPU or CPU slot, gloo on CPU, NCCL on GPU;
+   plain ``python``: one process) and open the train/val splits;
+2. for each stage of the recipe (``pretrain``, ``sft``, ``rl``), :func:`run_stage`:
+   build the policy (a checkpoint to resume, the stage's ``init`` weights, the previous
+   stage's weights, or a fresh model whose BPE is trained on the train split's CoC and
+   navigation texts and whose action normalisation is set from its future controls),
+   AdamW with warmup + cosine/linear schedule, then per optimizer step: this process's
+   micro-batches of the step's global batch (:class:`StepSampler`), the per-sample losses
+   (``model.compute_losses``) divided by the *global* number of samples that have each
+   target (all-reduced), backward, gradients summed across processes, clipping, step; log,
+   val losses (model selection on val only; the test split is never read), checkpoint;
+3. PNG curves, and the export of the last stage's selected weights with a model card.
+
+Determinism: every random draw comes from generators seeded by (seed, stage, step,
+micro-batch), so a run resumed from a checkpoint reaches the same parameters as an
+uninterrupted one, and N processes reach what one process reaches with the same global
+batch and micro-batch size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from alpamayo_ros.model.modeling import LOSS_NAMES
+from alpamayo_ros.training import checkpoint as ckpt
+from alpamayo_ros.training import data as tdata
+from alpamayo_ros.training.config import STAGES, StageConfig, TrainConfig
+from alpamayo_ros.training.metrics import METRICS_FILE, MetricsLogger, plot_curves
+
+KEEP_CHECKPOINTS = 3  # per stage; older step checkpoints are deleted
+
+
+# --- processes -------------------------------------------------------------------------
+@dataclass
+class Distributed:
+    """Where this process stands among the training processes."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """The process that logs, saves and exports."""
+        return self.rank == 0
+
+    def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum ``tensor`` over the processes, in place (no-op with one process)."""
+        if self.world > 1:
+            torch.distributed.all_reduce(tensor)
+        return tensor
+
+    def barrier(self) -> None:
+        """Wait for every process."""
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+def setup_distributed(device: str) -> tuple[Distributed, torch.device]:
+    """Join the ``torchrun`` process group when there is one; pick this process's device."""
+    from alpamayo_ros.model.policy import resolve_device
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed(), resolve_device(device)
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local)
+        torch.cuda.set_device(dev)
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return Distributed(rank, world, local), dev
+
+
+def sync_gradients(params: list[torch.nn.Parameter], dist: Distributed,
+                   average: bool = False) -> None:
+    """Sum (or average) the gradients over the processes, in one flat all-reduce.
+
+    A parameter with a gradient on any process gets one (zeros) on all, so every
+    replica takes the same optimizer step.
+    """
+    if dist.world == 1:
+        return
+    has = torch.tensor([float(p.grad is not None) for p in params])
+    dist.all_reduce(has)
+    for p, h in zip(params, has.tolist()):
+        if h and p.grad is None:
+            p.grad = torch.zeros_like(p)
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1).float() for g in grads])
+    dist.all_reduce(flat)
+    if average:
+        flat /= dist.world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset: offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def params_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of every parameter and buffer (replicas agree when the digests do)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def broadcast_model(model: torch.nn.Module, dist: Distributed) -> None:
+    """Copy the main process's parameters and buffers to every process."""
+    if dist.world > 1:
+        for tensor in model.state_dict().values():
+            torch.distributed.broadcast(tensor, 0)
+
+
+# --- building blocks -------------------------------------------------------------------
+def make_optimizer(model: torch.nn.Module, stage: StageConfig
+                   ) -> tuple[torch.optim.AdamW, list[str], list[torch.nn.Parameter]]:
+    """AdamW: weight decay on matrices, none on vectors (norms, biases); names in order."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append((name, p))
+    groups = [{"params": [p for _, p in decay], "weight_decay": stage.weight_decay},
+              {"params": [p for _, p in no_decay], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=stage.lr, betas=stage.betas, foreach=False)
+    named = decay + no_decay
+    return opt, [n for n, _ in named], [p for _, p in named]
+
+
+def truncated_share(tokenizer: Any, texts: list[str], budget: int) -> float:
+    """Share of the non-empty texts longer than ``budget`` tokens."""
+    counts = Counter(t for t in texts if t)
+    total = sum(counts.values())
+    if not total:
+        return 0.0
+    cut = sum(n for t, n in counts.items() if len(tokenizer.encode(t)) > budget)
+    return cut / total
+
+
+def _autocast(cfg: TrainConfig, dev: torch.device) -> Any:
+    if cfg.precision == "bf16" and dev.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class LossSums:
+    """Masked sums and counts of each loss over several batches (for means)."""
+
+    def __init__(self) -> None:
+        self.sums = torch.zeros(len(LOSS_NAMES), dtype=torch.float64)
+        self.counts = torch.zeros(len(LOSS_NAMES), dtype=torch.float64)
+
+    def add(self, losses: Any) -> None:
+        """Add one batch's :class:`Losses` (detached)."""
+        for i, name in enumerate(LOSS_NAMES):
+            if name in losses.per_sample:
+                m = losses.mask[name].detach().double().cpu()
+                self.sums[i] += (losses.per_sample[name].detach().double().cpu() * m).sum()
+                self.counts[i] += m.sum()
+
+    def reduce(self, dist: Distributed) -> None:
+        """Sum over the processes."""
+        both = dist.all_reduce(torch.cat([self.sums, self.counts]))
+        self.sums, self.counts = both[: len(LOSS_NAMES)], both[len(LOSS_NAMES):]
+
+    def means(self, weights: dict[str, float] | None = None) -> dict[str, float]:
+        """Mean of every loss seen; ``loss``: their weighted sum when ``weights`` given."""
+        out = {name: float(self.sums[i] / self.counts[i])
+               for i, name in enumerate(LOSS_NAMES) if self.counts[i] > 0}
+        if weights and any(weights.values()):
+            out["loss"] = sum(w * out.get(name, 0.0) for name, w in weights.items())
+        return out
+
+    def state(self) -> dict[str, list[float]]:
+        """JSON form (checkpoints)."""
+        return {"sums": self.sums.tolist(), "counts": self.counts.tolist()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, list[float]] | None) -> LossSums:
+        """Inverse of :meth:`state`."""
+        out = cls()
+        if state:
+            out.sums = torch.tensor(state["sums"], dtype=torch.float64)
+            out.counts = torch.tensor(state["counts"], dtype=torch.float64)
+        return out
+
+
+def evaluate(model: Any, dataset: Any, processor: Any, cfg: TrainConfig, stage: StageConfig,
+             micro: int, dist: Distributed, dev: torch.device) -> dict[str, float]:
+    """Val losses (masked means over the val samples, fixed noise) and their weighted sum."""
+    indices = tdata.eval_indices(len(dataset), cfg.data.val_samples)
+    if not indices:
+        return {}
+    chunks = [indices[i: i + micro] for i in range(0, len(indices), micro)]
+    mine = list(range(dist.rank, len(chunks), dist.world))
+    loader = tdata.make_loader(dataset, [chunks[j] for j in mine], processor, cfg.data.workers)
+    sums = LossSums()
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for j, inputs in zip(mine, loader):
+            gen = tdata.generator(cfg.seed, "val", j)
+            with _autocast(cfg, dev):
+                sums.add(model.compute_losses(
+                    inputs.to(dev), generator=gen,
+                    trajectory_tokens=stage.loss_weights["trajectory_tokens"] > 0))
+    model.train(was_training)
+    sums.reduce(dist)
+    return sums.means(stage.loss_weights)
+
+
+# --- one stage -------------------------------------------------------------------------
+def _stage_output(run_dir: Path, name: str, select: str) -> Path | None:
+    """The weights a finished stage hands on: its best (by val) or its last."""
+    best, last = run_dir / name / "best", run_dir / name / "last"
+    if select == "best" and (best / "config.json").is_file():
+        return best
+    return last if (last / "config.json").is_file() else None
+
+
+def _initial_policy(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any,
+                    dev: torch.device, say: Any) -> Any:
+    from alpamayo_ros.model.policy import Policy
+
+    stage = cfg.stage(name)
+    if stage.init:
+        say(f"[{name}] starting from {stage.init}")
+        return Policy.from_pretrained(stage.init, dev)
+    for prev in reversed(STAGES[: STAGES.index(name)]):
+        out = _stage_output(run_dir, prev, cfg.export_select)
+        if out is not None:
+            say(f"[{name}] starting from the {prev} stage's weights {out}")
+            return Policy.from_pretrained(out, dev)
+    corpus = tdata.tokenizer_corpus(train_set)
+    say(f"[{name}] fresh {cfg.model.preset} model; BPE on {len(corpus)} distinct texts")
+    policy = Policy.from_config(cfg.model.policy_config(), corpus=corpus, seed=cfg.seed,
+                                device=dev)
+    mean, std = tdata.action_stats(train_set)
+    policy.model.set_action_stats(mean.to(dev), std.to(dev))
+    say(f"[{name}] action stats mean {mean.tolist()} std {std.tolist()}")
+    return policy
+
+
+def _prune(directory: Path, keep: int) -> None:
+    steps = sorted(p for p in directory.glob("step_*") if p.is_dir() and
+                   not p.name.endswith(".tmp"))
+    for old in steps[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_set: Any,
+              dist: Distributed, dev: torch.device, logger: MetricsLogger,
+              resume_dir: Path | None = None, progress: bool = True,
+              stop_after: int | None = None) -> dict[str, Any]:
+    """Train one stage; returns its summary (steps, samples, val losses, where it saved).
+
+    ``stop_after``: leave after that many steps of the stage with a checkpoint (a time
+    slice of a longer run; ``--resume`` continues it exactly).
+    """
+    from alpamayo_ros.model.policy import Policy
+
+    stage = cfg.stage(name)
+    stage_dir = run_dir / name
+    say = print if dist.main else (lambda *a, **k: None)
+
+    # 1. The policy: resume, init weights, previous stage, or fresh.
+    state: dict[str, Any] = {}
+    if resume_dir is not None:
+        state = ckpt.read_state(resume_dir)
+        say(f"[{name}] resuming from {resume_dir} at step {state['step']}")
+        policy = Policy.from_pretrained(resume_dir, dev)
+        if dist.main and (resume_dir / "best").is_dir():  # best weights as of the checkpoint
+            shutil.rmtree(stage_dir / "best", ignore_errors=True)
+            shutil.copytree(resume_dir / "best", stage_dir / "best")
+    else:
+        policy = _initial_policy(cfg, name, run_dir, train_set, dev, say)
+    model, processor = policy.model, policy.processor
+    model.train()
+    broadcast_model(model, dist)
+    budget = model.config.tokenizer.max_reasoning_tokens
+    share = truncated_share(policy.tokenizer, tdata.texts(train_set), budget)
+    if share > cfg.data.max_truncated_share:
+        raise ValueError(f"{share:.1%} of the training CoC texts exceed the model's "
+                         f"{budget}-token reasoning budget (DataSection.max_truncated_share "
+                         f"{cfg.data.max_truncated_share:.1%}): raise "
+                         f"tokenizer.max_reasoning_tokens in model.overrides")
+
+    # 2. Optimizer (and its state when resuming), schedule, sampling.
+    opt, names, params = make_optimizer(model, stage)
+    start = int(state.get("step", 0))
+    if resume_dir is not None:
+        opt.load_state_dict(ckpt.load_optimizer_state(resume_dir, names))
+        ckpt.restore_rng(resume_dir)
+    micro = stage.micro_batch_size or stage.batch_size // dist.world
+    if stage.batch_size % (micro * dist.world):
+        raise ValueError(f"{name}.batch_size {stage.batch_size} is not a multiple of "
+                         f"micro_batch_size {micro} x {dist.world} processes")
+    pool, weights = tdata.stage_pool(train_set, stage)
+    sampler = tdata.StepSampler(pool, weights, stage.batch_size, micro, cfg.seed, name, start,
+                                stage.steps, dist.rank, dist.world)
+    rl = name == "rl"
+    with_tokens = stage.loss_weights["trajectory_tokens"] > 0  # else skip the 128 tokens
+    loader = tdata.make_loader(train_set, sampler, None if rl else processor, cfg.data.workers)
+    rl_cfg = ref_model = None
+    if rl:
+        from alpamayo_ros.training import grpo
+
+        rl_cfg = stage.rl_config()
+        ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+    best_val = state.get("best_val")
+    best_step = state.get("best_step")
+    acc = LossSums.from_state(state.get("log_acc"))
+    rl_acc: dict[str, float] = dict(state.get("rl_acc", {}))
+    acc_steps = int(state.get("acc_steps", 0))
+    val: dict[str, float] = dict(state.get("val", {}))
+    say(f"[{name}] steps {start}..{stage.steps}, global batch {stage.batch_size} "
+        f"({dist.world} x {sampler.micro_per_rank} x {micro}), pool {len(pool)} samples, "
+        f"{'weighted' if weights is not None else 'uniform'} sampling")
+
+    def save(step: int) -> None:
+        if dist.main:
+            record = {"stage": name, "step": step, "best_val": best_val, "best_step": best_step,
+                      "log_acc": acc.state(), "rl_acc": rl_acc, "acc_steps": acc_steps,
+                      "val": val, "seed": cfg.seed, "world_size": dist.world,
+                      "config": cfg.to_dict()}
+            out = ckpt.save_checkpoint(stage_dir / "checkpoints" / f"step_{step:07d}", policy,
+                                       opt, names, record)
+            if (stage_dir / "best").is_dir():
+                shutil.copytree(stage_dir / "best", out / "best")
+            _prune(stage_dir / "checkpoints", KEEP_CHECKPOINTS)
+        dist.barrier()
+
+    def run_eval(step: int) -> None:
+        nonlocal best_val, best_step, val
+        if not len(val_set):
+            return
+        val = evaluate(model, val_set, processor, cfg, stage, micro, dist, dev)
+        logger.log(name, step, "val", val)
+        score = val.get("loss")
+        if score is not None and not rl and (best_val is None or score < best_val):
+            best_val, best_step = score, step
+            if dist.main:
+                shutil.rmtree(stage_dir / "best", ignore_errors=True)
+                policy.save_pretrained(stage_dir / "best")
+                (stage_dir / "best" / "selection.json").write_text(json.dumps(
+                    {"stage": name, "step": step, "val": val}, indent=1) + "\n")
+        dist.barrier()
+
+    # 3. The steps.
+    from tqdm import tqdm
+
+    bar = tqdm(total=stage.steps, initial=start, desc=name, disable=not (dist.main and progress),
+               dynamic_ncols=True)
+    batches = iter(loader)
+    t0 = time.monotonic()
+    for step in range(start, stage.steps):
+        lr = stage.lr_at(step)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        micro_batches = [next(batches) for _ in range(sampler.micro_per_rank)]
+        if rl:
+            samples = [s for mb in micro_batches for s in mb]
+            gen = tdata.generator(cfg.seed, name, "rollouts", step, dist.rank)
+            with _autocast(cfg, dev):
+                loss, metrics = grpo.rl_step(model, ref_model, processor, samples, rl_cfg, gen)
+            loss.backward()
+            sync_gradients(params, dist, average=True)
+            keys = sorted(metrics)
+            values = dist.all_reduce(torch.tensor([float(metrics[k]) for k in keys],
+                                                  dtype=torch.float64)) / dist.world
+            for k, v in zip(keys, values.tolist()):
+                rl_acc[k] = rl_acc.get(k, 0.0) + v
+        else:
+            losses = []
+            for k, inputs in enumerate(micro_batches):
+                gen = tdata.generator(cfg.seed, name, "noise", step,
+                                      dist.rank * sampler.micro_per_rank + k)
+                with _autocast(cfg, dev):
+                    losses.append(model.compute_losses(inputs.to(dev), generator=gen,
+                                                       trajectory_tokens=with_tokens))
+            step_sums = LossSums()
+            for item in losses:
+                step_sums.add(item)
+            step_sums.reduce(dist)
+            counts = {n: step_sums.counts[i].float().to(dev) for i, n in enumerate(LOSS_NAMES)}
+            loss = sum(item.total(stage.loss_weights, counts) for item in losses)
+            loss.backward()
+            sync_gradients(params, dist)
+            acc.sums += step_sums.sums
+            acc.counts += step_sums.counts
+        if stage.grad_clip > 0:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, stage.grad_clip))
+        else:
+            grad_norm = float(torch.nn.utils.get_total_norm(
+                [p.grad for p in params if p.grad is not None]))
+        opt.step()
+        acc_steps += 1
+        done = step + 1
+        bar.update(1)
+
+        if done % stage.log_every == 0 or done == stage.steps:
+            record = acc.means(stage.loss_weights) if not rl else {
+                k: v / acc_steps for k, v in rl_acc.items()}
+            elapsed = time.monotonic() - t0
+            record.update(lr=lr, grad_norm=grad_norm,
+                          samples_per_s=(done - start) * stage.batch_size / max(elapsed, 1e-9))
+            logger.log(name, done, "train", record)
+            if "loss" in record:
+                bar.set_postfix(loss=f"{record['loss']:.4f}")
+            acc, rl_acc, acc_steps = LossSums(), {}, 0
+        if (stage.eval_every and done % stage.eval_every == 0) or done == stage.steps:
+            run_eval(done)
+        if (stage.save_every and done % stage.save_every == 0) or done == stage.steps:
+            save(done)
+        elif stop_after is not None and done >= stop_after:
+            save(done)
+        if stop_after is not None and done >= stop_after and done < stage.steps:
+            bar.close()
+            return {"stage": name, "stopped_at": done, "steps": stage.steps,
+                    "params_sha256": params_digest(model)}
+    bar.close()
+
+    # 4. What the stage hands on.
+    if dist.main:
+        shutil.rmtree(stage_dir / "last", ignore_errors=True)
+        policy.save_pretrained(stage_dir / "last")
+    dist.barrier()
+    output = _stage_output(run_dir, name, cfg.export_select)
+    return {"stage": name, "steps": stage.steps, "samples": stage.steps * stage.batch_size,
+            "val": val, "best_val": best_val, "best_step": best_step,
+            "output": str(output), "pool": len(pool), "params_sha256": params_digest(model)}
+
+
+# --- the whole run ---------------------------------------------------------------------
+def train(cfg: TrainConfig, stage: str = "all", resume: str | Path | None = None,
+          out: str | Path | None = None, progress: bool = True,
+          command: str = "", stop_after: int | None = None) -> dict[str, Any]:
+    """Run the recipe's stages (``stage``: one of :data:`STAGES` or ``all``); returns a summary.
+
+    ``resume``: a checkpoint directory (or a run directory: its newest checkpoint); the
+    run continues from there, then runs the remaining stages. ``out`` replaces the
+    recipe's ``output_dir``. ``stop_after``: leave after that many steps of the first stage
+    run, with a checkpoint (see :func:`run_stage`); no later stage, no export.
+    """
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if stage != "all" and stage not in STAGES:
+        raise ValueError(f"stage must be 'all' or one of {STAGES}, got {stage!r}")
+    dist, dev = setup_distributed(cfg.device)
+    run_dir = Path(out or cfg.output_dir)
+    stages = [s for s in (STAGES if stage == "all" else (stage,)) if cfg.stage(s).steps > 0]
+    if not stages:
+        raise ValueError(f"no stage to run: {stage!r} has steps 0 in the recipe")
+    if "rl" in stages:
+        cfg.rl.rl_config()  # fail now, not after hours of the earlier stages
+    resume_dir = None
+    if resume:
+        resume_dir = ckpt.latest_checkpoint(resume)
+        resumed = ckpt.read_state(resume_dir)
+        if resumed["stage"] not in stages:
+            raise ValueError(f"checkpoint {resume_dir} is of stage {resumed['stage']!r}, "
+                             f"not one this run trains ({stages})")
+        stages = stages[stages.index(resumed["stage"]):]
+        if resumed.get("world_size", 1) != dist.world:
+            print(f"note: the checkpoint was written by {resumed.get('world_size')} "
+                  f"processes, resuming with {dist.world}")
+    if dist.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
+    logger = MetricsLogger(run_dir, enabled=dist.main,
+                           resume_at=(resumed["stage"], int(resumed["step"]))
+                           if resume_dir is not None else None)
+    torch.manual_seed(cfg.seed)
+    t_start = time.monotonic()
+    model_cfg = cfg.model.policy_config()
+    if dist.main:
+        built = tdata.ensure_dataset(cfg.data, workers=cfg.data.workers)
+        if built is not None:
+            print(f"dataset {cfg.data.root}: {json.dumps(built)}")
+    dist.barrier()
+    train_set = tdata.open_split(cfg.data, cfg.data.train_split, model_cfg, cfg.seed)
+    val_set = tdata.open_split(cfg.data, cfg.data.val_split, model_cfg, cfg.seed)
+    if dist.main:
+        print(f"data: {len(train_set)} train / {len(val_set)} val samples")
+    summary: dict[str, Any] = {"stages": {}, "train_samples": len(train_set),
+                               "val_samples": len(val_set), "world_size": dist.world}
+    previous = run_dir / "summary.json"
+    if resume_dir is not None and previous.is_file():
+        summary["stages"] = {k: v for k, v in json.loads(previous.read_text())
+                             .get("stages", {}).items() if k not in stages}
+    try:
+        for i, name in enumerate(stages):
+            summary["stages"][name] = run_stage(
+                cfg, name, run_dir, train_set, val_set, dist, dev, logger,
+                resume_dir if i == 0 else None, progress, stop_after if i == 0 else None)
+            if "stopped_at" in summary["stages"][name]:
+                summary["stopped"] = True
+                break
+    finally:
+        logger.close()
+    summary["wall_s"] = round(time.monotonic() - t_start, 1)
+    summary["device"] = str(dev)
+    if dist.main and not summary.get("stopped"):
+        summary["curves"] = [str(p) for p in plot_curves(run_dir / METRICS_FILE, run_dir)]
+        final = summary["stages"][stages[-1]]["output"]
+        if cfg.export_dir:
+            from alpamayo_ros.training.export import export_weights
+
+            summary["export"] = str(export_weights(final, cfg.export_dir, cfg, summary,
+                                                   command=command))
+    if dist.main:
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    dist.barrier()
+    return summary

@@ -1,0 +1,187 @@
+"""Trainer: recipe validation, schedule, deterministic sampling, losses fall, the CLI end to end.
+
+Tiny preset on the trainer's synthetic samples (random images, fixed sentences), a few
+steps each, one thread.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from alpamayo_ros.training import data as tdata
+from alpamayo_ros.training.config import StageConfig, config_from_dict, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "config" / "training" / "tiny.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_dict(**changes) -> dict:
+    data = yaml.safe_load(TINY.read_text())
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return data
+
+
+def test_shipped_recipes_load():
+    for path in sorted((ROOT / "config" / "training").glob("*.yaml")):
+        cfg = load_config(path)
+        assert cfg.pretrain.steps > 0, path
+
+
+def test_unknown_and_invalid_keys_are_named():
+    with pytest.raises(ValueError, match=r"TrainConfig.sft has unknown keys \['stepz'\]"):
+        config_from_dict(tiny_dict(sft={"stepz": 3}))
+    with pytest.raises(ValueError, match="TrainConfig has unknown keys"):
+        config_from_dict(tiny_dict(epochs=3))
+    with pytest.raises(ValueError, match="StageConfig.lr must be > 0"):
+        config_from_dict(tiny_dict(pretrain={"lr": 0.0}))
+    with pytest.raises(ValueError, match="loss_weights has unknown losses"):
+        config_from_dict(tiny_dict(pretrain={"loss_weights": {"reasoning_ce": 1.0}}))
+    with pytest.raises(ValueError, match="StageConfig.batch_size 4 must be a multiple"):
+        config_from_dict(tiny_dict(pretrain={"micro_batch_size": 3}))
+    with pytest.raises(ValueError, match="DataSection.root is required"):
+        config_from_dict(tiny_dict(data={"source": "episodes"}))
+    with pytest.raises(ValueError, match="ModelSection.preset"):
+        config_from_dict(tiny_dict(model={"preset": "huge"}))
+
+
+def test_schedule_warmup_then_cosine_or_linear():
+    s = StageConfig(steps=10, lr=1.0, min_lr=0.1, warmup_steps=2, schedule="cosine")
+    assert [s.lr_at(0), s.lr_at(1)] == [0.5, 1.0]
+    assert s.lr_at(2) == pytest.approx(1.0)
+    assert s.lr_at(6) == pytest.approx(0.55)  # halfway through the cosine
+    assert s.lr_at(10) == pytest.approx(0.1)
+    lin = StageConfig(steps=10, lr=1.0, min_lr=0.0, warmup_steps=0, schedule="linear")
+    assert lin.lr_at(5) == pytest.approx(0.5)
+
+
+def test_sampler_is_deterministic_and_splits_global_batches_by_rank():
+    pool = np.arange(10)
+    one = tdata.StepSampler(pool, None, 4, 2, seed=3, stage="sft", start=0, steps=6)
+    again = tdata.StepSampler(pool, None, 4, 2, seed=3, stage="sft", start=0, steps=6)
+    assert list(one) == list(again)
+    other_seed = tdata.StepSampler(pool, None, 4, 2, seed=4, stage="sft", start=0, steps=6)
+    assert list(one) != list(other_seed)
+    # Epochs are permutations: the first 10 draws cover every sample once.
+    stream = [i for step in range(6) for i in one.global_batch(step)]
+    assert sorted(stream[:10]) == list(range(10))
+    # Two ranks: each takes its contiguous half; together the same global batches.
+    ranks = [tdata.StepSampler(pool, None, 4, 2, 3, "sft", 0, 6, rank=r, world=2)
+             for r in range(2)]
+    for step in range(6):
+        parts = [r.micro_batches(step) for r in ranks]
+        assert parts[0][0] + parts[1][0] == one.global_batch(step)
+    # Resuming at step 3 yields exactly the rest of the stream.
+    tail = tdata.StepSampler(pool, None, 4, 2, 3, "sft", start=3, steps=6)
+    assert list(tail) == list(one)[3 * 2:]
+
+
+def test_weighted_sampling_balances_classes_and_keyframes():
+    samples = tdata.synthetic_dataset(60, seed=1)
+    for i, s in enumerate(samples):  # 50 of one decision pair, 10 of another
+        s.decisions = ("yield", "lane_keeping") if i % 6 else ("", "turn")
+        s.keyframe = i % 10 == 0
+    stage = StageConfig(steps=1, balanced=True, loss_weights={"flow": 1.0})
+    pool, w = tdata.stage_pool(samples, stage)
+    sampler = tdata.StepSampler(pool, w, 600, 600, 0, "sft", 0, 1)
+    drawn = sampler.global_batch(0)
+    rare = sum(samples[i].decisions == ("", "turn") for i in drawn) / len(drawn)
+    assert 0.4 < rare < 0.6  # 1/6 of the data, about half of the draws
+    stage = StageConfig(steps=1, keyframe_share=0.5, loss_weights={"flow": 1.0})
+    pool, w = tdata.stage_pool(samples, stage)
+    drawn = tdata.StepSampler(pool, w, 600, 600, 0, "sft", 0, 1).global_batch(0)
+    share = np.mean([samples[i].keyframe for i in drawn])
+    assert 0.4 < share < 0.6  # 1/10 of the data, half of the draws
+    text_only = StageConfig(steps=1, text_only=True, loss_weights={"flow": 1.0})
+    pool, _ = tdata.stage_pool(samples, text_only)
+    assert all(samples[i].coc is not None for i in pool) and len(pool) < len(samples)
+
+
+def test_action_stats_are_the_training_controls_statistics():
+    samples = tdata.synthetic_dataset(5, seed=2)
+    mean, std = tdata.action_stats(samples)
+    ctrl = np.concatenate([s.future_controls for s in samples]).astype(np.float64)
+    np.testing.assert_allclose(mean.numpy(), ctrl.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(std.numpy(), ctrl.std(0), rtol=1e-5)
+
+
+def test_losses_fall_on_a_tiny_fixed_set(tmp_path):
+    from alpamayo_ros.training.loop import train
+
+    cfg = config_from_dict(tiny_dict(
+        data={"synthetic_samples": 8, "val_samples": 4},
+        pretrain={"steps": 30, "batch_size": 4, "lr": 2e-3, "min_lr": 2e-3, "warmup_steps": 0,
+                  "log_every": 5, "eval_every": 0, "save_every": 0,
+                  "loss_weights": {"trajectory_tokens": 1.0, "flow": 1.0,
+                                   "perception": 1.0, "decision": 1.0}},
+        sft={"steps": 0}))
+    train(cfg, stage="pretrain", out=tmp_path, progress=False)
+    rows = [r for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())
+            if r["split"] == "train"]
+    assert [r["step"] for r in rows] == [5, 10, 15, 20, 25, 30]
+    first, last = rows[0], rows[-1]
+    for name in ("loss", "trajectory_tokens", "flow", "decision"):
+        assert last[name] < first[name], (name, first[name], last[name])
+    assert last["loss"] < 0.8 * first["loss"]
+
+
+def test_cli_end_to_end_writes_metrics_events_curves_checkpoints_and_export(tmp_path):
+    from alpamayo_ros.cli import main
+    from alpamayo_ros.model.policy import Policy
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_dict(export_dir=str(tmp_path / "export"))))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(recipe), "--out", str(run), "--no-progress"]) == 0
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {(r["stage"], r["split"]) for r in records} == {
+        ("pretrain", "train"), ("pretrain", "val"), ("sft", "train"), ("sft", "val")}
+    for stage in ("pretrain", "sft"):
+        assert list((run / "tensorboard" / stage).glob("events.out.tfevents.*"))
+        assert (run / f"curves_{stage}.png").stat().st_size > 1000
+        ckpts = sorted((run / stage / "checkpoints").iterdir())
+        assert [c.name for c in ckpts] == ["step_0000002", "step_0000004"]
+        assert {"model.safetensors", "optimizer.safetensors", "rng.safetensors",
+                "trainer_state.json", "config.json", "tokenizer.json"} <= {
+                    f.name for f in ckpts[-1].iterdir()}
+        assert (run / stage / "last" / "model.safetensors").is_file()
+    export = tmp_path / "export"
+    card = (export / "README.md").read_text()
+    summary = json.loads((run / "summary.json").read_text())
+    assert f"{summary['stages']['sft']['val']['loss']:.4f}" in card
+    assert "git commit" in card and "tiny" in card
+    policy = Policy.from_pretrained(export, device="cpu")
+    sample = tdata.synthetic_dataset(1, seed=5, policy_config=policy.config)[0]
+    pred = policy.predict(sample, mode="trajectory", seed=0)
+    assert np.isfinite(pred.controls).all()
+    # The action statistics of the training split are in the exported weights.
+    train_set = tdata.synthetic_dataset(16, tdata.stable_seed(0, "synthetic", 0),
+                                        policy.config)
+    mean, _ = tdata.action_stats(train_set)
+    torch.testing.assert_close(policy.model.action_mean.cpu(), mean)
+
+
+def test_cli_rejects_a_bad_recipe(tmp_path, capsys):
+    from alpamayo_ros.cli import main
+
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_dict(pretrain={"warmup": 3})))
+    assert main(["train", "--config", str(recipe), "--out", str(tmp_path / "r")]) == 2
+    assert "TrainConfig.pretrain has unknown keys ['warmup']" in capsys.readouterr().err
