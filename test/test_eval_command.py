@@ -18,10 +18,11 @@ from alpamayo_ros.data.dataset import write_cache
 from alpamayo_ros.eval.commands import (
     evenly_spaced,
     parse_seeds,
+    sample_metas,
     select_samples,
     training_seeds,
 )
-from alpamayo_ros.eval.evaluate import COLUMNS, EvalConfig, evaluate, write_results
+from alpamayo_ros.eval.evaluate import COLUMNS, EvalConfig, evaluate, true_boxes, write_results
 from alpamayo_ros.eval.scene import episode_for
 from alpamayo_ros.model.policy import Policy
 from alpamayo_ros.model.synthetic import camera_rig
@@ -102,10 +103,19 @@ def test_evaluate_every_row_on_real_episode_samples(data, tmp_path):
     once = evaluate(policy, test[:4], config, majority=None)
     assert [r["metrics"] for r in again["rows"]] == [r["metrics"] for r in once["rows"]]
     assert "majority class" not in {r["name"] for r in again["rows"]}
+    fams = rows["model"]["by_family"]
+    assert set(fams) == {"follow_lead", "crosswalk_yield"}
+    assert sum(f["samples"] for f in fams.values()) == n
+    assert fams["follow_lead"]["ADE"] == pytest.approx(np.mean(
+        [r["ADE"] for r in res["per_sample"]["model"] if r["family"] == "follow_lead"]))
     json_path, md_path = write_results(res, tmp_path)
-    assert json.loads(json_path.read_text())["rows"][0]["name"] == "model"
+    written = json.loads(json_path.read_text())
+    assert written["rows"][0]["name"] == "model" and "per_sample" not in written
+    records = [json.loads(line) for line in
+               (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert len(records) == n and {"text", "ADE", "seed", "index"} <= set(records[0])
     text = md_path.read_text()
-    assert all(f"| {name} |" in text for name in ROWS)
+    assert all(f"| {name} |" in text for name in ROWS) and "ADE per family" in text
 
 
 def test_eval_command_end_to_end(data, tmp_path):
@@ -128,9 +138,34 @@ def test_eval_command_end_to_end(data, tmp_path):
     md = (out / "results.md").read_text()
     assert "minADE2" in md and all(f"| {name} |" in md for name in ROWS)
     # the weights' model card lists seed 9001 as a training seed: refused
-    (weights / "model_card.json").write_text(json.dumps({"data": {"train_seeds": ["9000:9002"]}}))
+    assert training_seeds(weights) is None
+    (weights / "README.md").write_text(
+        "# card\n\n```yaml\nname: x\ntrain_seeds: [9000, 9002]\ntest_seeds: [9100, 9104]\n"
+        "```\n")
     assert training_seeds(weights) == {9000, 9001}
     assert main(argv + ["--seeds", "9001:9002"]) == 2
+    (weights / "README.md").unlink()
+    (weights / "model_card.json").write_text(json.dumps({"data": {"train_seeds": [1, 2, 3]}}))
+    assert training_seeds(weights) == {1, 2, 3}
+
+
+def test_true_boxes_find_the_episode_or_say_why_not():
+    ep = episode_for("cruise", 4, 30.0)  # longer than the family's 20 s default
+    sample = DrivingSample(
+        stamp_ns=0, images=np.zeros((1, 1, 2, 2, 3), np.uint8), cameras=[],
+        ego_history=np.zeros((16, 4), np.float32),
+        future_xyh=ego_future(ep, 180).astype(np.float32),
+        future_controls=np.zeros((64, 2), np.float32), speed_mps=ep.frames[180].ego.v_mps,
+        meta={"family": "cruise", "seed": 4, "index": 180})
+    boxes, why = true_boxes(sample)
+    assert why == "" and boxes.shape[:1] == (64,)
+    sample.future_xyh = sample.future_xyh + np.float32(1.0)
+    boxes, why = true_boxes(sample)
+    assert boxes is None and "differs" in why
+    sample.meta = {"family": "synthetic", "seed": 1, "index": 3}
+    assert true_boxes(sample)[0] is None
+    sample.meta = {}
+    assert true_boxes(sample) == (None, "no family/seed/index in meta")
 
 
 def test_selection_helpers():
@@ -151,3 +186,13 @@ def test_selection_helpers():
     assert select_samples(items, True, None, None, 0) == ([0, 2, 3], [])
     assert select_samples(items, False, {1, 3}, ["a"], 0)[0] == [0, 1, 3]
     assert select_samples(items, True, None, ["a"], 1)[0] == [0]
+
+    class Episodes(list):
+        episodes = [{"family": "a", "seed": 3, "samples": 2}, {"family": "b", "seed": 4,
+                                                               "samples": 1}]
+
+        def __getitem__(self, i):
+            raise AssertionError("metas must not load samples")
+
+    assert sample_metas(Episodes([0, 1, 2])) == [
+        {"family": "a", "seed": 3}, {"family": "a", "seed": 3}, {"family": "b", "seed": 4}]

@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-MODEL_CARD_FILES = ("model_card.json", "card.json")
+MODEL_CARD_FILES = ("README.md", "model_card.json", "config.json")
 TRAINING_SEED_KEYS = ("train_seeds", "training_seeds")
+_YAML_BLOCK = re.compile(r"^```ya?ml\n(.*?)^```", re.S | re.M)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -81,7 +82,12 @@ def parse_seeds(text: str) -> set[int] | None:
 
 
 def _seed_values(value: Any) -> set[int]:
-    """Seeds from a model card value: ints, ``"A:B"`` strings or ``[A, B]`` ranges."""
+    """Seeds of a model card value.
+
+    ``[A, B]`` (two ints, the :class:`~alpamayo_ros.data.spec.DatasetSpec` convention) is
+    the range ``[A, B)``; ``"A:B"`` likewise; a longer list is explicit seeds (or ranges);
+    ``{"start": A, "stop": B}`` a range; an int one seed.
+    """
     if isinstance(value, bool):
         return set()
     if isinstance(value, int):
@@ -91,6 +97,9 @@ def _seed_values(value: Any) -> set[int]:
     if isinstance(value, dict) and {"start", "stop"} <= set(value):
         return set(range(int(value["start"]), int(value["stop"])))
     if isinstance(value, (list, tuple)):
+        if len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
+                                   for v in value):
+            return set(range(value[0], value[1]))
         out: set[int] = set()
         for v in value:
             out |= _seed_values(v)
@@ -98,12 +107,34 @@ def _seed_values(value: Any) -> set[int]:
     return set()
 
 
+def _card_documents(path: Path) -> list[Any]:
+    """Parsed documents of a card file: JSON, or the YAML blocks of a Markdown card."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return []
+    if path.suffix == ".json":
+        try:
+            return [json.loads(text)]
+        except json.JSONDecodeError:
+            return []
+    import yaml
+
+    docs = []
+    for block in _YAML_BLOCK.findall(text):
+        try:
+            docs.append(yaml.safe_load(block))
+        except yaml.YAMLError:
+            continue
+    return docs
+
+
 def training_seeds(weights_dir: str | Path) -> set[int] | None:
     """Training seeds listed by the weights' model card, or None when none are listed.
 
-    Looks in ``model_card.json`` / ``card.json`` (and ``config.json``) of the weights
-    directory for a key ``train_seeds`` or ``training_seeds`` at any depth; its value
-    may be ints, ``"A:B"`` strings (B excluded) or ``{"start", "stop"}`` ranges.
+    Reads the YAML blocks of ``README.md`` (the card ``alpamayo train`` exports: the
+    dataset spec and the recipe) and ``model_card.json`` / ``config.json``, looking for
+    ``train_seeds`` / ``training_seeds`` at any depth (see :func:`_seed_values`).
     """
     found: set[int] = set()
     listed = False
@@ -121,13 +152,11 @@ def training_seeds(weights_dir: str | Path) -> set[int] | None:
             for v in node:
                 walk(v)
 
-    for name in MODEL_CARD_FILES + ("config.json",):
+    for name in MODEL_CARD_FILES:
         path = Path(weights_dir) / name
         if path.is_file():
-            try:
-                walk(json.loads(path.read_text()))
-            except json.JSONDecodeError:
-                continue
+            for doc in _card_documents(path):
+                walk(doc)
     return found if listed else None
 
 
@@ -196,10 +225,19 @@ def keyframe_flags(dataset: Sequence) -> tuple[np.ndarray, str]:
             "no keyframe flags in the data: samples with a CoC label count as keyframes")
 
 
-def _metas(dataset: Sequence) -> list[dict]:
-    metas = _accessor(dataset, "metas")
-    if metas is not None:
-        return [dict(m) for m in metas]
+def sample_metas(dataset: Sequence) -> list[dict]:
+    """Family and seed of every sample, without loading images where the dataset allows.
+
+    An :class:`~alpamayo_ros.data.episodes.EpisodeDataset` lists its episodes (family,
+    seed, sample count) in order; any other sequence is read sample by sample.
+    """
+    episodes = getattr(dataset, "episodes", None)
+    if isinstance(episodes, list) and all(
+            isinstance(e, dict) and {"family", "seed", "samples"} <= set(e) for e in episodes):
+        metas = [{"family": e["family"], "seed": int(e["seed"])}
+                 for e in episodes for _ in range(int(e["samples"]))]
+        if len(metas) == len(dataset):
+            return metas
     return [dict(dataset[i].meta or {}) for i in range(len(dataset))]
 
 
@@ -224,7 +262,7 @@ def select_samples(dataset: Sequence, keyframes_only: bool, seeds: set[int] | No
         if note:
             notes.append(note)
     if seeds is not None or families:
-        metas = _metas(dataset)
+        metas = sample_metas(dataset)
         for i, m in enumerate(metas):
             if seeds is not None and int(m.get("seed", -1)) not in seeds:
                 keep[i] = False

@@ -22,7 +22,9 @@ text with plan 0, the rule critic's reasoning score (0-5,
 true future boxes (:mod:`alpamayo_ros.eval.scene`; needs ``meta`` family/seed/index),
 comfort (share of plans within AR1's comfort bounds) and the sample count. A column a row
 cannot have (no text, no plan) is ``None``; each row also records how many samples each
-column was measured on. Deterministic: batch ``i`` draws its noise from ``seed + i``.
+column was measured on, the same columns per scenario family (``by_family``) and, for the
+model row, per-sample records (``per_sample``, written to ``samples.jsonl``).
+Deterministic: batch ``i`` draws its noise from ``seed + i``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +44,12 @@ from alpamayo_ros.data.consistency import consistency_score
 from alpamayo_ros.eval import baselines, metrics
 from alpamayo_ros.eval.scene import agents_future_boxes, episode_for, plan_collides
 from alpamayo_ros.sample import CocLabel, DrivingSample
+from alpamayo_ros.unicycle import DT_S
 
 RESULTS_VERSION = 1
 COLUMNS = ("minADE", "ADE", "FDE", "lon_acc", "lat_acc", "consistency", "reasoning_score",
            "collision_rate", "comfort", "samples")
+SAMPLES_FILE = "samples.jsonl"
 ALIGN_TOL_M = 0.05  # a sample's future must match its episode's to this to use its boxes
 
 
@@ -88,6 +92,12 @@ class SampleTruth:
     label: CocLabel | None
     boxes: np.ndarray | None  # (64, N, 5) agents' true future, None: unavailable
     boxes_note: str = ""  # why boxes are unavailable
+    meta: dict = field(default_factory=dict)  # family, seed, index (reported per sample)
+
+    @property
+    def family(self) -> str:
+        """The scenario family ("?" when unknown)."""
+        return str(self.meta.get("family", "?"))
 
 
 def truth_decisions(sample: DrivingSample) -> tuple[str, str] | None:
@@ -101,18 +111,22 @@ def true_boxes(sample: DrivingSample) -> tuple[np.ndarray | None, str]:
     """The agents' true future boxes of a data-engine sample, or ``(None, why not)``.
 
     The episode is re-simulated from ``meta`` family / seed (/ ``duration_s``) and the
-    frame ``meta['index']``; it is used only when its ego future matches the sample's
-    within :data:`ALIGN_TOL_M` (same frame, same simulator version).
+    frame ``meta['index']`` (a clip longer than the family's default is re-simulated
+    long enough: the simulation is the same up to its end); it is used only when its
+    ego future matches the sample's within :data:`ALIGN_TOL_M` (same frame, same
+    simulator version).
     """
     meta = sample.meta or {}
     if not all(k in meta for k in ("family", "seed", "index")):
         return None, "no family/seed/index in meta"
+    family, seed, index = str(meta["family"]), int(meta["seed"]), int(meta["index"])
+    steps = len(sample.future_xyh)
     try:
-        episode = episode_for(str(meta["family"]), int(meta["seed"]), meta.get("duration_s"))
+        episode = episode_for(family, seed, meta.get("duration_s"))
+        if meta.get("duration_s") is None and index + steps >= len(episode.frames):
+            episode = episode_for(family, seed, round((index + steps + 1) * DT_S, 1))
     except ValueError as exc:  # unknown family (e.g. synthetic samples)
         return None, f"no episode: {exc}"
-    index = int(meta["index"])
-    steps = len(sample.future_xyh)
     try:
         future = ego_future(episode, index, steps)
     except ValueError:
@@ -126,8 +140,9 @@ def true_boxes(sample: DrivingSample) -> tuple[np.ndarray | None, str]:
 def sample_truth(sample: DrivingSample) -> SampleTruth:
     """Collect the truth of one sample (re-simulating its episode for the boxes)."""
     boxes, note = true_boxes(sample)
+    meta = {k: v for k, v in (sample.meta or {}).items() if isinstance(v, (int, float, str))}
     return SampleTruth(np.asarray(sample.future_xyh, np.float64), float(sample.speed_mps),
-                       truth_decisions(sample), sample.coc, boxes, note)
+                       truth_decisions(sample), sample.coc, boxes, note, meta)
 
 
 # --------------------------------------------------------------------------- rows
@@ -147,10 +162,13 @@ def _reasoning_grader() -> tuple[Callable[[str, CocLabel, float], float] | None,
 class Row:
     """One row of the table: per-sample values of every column, then their means."""
 
-    def __init__(self, name: str, description: str) -> None:
+    def __init__(self, name: str, description: str, keep_records: bool = False) -> None:
         self.name = name
         self.description = description
         self.values: dict[str, list] = {c: [] for c in COLUMNS if c != "samples"}
+        self.by_family: dict[str, dict[str, list]] = {}
+        self.records: list[dict] | None = [] if keep_records else None
+        self._record: dict = {}
         self.lon = metrics.ConfusionTable.longitudinal()
         self.lat = metrics.ConfusionTable.lateral()
         self.has_decisions = False
@@ -158,22 +176,43 @@ class Row:
         self.seconds = 0.0
         self.stage_ms: dict[str, float] = {}
 
+    def _add(self, truth: SampleTruth, column: str, value: Any) -> None:
+        self.values[column].append(value)
+        fam = self.by_family.setdefault(truth.family, {c: [] for c in self.values})
+        fam[column].append(value)
+        if self.records is not None:
+            self._record[column] = value
+
+    def start(self, truth: SampleTruth) -> None:
+        """Begin a sample (its per-sample record carries the meta)."""
+        self._record = dict(truth.meta)
+
+    def finish(self, **extra: Any) -> None:
+        """End a sample: count it and keep its record (when records are kept)."""
+        self.samples += 1
+        if self.records is not None:
+            self._record.update(extra)
+            self.records.append(self._record)
+        self._record = {}
+
     def add_plans(self, truth: SampleTruth, plans_xyh: np.ndarray, controls: np.ndarray
                   ) -> None:
         """Score K plans ``(K, T, 3)`` with their controls ``(K, T, 2)``; plan 0 is "the" plan."""
         plans = np.asarray(plans_xyh, np.float64)
         plan = plans[0]
         finite = bool(np.all(np.isfinite(plan)))
-        self.values["minADE"].append(metrics.min_ade(plans, truth.future_xyh))
-        self.values["ADE"].append(metrics.ade(plan, truth.future_xyh))
-        self.values["FDE"].append(metrics.fde(plan, truth.future_xyh))
+        self._add(truth, "minADE", metrics.min_ade(plans, truth.future_xyh))
+        self._add(truth, "ADE", metrics.ade(plan, truth.future_xyh))
+        self._add(truth, "FDE", metrics.fde(plan, truth.future_xyh))
         if truth.boxes is not None:
             # a non-finite plan cannot be checked: count it as colliding
             hit = plan_collides(plan, truth.boxes)[0] if finite else True
-            self.values["collision_rate"].append(hit)
+            self._add(truth, "collision_rate", bool(hit))
         ctrl = np.asarray(controls, np.float64)[0]
-        self.values["comfort"].append(metrics.is_comfortable(ctrl[:, 0], ctrl[:, 1],
-                                                             truth.v0_mps))
+        broken = metrics.comfort_violations(ctrl[:, 0], ctrl[:, 1], truth.v0_mps)
+        self._add(truth, "comfort", not broken)
+        if self.records is not None:
+            self._record["comfort_violations"] = sorted(broken)
 
     def add_decisions(self, truth: SampleTruth, predicted: tuple[str | None, str | None]
                       ) -> None:
@@ -182,22 +221,24 @@ class Row:
         if truth.decisions is None:
             return
         lon, lat = predicted
-        self.values["lon_acc"].append(metrics.decision_correct(lon, truth.decisions[0]))
-        self.values["lat_acc"].append(metrics.decision_correct(lat, truth.decisions[1]))
+        self._add(truth, "lon_acc", metrics.decision_correct(lon, truth.decisions[0]))
+        self._add(truth, "lat_acc", metrics.decision_correct(lat, truth.decisions[1]))
         self.lon.add(truth.decisions[0], lon)
         self.lat.add(truth.decisions[1], lat)
+        if self.records is not None:
+            self._record.update(predicted_decisions=[lon, lat],
+                                true_decisions=list(truth.decisions))
 
     def add_text(self, truth: SampleTruth, text: str | CocLabel, plan_xyh: np.ndarray,
                  grade: Callable[[str, CocLabel, float], float] | None) -> None:
         """Consistency of the text with the plan, and the critic's grade against the label."""
         plan = np.asarray(plan_xyh, np.float64)
-        if np.all(np.isfinite(plan)):
-            self.values["consistency"].append(consistency_score(text, plan, truth.v0_mps))
-        else:
-            self.values["consistency"].append(0.0)
+        score = (consistency_score(text, plan, truth.v0_mps) if np.all(np.isfinite(plan))
+                 else 0.0)
+        self._add(truth, "consistency", score)
         if grade is not None and truth.label is not None:
             words = text.text if isinstance(text, CocLabel) else text
-            self.values["reasoning_score"].append(grade(words, truth.label, truth.v0_mps))
+            self._add(truth, "reasoning_score", grade(words, truth.label, truth.v0_mps))
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready: the column means (None where not measured) and their counts."""
@@ -212,6 +253,10 @@ class Row:
         if self.has_decisions:
             row["confusion"] = {"longitudinal": self.lon.to_dict(),
                                 "lateral": self.lat.to_dict()}
+        row["by_family"] = {
+            fam: {**{c: metrics.mean_or_none(v) for c, v in cols.items() if v},
+                  "samples": max(len(v) for v in cols.values())}
+            for fam, cols in sorted(self.by_family.items())}
         return row
 
 
@@ -248,13 +293,16 @@ def _run_policy(row: Row, policy: Any, samples: Sequence[DrivingSample],
             row.stage_ms[k] = row.stage_ms.get(k, 0.0) + float(v)
         for j, i in enumerate(idx):
             truth = truths[i]
+            row.start(truth)
             plans = np.asarray(pred.states[j, ..., :3], np.float64)
             row.add_plans(truth, plans, pred.controls[j])
+            extra = {}
             if mode == "reasoning":
                 text = pred.reasoning[j]
                 row.add_decisions(truth, metrics.predicted_decisions(text))
                 row.add_text(truth, text, plans[0], grade)
-            row.samples += 1
+                extra["text"] = text
+            row.finish(**extra)
         if bar is not None:
             bar.update(len(idx))
     row.seconds = time.perf_counter() - start
@@ -264,10 +312,11 @@ def _run_kinematic(row: Row, samples: Sequence[DrivingSample], truths: Sequence[
                    controls_fn: Callable[[DrivingSample], np.ndarray]) -> None:
     start = time.perf_counter()
     for s, truth in zip(samples, truths):
+        row.start(truth)
         ctrl = controls_fn(s)
         plan = baselines.plan_from_controls(ctrl, truth.v0_mps)
         row.add_plans(truth, plan[None], ctrl[None])
-        row.samples += 1
+        row.finish()
     row.seconds = time.perf_counter() - start
 
 
@@ -275,20 +324,22 @@ def _run_expert(row: Row, samples: Sequence[DrivingSample], truths: Sequence[Sam
                 grade: Callable | None) -> None:
     start = time.perf_counter()
     for s, truth in zip(samples, truths):
+        row.start(truth)
         plan, ctrl = baselines.expert_plan(s)
         row.add_plans(truth, plan[None], ctrl[None])
         if truth.decisions is not None:
             row.add_decisions(truth, truth.decisions)
         if s.coc is not None:
             row.add_text(truth, s.coc, plan, grade)
-        row.samples += 1
+        row.finish()
     row.seconds = time.perf_counter() - start
 
 
 def _run_majority(row: Row, truths: Sequence[SampleTruth], majority: tuple[str, str]) -> None:
     for truth in truths:
+        row.start(truth)
         row.add_decisions(truth, majority)
-        row.samples += 1
+        row.finish()
 
 
 def evaluate(policy: Any, samples: Sequence[DrivingSample], config: EvalConfig = EvalConfig(),
@@ -324,7 +375,7 @@ def evaluate(policy: Any, samples: Sequence[DrivingSample], config: EvalConfig =
     bar = _progress(passes * len(samples), config.progress, "eval")
     rows: list[Row] = []
     model = Row("model", f"reasoning mode, greedy text, {k} flow samples (minADE over {k}, "
-                         "the rest on sample 0)")
+                         "the rest on sample 0)", keep_records=True)
     _run_policy(model, policy, samples, truths, config, "reasoning", False, grade, bar)
     rows.append(model)
     if config.blank_cameras:
@@ -378,6 +429,7 @@ def evaluate(policy: Any, samples: Sequence[DrivingSample], config: EvalConfig =
         "notes": notes,
         "timings_s": {"truth": t_truth, **{r.name: r.seconds for r in rows},
                       "total": time.perf_counter() - t0},
+        "per_sample": {r.name: r.records for r in rows if r.records is not None},
     }
     if config.blank_cameras:
         result["blank_minus_model"] = _difference(summaries[1], summaries[0])
@@ -431,6 +483,7 @@ def results_markdown(results: dict[str, Any], title: str = "Open-loop evaluation
         lines.append(f"| {row['name']} | " + " | ".join(cells) + " |")
     lines += ["", "Rows:", ""]
     lines += [f"- **{r['name']}**: {r['description']}" for r in results["rows"]]
+    lines += _family_table(results)
     if results.get("blank_minus_model"):
         diff = results["blank_minus_model"]
         shown = ", ".join(f"{c} {v:+.3f}" for c, v in diff.items() if v is not None)
@@ -451,6 +504,30 @@ def results_markdown(results: dict[str, Any], title: str = "Open-loop evaluation
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in results.get("timings_s", {}).items())
     lines += ["", f"Timings: {timings}", ""]
     return "\n".join(lines)
+
+
+def _family_table(results: dict[str, Any]) -> list[str]:
+    """ADE per family of every row with plans, and the model's collision rate."""
+    plan_rows = [r for r in results["rows"] if r["metrics"]["ADE"] is not None]
+    families = sorted({f for r in plan_rows for f in r.get("by_family", {})})
+    if len(families) < 2 or not plan_rows:
+        return []
+    model = next((r for r in plan_rows if r["name"] == "model"), None)
+    heads = [f"ADE {r['name']}" for r in plan_rows]
+    if model is not None:
+        heads.append("collision model")
+    lines = ["", "### ADE per family (m)", "",
+             "| family | samples | " + " | ".join(heads) + " |",
+             "|---" * (len(heads) + 2) + "|"]
+    for fam in families:
+        cells = [_cell(r.get("by_family", {}).get(fam, {}).get("ADE"), "ADE")
+                 for r in plan_rows]
+        if model is not None:
+            cells.append(_cell(model["by_family"].get(fam, {}).get("collision_rate"),
+                               "collision_rate"))
+        n = plan_rows[0].get("by_family", {}).get(fam, {}).get("samples", 0)
+        lines.append(f"| {fam} | {n} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def seed_ranges(seeds: Sequence[int]) -> str:
@@ -476,16 +553,25 @@ def _strict(value: Any) -> Any:
 
 
 def write_results(results: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``results.json`` and ``results.md`` into ``out_dir``; returns both paths.
+    """Write ``results.json``, ``results.md`` (and ``samples.jsonl``) into ``out_dir``.
 
-    The JSON is strict: a NaN mean (a non-finite plan) is written as null; the Markdown
-    table shows it as ``nan``.
+    Returns the paths of the first two. ``samples.jsonl`` holds the per-sample records
+    of the model row (meta, text, decisions, errors, collision, comfort violations), one
+    JSON object a line. The JSON is strict: a NaN mean (a non-finite plan) is written as
+    null; the Markdown table shows it as ``nan``.
     """
     import json
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "results.json", out / "results.md"
-    json_path.write_text(json.dumps(_strict(results), indent=2, allow_nan=False) + "\n")
+    summary = {k: v for k, v in results.items() if k != "per_sample"}
+    per_sample = results.get("per_sample") or {}
+    if per_sample:
+        lines = [json.dumps(_strict({"row": name, **rec}), allow_nan=False)
+                 for name, records in per_sample.items() for rec in records]
+        (out / SAMPLES_FILE).write_text("\n".join(lines) + "\n")
+        summary["per_sample_file"] = SAMPLES_FILE
+    json_path.write_text(json.dumps(_strict(summary), indent=2, allow_nan=False) + "\n")
     md_path.write_text(results_markdown(results))
     return json_path, md_path
