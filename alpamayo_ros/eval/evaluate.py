@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,6 +45,9 @@ from alpamayo_ros.eval import baselines, metrics
 from alpamayo_ros.eval.scene import agents_future_boxes, episode_for, plan_collides
 from alpamayo_ros.sample import CocLabel, DrivingSample
 from alpamayo_ros.unicycle import DT_S
+
+if TYPE_CHECKING:
+    from alpamayo_ros.model.policy import Policy
 
 RESULTS_VERSION = 1
 COLUMNS = ("minADE", "ADE", "FDE", "lon_acc", "lat_acc", "consistency", "reasoning_score",
@@ -276,7 +279,7 @@ def _progress(total: int, enabled: bool, desc: str):
     return tqdm(total=total, desc=desc, unit="sample", file=sys.stderr)
 
 
-def _run_policy(row: Row, policy: Any, samples: Sequence[DrivingSample],
+def _run_policy(row: Row, policy: Policy, samples: Sequence[DrivingSample],
                 truths: Sequence[SampleTruth], config: EvalConfig, mode: str,
                 blank: bool, grade: Callable | None, bar: Any) -> None:
     """Batched ``Policy.predict`` over the samples; score every prediction into ``row``."""
@@ -342,9 +345,9 @@ def _run_majority(row: Row, truths: Sequence[SampleTruth], majority: tuple[str, 
         row.finish()
 
 
-def evaluate(policy: Any, samples: Sequence[DrivingSample], config: EvalConfig = EvalConfig(),
-             trajectory_policy: Any = None, majority: tuple[str, str] | None = None,
-             ) -> dict[str, Any]:
+def evaluate(policy: Policy, samples: Sequence[DrivingSample],
+             config: EvalConfig = EvalConfig(), trajectory_policy: Policy | None = None,
+             majority: tuple[str, str] | None = None) -> dict[str, Any]:
     """Evaluate ``policy`` (a :class:`~alpamayo_ros.model.policy.Policy`) and the baselines.
 
     ``trajectory_policy``: separate trajectory-only weights for the trajectory row (else
@@ -356,8 +359,14 @@ def evaluate(policy: Any, samples: Sequence[DrivingSample], config: EvalConfig =
         raise ValueError("samples must not be empty")
     t0 = time.perf_counter()
     notes: list[str] = []
-    samples = list(samples)
-    truths = [sample_truth(s) for s in samples]
+    # One pass for the truth; the model passes reload their batches from ``samples`` (a
+    # memory-mapped dataset), and the baselines use copies without images, so memory
+    # does not grow with the number of samples.
+    truths, light = [], []
+    for i in range(len(samples)):
+        s = samples[i]
+        truths.append(sample_truth(s))
+        light.append(replace(s, images=np.zeros((0, 0, 0, 0, 3), np.uint8)))
     t_truth = time.perf_counter() - t0
     missing = [t.boxes_note for t in truths if t.boxes is None]
     if missing:
@@ -396,13 +405,13 @@ def evaluate(policy: Any, samples: Sequence[DrivingSample], config: EvalConfig =
     if bar is not None:
         bar.close()
     cv = Row("constant velocity", "current speed, straight ahead (one plan: minADE = ADE)")
-    _run_kinematic(cv, samples, truths, baselines.constant_velocity_controls)
+    _run_kinematic(cv, light, truths, baselines.constant_velocity_controls)
     ctrv = Row("constant yaw rate", "current speed and the yaw rate of the last 0.5 s of "
                                     "history (CTRV; one plan: minADE = ADE)")
-    _run_kinematic(ctrv, samples, truths, baselines.constant_yaw_rate_controls)
+    _run_kinematic(ctrv, light, truths, baselines.constant_yaw_rate_controls)
     expert = Row("expert", "the logged future (ADE 0 by construction); decisions and text "
                            "from its label")
-    _run_expert(expert, samples, truths, grade)
+    _run_expert(expert, light, truths, grade)
     rows += [cv, ctrv, expert]
     if majority is not None:
         maj = Row("majority class", f"train split's most frequent decisions: "
@@ -412,9 +421,9 @@ def evaluate(policy: Any, samples: Sequence[DrivingSample], config: EvalConfig =
     else:
         notes.append("majority-class row left out: no training-split decisions given")
     summaries = [r.summary() for r in rows]
-    seeds = sorted({int(s.meta["seed"]) for s in samples if "seed" in (s.meta or {})})
+    seeds = sorted({int(s.meta["seed"]) for s in light if "seed" in (s.meta or {})})
     families: dict[str, int] = {}
-    for s in samples:
+    for s in light:
         fam = str((s.meta or {}).get("family", "?"))
         families[fam] = families.get(fam, 0) + 1
     result: dict[str, Any] = {
