@@ -24,6 +24,7 @@ from alpamayo_ros.training.grpo import (
     repeat_inputs,
     rl_step,
     sample_group,
+    scene_boxes,
     select_prompts,
     text_allowed,
     token_logprobs,
@@ -296,6 +297,7 @@ def test_default_rewards_use_scene_boxes_and_judge_fallback():
     assert all(r.details["collided"] == 1.0 for r in out)
     assert out[0].components["reasoning"] > out[1].components["reasoning"] == 0.0
     assert out[1].components["consistency"] == 0.0
+    assert scene_boxes(sample, 64) is None  # no family/seed/index: no collision term
 
 
 def test_a_reward_for_some_tokens_raises_their_probability(policy):

@@ -278,14 +278,18 @@ RewardFn = Callable[[DrivingSample, Sequence[str], Sequence[Sequence[int]], np.n
 
 
 def scene_boxes(sample: DrivingSample, steps: int) -> np.ndarray | None:
-    """The agents' true future boxes for a data-engine sample (meta family/seed/index)."""
-    meta = sample.meta or {}
-    if not all(k in meta for k in ("family", "seed", "index")):
-        return None
-    from alpamayo_ros.eval import scene  # simulator imports: only when needed
+    """The agents' true future boxes of a data-engine sample, or None.
 
-    episode = scene.episode_for(str(meta["family"]), int(meta["seed"]), meta.get("duration_s"))
-    return scene.agents_future_boxes(episode, int(meta["index"]), steps)
+    :func:`alpamayo_ros.eval.evaluate.true_boxes`: the episode re-simulated from the
+    sample's meta (family, seed, index), used only when its ego future matches the
+    sample's; None for other samples (then no collision term).
+    """
+    from alpamayo_ros.eval.evaluate import true_boxes  # simulator imports: only when needed
+
+    boxes, _ = true_boxes(sample)
+    if boxes is None or boxes.shape[0] != steps:
+        return None
+    return boxes
 
 
 class RLRewards:
