@@ -10,7 +10,14 @@ import json
 import numpy as np
 import pytest
 
-from alpamayo_ros.data.bag import BagConfig, decode_image, read_bag, write_episode_bag
+from alpamayo_ros.data.bag import (
+    NAVIGATION_TOPIC,
+    BagConfig,
+    EncodedImage,
+    decode_image,
+    read_bag,
+    write_episode_bag,
+)
 from alpamayo_ros.data.cameras import CameraConfig, RigConfig, ar1_rig, make_rig
 from alpamayo_ros.data.coc import label_episode
 from alpamayo_ros.data.dataset import BagDataset, load_cache, write_cache
@@ -212,6 +219,34 @@ def test_dataset_view_and_cache(small_bag, tmp_path):
     assert isinstance(loaded.arrays("images")[0], np.memmap)
 
 
+def test_navigation_round_trips_and_dataset_decodes_lazily(tmp_path):
+    from mcap_ros2.reader import read_ros2_messages
+
+    ep = simulate(make_scenario("turn", 0, duration_s=8.5))
+    assert ep.navigation  # a route family always has a command
+    path = write_episode_bag(ep, [], make_rig("tiny"), tmp_path / "nav")
+    nav = [(m.log_time_ns, m.ros_msg.data) for m in read_ros2_messages(str(next(path.glob(
+        "*.mcap")))) if m.channel.topic == NAVIGATION_TOPIC]
+    eager = read_bag(path)
+    assert nav == [(int(eager.odom_ns[0]), ep.navigation)]  # once, at the start (latched)
+    assert eager.navigation == ep.navigation
+    ds = BagDataset(path, stride=1)
+    assert len(ds) == len(ep.frames) - 64 - 15
+    assert all(isinstance(img, EncodedImage) for lst in ds.bags[0].images.values()
+               for _, img in lst)
+    held = sum(img.nbytes for lst in ds.bags[0].images.values() for _, img in lst)
+    decoded = sum(img.nbytes for lst in eager.images.values() for _, img in lst)
+    assert held < decoded / 3
+    names = sorted(eager.images)
+    for k in (0, len(ds) - 1):
+        s = ds[k]
+        i = s.meta["index"]
+        assert s.navigation == ep.navigation and s.images.shape == (2, 4, 60, 96, 3)
+        for c, n in enumerate(names):  # the same pixels as the eager reader, frames i-1, i
+            np.testing.assert_array_equal(s.images[:, c],
+                                          np.stack([eager.images[n][j][1] for j in (i - 1, i)]))
+
+
 def test_mosaic_png(small_bag, tmp_path):
     ep, kfs, _ = small_bag
     rgb = mosaic(ep, kfs[-1], make_rig("tiny"), tile_width=96)
@@ -227,4 +262,12 @@ def test_generate_command(tmp_path, capsys):
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     assert len(summary["bags"]) == 1 and summary["keyframes"] >= 1
-    assert len(load_cache(tmp_path / "cache")) >= 1
+    keyframes_only = load_cache(tmp_path / "cache")
+    assert len(keyframes_only) == summary["cached_samples"] >= 1
+    assert keyframes_only[0].images.shape[0] == 2  # the presets' history frames
+    # --stride 1 caches every step with 6.4 s of future (85 - 64 - 15), more frames on ask.
+    rc = main(["cache", *summary["bags"], "--out", str(tmp_path / "all"), "--stride", "1",
+               "--history-frames", "3"])
+    assert rc == 0
+    every = load_cache(tmp_path / "all")
+    assert len(every) == 6 and every[0].images.shape[0] == 3

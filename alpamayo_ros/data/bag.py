@@ -11,6 +11,11 @@ Topics (stamps are the 10 Hz simulation clock from ``start_ns``):
   x, y, heading and velocity are the expert's poses, acceleration and curvature the
   unicycle controls fitted to them, :mod:`alpamayo_ros.data.controls`)
 - ``/planning/reference_reasoning`` (alpamayo_ros/msg/Reasoning, at CoC keyframes)
+- ``/planning/navigation_command`` (std_msgs/String, one message at the first stamp: the
+  episode's route command, "" for none; the live graph's latched navigation topic)
+
+:func:`read_bag` decodes every image by default; ``decode_images=False`` keeps each as
+its message bytes (:class:`EncodedImage`, a few kB for a jpeg) to decode on demand.
 
 The package's own message types are registered from ``msg/*.msg`` with
 ``rosbags.typesys.get_types_from_msg``; no ROS installation is needed.
@@ -20,8 +25,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -45,6 +50,7 @@ ODOM_TOPIC = topics.ODOMETRY
 OBSTACLE_TOPIC = topics.OBSTACLES
 TRAJECTORY_TOPIC = topics.REFERENCE_TRAJECTORY
 REASONING_TOPIC = topics.REFERENCE_REASONING
+NAVIGATION_TOPIC = topics.NAVIGATION
 MAP_FRAME = topics.MAP_FRAME
 EGO_FRAME = topics.EGO_FRAME
 CLASSIFICATION = {"car": 1, "van": 1, "truck": 1, "bus": 1, "ambulance": 1, "pedestrian": 2,
@@ -148,6 +154,7 @@ def write_episode_bag(
         c_obs = conn(OBSTACLE_TOPIC, f"{PACKAGE}/msg/ObstacleArray")
         c_traj = conn(TRAJECTORY_TOPIC, f"{PACKAGE}/msg/Trajectory")
         c_reason = conn(REASONING_TOPIC, f"{PACKAGE}/msg/Reasoning")
+        c_nav = conn(NAVIGATION_TOPIC, "std_msgs/msg/String")
         c_img = {c.name: conn(image_topic(c.name, config.compressed), img_type)
                  for c in rig.cameras}
         c_info = {c.name: conn(info_topic(c.name), "sensor_msgs/msg/CameraInfo")
@@ -156,6 +163,8 @@ def write_episode_bag(
         def put(connection, ns: int, msg) -> None:
             w.write(connection, ns, store.serialize_cdr(msg, connection.msgtype))
 
+        # The route command holds for the whole episode: one (latched) message at the start.
+        put(c_nav, config.start_ns, t["std_msgs/msg/String"](data=episode.navigation))
         for i, frame in enumerate(episode.frames):
             ns = config.start_ns + int(round(i * DT_S * 1e9))
             e = frame.ego
@@ -269,17 +278,73 @@ def _image_msg(m: _Msgs, cam: CameraConfig, img: np.ndarray, ns: int, config: Ba
 
 
 # --------------------------------------------------------------------------- reading
+@dataclass(frozen=True)
+class EncodedImage:
+    """An image message kept as its bytes: jpeg/png data or raw rgb8/bgr8 rows."""
+
+    data: np.ndarray  # uint8, owned (not a view of the bag's read buffer)
+    compressed: bool
+    height: int = 0  # raw images only
+    width: int = 0
+    step: int = 0
+    encoding: str = ""
+
+    @staticmethod
+    def from_msg(msg, msgtype: str) -> EncodedImage:
+        """Keep ``msg``'s payload (Image or CompressedImage) without decoding it."""
+        buf = np.array(_bytes(msg.data), np.uint8)  # a copy: the message buffer is freed
+        if msgtype.endswith("CompressedImage"):
+            return EncodedImage(buf, True)
+        return EncodedImage(buf, False, int(msg.height), int(msg.width), int(msg.step),
+                            str(msg.encoding))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held."""
+        return int(self.data.nbytes)
+
+    def decode(self) -> np.ndarray:
+        """RGB uint8 (H, W, 3)."""
+        if self.compressed:
+            img = cv2.imdecode(self.data, cv2.IMREAD_COLOR)
+            if img is None:
+                raise ValueError("could not decode compressed image")
+            return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        if self.encoding not in ("rgb8", "bgr8"):
+            raise ValueError(f"image encoding must be rgb8 or bgr8, got {self.encoding!r}")
+        arr = self.data.reshape(self.height, self.step)[:, : self.width * 3]
+        arr = arr.reshape(self.height, self.width, 3)
+        return arr[..., ::-1].copy() if self.encoding == "bgr8" else arr.copy()
+
+
+def _bytes(data) -> np.ndarray:
+    """``msg.data`` as a uint8 array: a uint8 array (rosbags) or ``bytes`` (mcap-ros2)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return np.frombuffer(data, np.uint8)
+    return np.asarray(data, np.uint8)
+
+
+PLAN_FIELDS = ("x", "y", "heading", "velocity", "acceleration", "curvature")
+
+
 @dataclass
 class BagContents:
-    """Everything read back from one bag, decoded and sorted by stamp."""
+    """Everything read back from one bag, sorted by stamp."""
 
     odom_ns: np.ndarray  # (T,)
     odom_xyhv: np.ndarray  # (T, 4) map frame
-    images: dict[str, list[tuple[int, np.ndarray]]]  # camera -> [(ns, RGB)]
+    # camera -> [(ns, RGB array)], or [(ns, EncodedImage)] from read_bag(decode_images=False)
+    images: dict[str, list[tuple[int, np.ndarray | EncodedImage]]]
     camera_info: dict[str, object]
-    trajectories: dict[int, object]  # ns -> Trajectory message
+    trajectories: dict[int, object]  # ns -> Trajectory message, or (N, 6) PLAN_FIELDS array
     reasoning: dict[int, object]  # ns -> Reasoning message
     obstacles: dict[int, object]
+    navigation: str = ""  # the route command (last message on the navigation topic)
+
+    def image(self, camera: str, k: int) -> np.ndarray:
+        """RGB of the ``k``-th image of ``camera``, decoded now if it was kept encoded."""
+        img = self.images[camera][k][1]
+        return img.decode() if isinstance(img, EncodedImage) else img
 
 
 def decode_image(msg, msgtype: str) -> np.ndarray:
@@ -287,28 +352,36 @@ def decode_image(msg, msgtype: str) -> np.ndarray:
 
     ``msg.data`` may be a uint8 array (rosbags) or ``bytes`` (mcap-ros2-support).
     """
-    data = msg.data
-    buf = (np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview))
-           else np.asarray(data, np.uint8))
-    if msgtype.endswith("CompressedImage"):
-        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-        if img is None:
-            raise ValueError("could not decode compressed image")
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    if msg.encoding not in ("rgb8", "bgr8"):
-        raise ValueError(f"image encoding must be rgb8 or bgr8, got {msg.encoding!r}")
-    arr = buf.reshape(msg.height, msg.step)[:, : msg.width * 3]
-    arr = arr.reshape(msg.height, msg.width, 3)
-    return arr[..., ::-1].copy() if msg.encoding == "bgr8" else arr.copy()
+    return EncodedImage.from_msg(msg, msgtype).decode()
 
 
-def read_bag(path: str | Path) -> BagContents:
-    """Read a bag written by :func:`write_episode_bag` (or any bag with these topics)."""
+def _pack(images: list[tuple[int, EncodedImage]]) -> list[tuple[int, EncodedImage]]:
+    """The same images with their bytes in one buffer, not thousands of small ones."""
+    if not images:
+        return images
+    buf = np.concatenate([img.data for _, img in images])
+    ends = np.cumsum([img.data.size for _, img in images])
+    return [(ns, replace(img, data=buf[end - img.data.size: end]))
+            for (ns, img), end in zip(images, ends.tolist())]
+
+
+def read_bag(path: str | Path, decode_images: bool = True, skip: Collection[str] = (),
+             plans_as_arrays: bool = False) -> BagContents:
+    """Read a bag written by :func:`write_episode_bag` (or any bag with these topics).
+
+    With ``decode_images=False`` images stay encoded (:class:`EncodedImage`), with
+    ``plans_as_arrays`` each trajectory is a float64 array (points, 6) of :data:`PLAN_FIELDS`
+    instead of a message of 64 point objects, and topics in ``skip`` are not read: a
+    20 s bag of 4 cameras then holds about 4 MB instead of about 80 MB.
+    """
     store = make_typestore()
     odom, images, infos, trajs, reasons, obstacles = [], {}, {}, {}, {}, {}
+    navigation = ""
     with Reader(Path(path)) as reader:
         for conn, ns, raw in reader.messages():
             topic, msgtype = conn.topic, conn.msgtype
+            if topic in skip:
+                continue
             msg = store.deserialize_cdr(raw, msgtype)
             if topic == ODOM_TOPIC:
                 p = msg.pose.pose
@@ -317,21 +390,29 @@ def read_bag(path: str | Path) -> BagContents:
             elif topic.startswith("/sensing/camera/") and topic.endswith("/camera_info"):
                 infos[topic.split("/")[3]] = msg
             elif topic.startswith("/sensing/camera/"):
-                images.setdefault(topic.split("/")[3], []).append((ns, decode_image(msg, msgtype)))
+                img = EncodedImage.from_msg(msg, msgtype)
+                images.setdefault(topic.split("/")[3], []).append(
+                    (ns, img.decode() if decode_images else img))
             elif topic == TRAJECTORY_TOPIC:
-                trajs[ns] = msg
+                trajs[ns] = (np.array([[getattr(p, f) for f in PLAN_FIELDS] for p in msg.points],
+                                      np.float64).reshape(-1, len(PLAN_FIELDS))
+                             if plans_as_arrays else msg)
             elif topic == REASONING_TOPIC:
                 reasons[ns] = msg
             elif topic == OBSTACLE_TOPIC:
                 obstacles[ns] = msg
+            elif topic == NAVIGATION_TOPIC:
+                navigation = str(msg.data)
     if not odom:
         raise ValueError(f"{path}: no {ODOM_TOPIC} messages")
     odom.sort()
     arr = np.array(odom, dtype=np.float64)
-    for lst in images.values():
+    for cam, lst in images.items():
         lst.sort(key=lambda x: x[0])
+        if not decode_images:
+            images[cam] = _pack(lst)
     return BagContents(arr[:, 0].astype(np.int64), arr[:, 1:], images, infos, trajs, reasons,
-                       obstacles)
+                       obstacles, navigation)
 
 
 def odom_in_ego_frame(contents: BagContents, index: int, first: int, last: int) -> np.ndarray:

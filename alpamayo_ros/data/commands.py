@@ -29,13 +29,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rig", default="ar1", choices=sorted(RIG_PRESETS))
     p.add_argument("--raw", action="store_true", help="sensor_msgs/Image instead of jpeg")
     p.add_argument("--cache", default="", help="also write an npy training cache here")
+    _cache_options(p)
     p.set_defaults(func=_generate)
 
     c = subparsers.add_parser("cache", help="build the npy training cache from bags")
     c.add_argument("bags", nargs="+")
     c.add_argument("--out", required=True)
-    c.add_argument("--history-frames", type=int, default=4)
-    c.add_argument("--stride", type=int, default=0, help="also unlabelled samples every N")
+    _cache_options(c)
     c.set_defaults(func=_cache)
 
     m = subparsers.add_parser("mosaic", help="PNG of all cameras, plan, BEV and reasoning")
@@ -63,6 +63,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.set_defaults(func=_bench)
 
 
+def _cache_options(p: argparse.ArgumentParser) -> None:
+    from alpamayo_ros.data.dataset import DEFAULT_HISTORY_FRAMES
+
+    p.add_argument("--history-frames", type=int, default=DEFAULT_HISTORY_FRAMES,
+                   help="camera frames per cached sample (the tiny and default presets "
+                        f"read {DEFAULT_HISTORY_FRAMES})")
+    p.add_argument("--stride", type=int, default=0,
+                   help="besides the keyframes, cache a sample every N steps (1: all steps)")
+
+
 def _families(spec: str) -> list[str]:
     from alpamayo_ros.data.scenarios import FAMILIES
 
@@ -83,6 +93,8 @@ def _generate(args: argparse.Namespace) -> int:
 
     if args.episodes_per_family < 1:
         raise SystemExit("--episodes-per-family must be >= 1")
+    if args.history_frames < 1 or args.stride < 0:
+        raise SystemExit("--history-frames must be >= 1 and --stride >= 0")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rig = make_rig(args.rig)
@@ -105,8 +117,10 @@ def _generate(args: argparse.Namespace) -> int:
     if args.cache:
         from alpamayo_ros.data.dataset import BagDataset, write_cache
 
-        write_cache(BagDataset(written), args.cache)
+        ds = BagDataset(written, history_frames=args.history_frames, stride=args.stride)
+        write_cache(ds, args.cache)
         summary["cache"] = args.cache
+        summary["cached_samples"] = len(ds)
     print(json.dumps(summary, indent=1))
     return 0
 
@@ -114,6 +128,8 @@ def _generate(args: argparse.Namespace) -> int:
 def _cache(args: argparse.Namespace) -> int:
     from alpamayo_ros.data.dataset import BagDataset, write_cache
 
+    if args.history_frames < 1 or args.stride < 0:
+        raise SystemExit("--history-frames must be >= 1 and --stride >= 0")
     ds = BagDataset(args.bags, history_frames=args.history_frames, stride=args.stride)
     write_cache(ds, args.out)
     print(json.dumps({"samples": len(ds), "cache": args.out}))

@@ -4,8 +4,10 @@ A sample is a :class:`~alpamayo_ros.sample.DrivingSample` at a stamp of the bag:
 last ``history_frames`` camera frames of every camera (oldest first), 16 ego poses of
 history (1.6 s), 64 future waypoints at 10 Hz (6.4 s) from the odometry, the unicycle
 controls of the reference trajectory (fitted to the poses,
-:mod:`alpamayo_ros.data.controls`) and, at keyframes, the CoC label. By default the
-samples are the labelled keyframes; ``stride`` adds unlabelled samples every N steps.
+:mod:`alpamayo_ros.data.controls`), the bag's navigation command and, at keyframes, the
+CoC label. By default the samples are the labelled keyframes; ``stride`` adds unlabelled
+samples every N steps. Images stay jpeg bytes in memory until a sample needs them (a
+bag holds a few MB, not the ~75 MB of its decoded frames).
 
 The cache is a directory of shards, each a set of ``.npy`` arrays (memory-mapped on
 load, no pickle) plus ``meta.json`` (cameras, labels as JSON). Public API:
@@ -22,7 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from alpamayo_ros.data.bag import RIG_FILE, BagContents, odom_in_ego_frame, read_bag, read_rig_json
+from alpamayo_ros.data.bag import (
+    OBSTACLE_TOPIC,
+    PLAN_FIELDS,
+    RIG_FILE,
+    BagContents,
+    odom_in_ego_frame,
+    read_bag,
+    read_rig_json,
+)
 from alpamayo_ros.data.controls import plan_controls
 from alpamayo_ros.sample import (
     EGO_HISTORY_STEPS,
@@ -34,6 +44,7 @@ from alpamayo_ros.sample import (
 )
 
 CACHE_VERSION = 1
+DEFAULT_HISTORY_FRAMES = 2  # what the tiny and default presets read (VisionConfig.num_frames)
 _ARRAYS = ("images", "ego_history", "future_xyh", "future_controls", "speed_mps", "stamp_ns")
 
 
@@ -43,9 +54,14 @@ def _camera_geometry(name: str, info) -> CameraGeometry:
 
 
 class BagDataset(Sequence):
-    """DrivingSamples read from one or more bags written by ``alpamayo generate``."""
+    """DrivingSamples read from one or more bags written by ``alpamayo generate``.
 
-    def __init__(self, paths: str | Path | Iterable[str | Path], history_frames: int = 4,
+    ``bags`` hold the bags' contents with images still encoded, plans as arrays and
+    no obstacle messages (``read_bag(decode_images=False, plans_as_arrays=True)``).
+    """
+
+    def __init__(self, paths: str | Path | Iterable[str | Path],
+                 history_frames: int = DEFAULT_HISTORY_FRAMES,
                  cameras: list[str] | None = None, stride: int = 0,
                  camera_geometry: dict[str, CameraGeometry] | None = None) -> None:
         if history_frames < 1:
@@ -56,7 +72,13 @@ class BagDataset(Sequence):
             paths = [paths]
         self.history_frames = history_frames
         paths = [Path(p) for p in paths]
-        self.bags: list[BagContents] = [read_bag(p) for p in paths]
+        # Only what samples read: images still encoded, plans as arrays, no obstacles.
+        self.bags: list[BagContents] = [
+            read_bag(p, decode_images=False, skip={OBSTACLE_TOPIC}, plans_as_arrays=True)
+            for p in paths]
+        # Image stamps per bag and camera, to find a sample's frames without decoding.
+        self._stamps = [{n: np.array([t for t, _ in lst], np.int64)
+                         for n, lst in bag.images.items()} for bag in self.bags]
         self.camera_geometry = dict(camera_geometry or {})
         for p in paths:
             if not camera_geometry and (p / RIG_FILE).exists():
@@ -72,16 +94,20 @@ class BagDataset(Sequence):
             if stride:
                 chosen |= set(range(0, len(bag.odom_ns), stride))
             for i in sorted(chosen):
-                if self._valid(bag, i, names):
+                if self._valid(b, i, names):
                     self.index.append((b, i))
         self.cameras = cameras
 
-    def _valid(self, bag: BagContents, i: int, names: list[str]) -> bool:
+    def _frames_upto(self, b: int, camera: str, ns: int) -> int:
+        """How many images of ``camera`` in bag ``b`` are stamped at or before ``ns``."""
+        return int(np.searchsorted(self._stamps[b][camera], ns, side="right"))
+
+    def _valid(self, b: int, i: int, names: list[str]) -> bool:
+        bag = self.bags[b]
         if i < EGO_HISTORY_STEPS - 1 or i + FUTURE_STEPS >= len(bag.odom_ns):
             return False
-        ns = bag.odom_ns[i]
-        return all(sum(1 for t, _ in bag.images[n] if t <= ns) >= self.history_frames
-                   for n in names)
+        ns = int(bag.odom_ns[i])
+        return all(self._frames_upto(b, n, ns) >= self.history_frames for n in names)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -94,22 +120,22 @@ class BagDataset(Sequence):
         names = self.cameras or sorted(bag.images)
         ns = int(bag.odom_ns[i])
         frames = []
-        for n in names:
-            past = [img for t, img in bag.images[n] if t <= ns][-self.history_frames:]
-            frames.append(np.stack(past))
+        for n in names:  # decode only this sample's frames
+            last = self._frames_upto(b, n, ns)
+            frames.append(np.stack([bag.image(n, k)
+                                    for k in range(last - self.history_frames, last)]))
         images = np.stack(frames, axis=1)  # (F, C, H, W, 3)
         hist = odom_in_ego_frame(bag, i, i - EGO_HISTORY_STEPS + 1, i)
         history = np.concatenate(
             [hist, bag.odom_xyhv[i - EGO_HISTORY_STEPS + 1: i + 1, 3:4]], axis=1)
         future = odom_in_ego_frame(bag, i, i + 1, i + FUTURE_STEPS)
-        controls = np.full((FUTURE_STEPS, 2), np.nan)
-        traj = bag.trajectories.get(ns)
-        if traj is not None and len(traj.points) >= FUTURE_STEPS:
-            controls = np.array([[p.acceleration, p.curvature]
-                                 for p in traj.points[:FUTURE_STEPS]])
+        plan = bag.trajectories.get(ns)
+        if plan is not None and len(plan) >= FUTURE_STEPS:
+            controls = plan[:FUTURE_STEPS, [PLAN_FIELDS.index("acceleration"),
+                                            PLAN_FIELDS.index("curvature")]]
         else:  # a bag without reference trajectories: fit the odometry the same way
-            plan = plan_controls(future, float(bag.odom_xyhv[i, 3]))
-            controls = np.stack([plan.acceleration_mps2, plan.curvature_per_m], axis=1)
+            fit = plan_controls(future, float(bag.odom_xyhv[i, 3]))
+            controls = np.stack([fit.acceleration_mps2, fit.curvature_per_m], axis=1)
         reasoning = bag.reasoning.get(ns)
         coc = None
         if reasoning is not None:
@@ -126,7 +152,7 @@ class BagDataset(Sequence):
             stamp_ns=ns, images=images, cameras=cams,
             ego_history=history.astype(np.float32), future_xyh=future.astype(np.float32),
             future_controls=controls.astype(np.float32), speed_mps=float(bag.odom_xyhv[i, 3]),
-            coc=coc, meta={"bag": b, "odom_index": i})
+            coc=coc, navigation=bag.navigation, meta={"bag": b, "odom_index": i, "index": i})
 
 
 # --------------------------------------------------------------------------- cache
