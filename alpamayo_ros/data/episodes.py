@@ -308,7 +308,7 @@ class EpisodeDataset(Sequence):
     not grow with the dataset; pickling (DataLoader workers) carries only the index.
     """
 
-    def __init__(self, root: str | Path, split: str, max_open: int = 16) -> None:
+    def __init__(self, root: str | Path, split: str, max_open: int = 8) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if max_open < 1:
