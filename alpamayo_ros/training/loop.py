@@ -126,6 +126,19 @@ def params_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def check_replicas(digest: str, dist: Distributed) -> None:
+    """Raise when the processes' parameters differ (digests from :func:`params_digest`)."""
+    if dist.world == 1:
+        return
+    mine = torch.tensor(list(bytes.fromhex(digest)), dtype=torch.float64)
+    low, high = mine.clone(), mine.clone()
+    torch.distributed.all_reduce(low, op=torch.distributed.ReduceOp.MIN)
+    torch.distributed.all_reduce(high, op=torch.distributed.ReduceOp.MAX)
+    if not torch.equal(low, high):
+        raise RuntimeError(f"process {dist.rank}: model replicas differ across the "
+                           f"{dist.world} processes (parameter digests disagree)")
+
+
 def broadcast_model(model: torch.nn.Module, dist: Distributed) -> None:
     """Copy the main process's parameters and buffers to every process."""
     if dist.world > 1:
@@ -405,8 +418,8 @@ def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_se
                 step_sums.add(item)
             step_sums.reduce(dist)
             counts = {n: step_sums.counts[i].float().to(dev) for i, n in enumerate(LOSS_NAMES)}
-            loss = sum(item.total(stage.loss_weights, counts) for item in losses)
-            loss.backward()
+            for item in losses:  # one backward per micro-batch: grads add up as across ranks
+                item.total(stage.loss_weights, counts).backward()
             sync_gradients(params, dist)
             acc.sums += step_sums.sums
             acc.counts += step_sums.counts
@@ -447,10 +460,12 @@ def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_se
         shutil.rmtree(stage_dir / "last", ignore_errors=True)
         policy.save_pretrained(stage_dir / "last")
     dist.barrier()
+    digest = params_digest(model)
+    check_replicas(digest, dist)
     output = _stage_output(run_dir, name, cfg.export_select)
     return {"stage": name, "steps": stage.steps, "samples": stage.steps * stage.batch_size,
             "val": val, "best_val": best_val, "best_step": best_step,
-            "output": str(output), "pool": len(pool), "params_sha256": params_digest(model)}
+            "output": str(output), "pool": len(pool), "params_sha256": digest}
 
 
 # --- the whole run ---------------------------------------------------------------------
