@@ -298,6 +298,12 @@ def test_default_rewards_use_scene_boxes_and_judge_fallback():
     assert out[0].components["reasoning"] > out[1].components["reasoning"] == 0.0
     assert out[1].components["consistency"] == 0.0
     assert scene_boxes(sample, 64) is None  # no family/seed/index: no collision term
+    # A sample without a label: reasoning 0 for the whole group, same detail keys (the
+    # trainer all-reduces the metrics by name).
+    sample.coc = None
+    unlabelled = scorer(sample, [TEXTS[0], "x"], [[1], [2]], ctrl, np.stack([plan, plan]))
+    assert [r.components["reasoning"] for r in unlabelled] == [0.0, 0.0]
+    assert [set(r.details) for r in unlabelled] == [set(r.details) for r in out]
 
 
 def test_a_reward_for_some_tokens_raises_their_probability(policy):

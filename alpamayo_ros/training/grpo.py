@@ -323,12 +323,11 @@ class RLRewards:
             comps: dict[str, float] = {}
             details: dict[str, float] = {}
             if self.weights["reasoning"]:
-                if sample.coc is not None:  # same 0 for the whole group otherwise: no signal
+                score, source = 0.0, ""  # no label: the same 0 for the whole group, no signal
+                if sample.coc is not None:
                     score, source = grade_with_fallback(text, sample.coc, self.judge, v0)
-                    details["llm_graded"] = float(source == "llm")
-                else:
-                    score = 0.0
                 comps["reasoning"] = score
+                details["llm_graded"] = float(source == "llm")
             if self.weights["consistency"]:
                 comps["consistency"] = consistency_reward(text, plan, v0)
             if self.weights["trajectory"]:
@@ -458,7 +457,11 @@ def policy_loss(model: AlpamayoModel, batch: RolloutBatch, cfg: RLConfig
 
 
 def batch_metrics(batch: RolloutBatch, cfg: RLConfig) -> dict[str, float]:
-    """Rollout statistics for logging (same keys for every batch of one reward function)."""
+    """Rollout statistics for logging.
+
+    The keys depend only on the config and the reward function (the trainer all-reduces
+    them by name across processes).
+    """
     r = batch.rewards.double()
     out = {"reward": float(r.mean()), "reward_group_std": float(r.std(1, unbiased=False).mean()),
            "text_tokens": float(batch.text_valid.sum(1).double().mean()),
