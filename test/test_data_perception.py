@@ -172,6 +172,16 @@ def test_lead_at_red_light_episode():
             assert frame.lights[ep.world.lights[0].id] == "red"
             assert 0.0 <= value(values, mask, "light_distance") <= 120.0
     assert leads > 20 and reds > 20
+    # Brake lights: the lead flag is the lead snapshot's, and the lead brakes for the light.
+    braking = []
+    for i, frame in enumerate(ep.frames):
+        values, mask = perception_targets(ep, i)
+        rec = frame.decision
+        if "lead" in rec.visible and any(c.id == "lead" for c in rec.long_causes):
+            snap = next(a for a in frame.agents if a.id == "lead")
+            assert value(values, mask, "lead_braking") == float(snap.braking)
+            braking.append(snap.braking)
+    assert any(braking) and not all(braking)
     # The light comes into range and its distance shrinks as the ego drives on (it never
     # backs up), then it is gone once the ego has passed its stop line or stopped before.
     dist = [value(v, m, "light_distance") for v, m in

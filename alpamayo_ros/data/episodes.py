@@ -167,9 +167,14 @@ def build_episode(spec: DatasetSpec, root: str | Path, split: str, family: str,
     for name, arr in arrays.items():
         np.save(tmp / f"{name}.npy", arr)
     (tmp / META_FILE).write_text(json.dumps(meta, sort_keys=True))
-    if out.exists():  # stale: built with another spec
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    if out.exists() and _already_built(out, ep_hash, split, family, seed) is None:
+        shutil.rmtree(out, ignore_errors=True)  # stale: built with other settings
+    try:
+        os.replace(tmp, out)
+    except OSError:  # another process (a shard, a DDP rank) has just built it
+        shutil.rmtree(tmp, ignore_errors=True)
+        if _already_built(out, ep_hash, split, family, seed) is None:
+            raise
     return {"split": split, "family": family, "seed": seed, "skipped": False,
             "samples": len(steps), "keyframes": meta["keyframes"], "bytes": _dir_bytes(out),
             "seconds": round(time.perf_counter() - t0, 3)}
