@@ -129,3 +129,26 @@ def test_config_from_env_and_validation():
         JudgeConfig(retries=-1)
     with pytest.raises(ValueError, match="timeout_s"):
         JudgeConfig(timeout_s=0.0)
+
+
+def test_rl_rewards_grade_with_the_judge_from_the_rl_config(server, monkeypatch):
+    import numpy as np
+
+    from alpamayo_ros.training.grpo import RLConfig, RLRewards
+
+    monkeypatch.setenv("ALPAMAYO_JUDGE_MODEL", "from-env")
+    monkeypatch.setenv("ALPAMAYO_JUDGE_API_KEY", "env-key")
+    _Handler.replies = [(200, '{"score": 3.5}', 0.0)]
+    cfg = RLConfig(group_size=2, use_llm_judge=True, judge_base_url=server,
+                   consistency_weight=0.0, trajectory_weight=0.0)
+    assert cfg.judge_config().model == "from-env"
+    assert RLConfig(judge_model="m", judge_base_url=server).judge_config().model == "m"
+    with pytest.raises(ValueError, match="judge_base_url"):
+        RLConfig(judge_base_url="localhost:1")
+    sample = type("S", (), {"coc": LABEL, "speed_mps": 5.0})()
+    plans = np.zeros((2, 64, 3))
+    out = RLRewards(cfg)(sample, [TEXT, "no decision"], [[1], [2]], np.zeros((2, 64, 2)), plans)
+    assert [r.components["reasoning"] for r in out] == [3.5, 3.5]
+    assert [r.details["llm_graded"] for r in out] == [1.0, 1.0]
+    assert [r.total for r in out] == [0.7, 0.7]
+    assert len(_Handler.seen) == 2 and _Handler.seen[0][1]["Authorization"] == "Bearer env-key"

@@ -38,7 +38,8 @@ def test_mentions_and_numbers():
                          "a school zone with a 30 km/h limit; my lane ends in 80 m.")
     assert got == {"kind:car", "colour:grey", "light:yellow", "control:stop_sign",
                    "event:school_zone", "lane_end"}
-    assert numbers("cruise at 50 km/h, 12.5 m ahead, 3 mph") == [(50.0, "km/h"), (12.5, "m")]
+    assert numbers("cruise at 50 km/h, 12.5 m ahead, 3 mph, 2 m/s^2") == [(50.0, "km/h"),
+                                                                          (12.5, "m")]
 
 
 @pytest.mark.parametrize("text, score", [

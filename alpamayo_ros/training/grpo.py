@@ -38,6 +38,7 @@ from alpamayo_ros.model import dynamics
 from alpamayo_ros.model.modeling import AlpamayoModel
 from alpamayo_ros.model.processor import ModelInputs, Processor
 from alpamayo_ros.sample import DrivingSample
+from alpamayo_ros.training.judge import JudgeConfig, LLMJudge, grade_with_fallback
 from alpamayo_ros.training.rewards import (
     REWARD_NAMES,
     RolloutReward,
@@ -63,7 +64,9 @@ class RLConfig:
     reasoning_weight: float = 1.0  # on the critic's score / 5
     consistency_weight: float = 1.0
     trajectory_weight: float = 1.0
-    use_llm_judge: bool = False  # judge.JudgeConfig.from_env(); rule critic on failure
+    use_llm_judge: bool = False  # rule critic when the judge fails
+    judge_base_url: str = ""  # "" = ALPAMAYO_JUDGE_BASE_URL (judge.JudgeConfig.from_env)
+    judge_model: str = ""  # "" = ALPAMAYO_JUDGE_MODEL; the API key comes from the env only
     disagreement_fraction: float = 0.5  # share of select_prompts picks by disagreement
     ppo_epochs: int = 1
     advantage_std_floor: float = 1e-4
@@ -101,6 +104,12 @@ class RLConfig:
                              f"{self.advantage_std_floor!r}")
         if not isinstance(self.use_llm_judge, bool):
             raise ValueError(f"use_llm_judge must be a bool, got {self.use_llm_judge!r}")
+        for name in ("judge_base_url", "judge_model"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a string, got {getattr(self, name)!r}")
+        if self.judge_base_url and not self.judge_base_url.startswith(("http://", "https://")):
+            raise ValueError(f"judge_base_url must start with http:// or https://, got "
+                             f"{self.judge_base_url!r}")
         if sum(self.reward_weights.values()) == 0.0:
             raise ValueError("reasoning_weight, consistency_weight and trajectory_weight "
                              "are all 0: nothing to optimise")
@@ -112,6 +121,12 @@ class RLConfig:
         return {"reasoning": float(self.reasoning_weight),
                 "consistency": float(self.consistency_weight),
                 "trajectory": float(self.trajectory_weight)}
+
+    def judge_config(self) -> JudgeConfig:
+        """The LLM judge's endpoint: the environment, overridden by the ``judge_*`` fields."""
+        overrides = {name: value for name, value in (("base_url", self.judge_base_url),
+                                                     ("model", self.judge_model)) if value}
+        return JudgeConfig.from_env(**overrides)
 
     def trajectory_reward_config(self) -> TrajectoryRewardConfig:
         """The ``traj_*`` fields as a :class:`TrajectoryRewardConfig`."""
@@ -295,16 +310,14 @@ def scene_boxes(sample: DrivingSample, steps: int) -> np.ndarray | None:
 class RLRewards:
     """The default :data:`RewardFn`: the three rewards of :mod:`.rewards`, weighted."""
 
-    def __init__(self, cfg: RLConfig, judge: object | None = None,
+    def __init__(self, cfg: RLConfig, judge: LLMJudge | None = None,
                  boxes_fn: Callable[[DrivingSample, int], np.ndarray | None] | None
                  = scene_boxes) -> None:
         self.cfg = cfg
         self.weights = cfg.reward_weights
         self.traj_cfg = cfg.trajectory_reward_config()
         if judge is None and cfg.use_llm_judge:
-            from alpamayo_ros.training.judge import JudgeConfig, LLMJudge
-
-            judge = LLMJudge(JudgeConfig.from_env())
+            judge = LLMJudge(cfg.judge_config())
         self.judge = judge
         self.boxes_fn = boxes_fn
 
@@ -312,8 +325,6 @@ class RLRewards:
                  ids: Sequence[Sequence[int]], controls: np.ndarray, plans: np.ndarray
                  ) -> list[RolloutReward]:
         """Score the rollouts of one prompt."""
-        from alpamayo_ros.training.judge import grade_with_fallback
-
         need_boxes = self.weights["trajectory"] and self.traj_cfg.collision_weight
         boxes = (self.boxes_fn(sample, plans.shape[1])
                  if need_boxes and self.boxes_fn is not None else None)

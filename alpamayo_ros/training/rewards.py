@@ -102,7 +102,7 @@ _MENTION_RES: dict[str, re.Pattern] = {
     "lane_end": re.compile(r"\blane\b[^.;]{0,20}?\b(?:ends|ending|runs out)\b"),
     "route": re.compile(r"\broute\b"),
 }
-_NUMBER_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(km/h|m)\b")
+_NUMBER_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(km/h|m(?!/))\b")
 
 
 def cause_mentions(text: str) -> frozenset[str]:
