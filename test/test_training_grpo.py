@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -12,6 +13,7 @@ from alpamayo_ros.model.policy import Policy
 from alpamayo_ros.model.synthetic import synthetic_sample
 from alpamayo_ros.sample import CocLabel, CriticalComponentLabel
 from alpamayo_ros.training.grpo import (
+    DisagreementPool,
     RLConfig,
     RLRewards,
     clip_fraction,
@@ -125,6 +127,27 @@ def test_disagreement_and_prompt_selection():
     assert draws == set(range(8))  # pure random: NaN prompts can be drawn too
     with pytest.raises(ValueError, match="k must be"):
         select_prompts(pool, 9, 0.5, rng)
+    # Unscored (NaN) prompts are never top picks: with one scored prompt, one top pick.
+    one = np.array([np.nan, np.nan, 2.0, np.nan, np.nan])
+    firsts = {int(select_prompts(one, 3, 1.0, rng)[0]) for _ in range(5)}
+    assert firsts == {2}
+    unscored = np.full(6, np.nan)
+    assert len({tuple(select_prompts(unscored, 2, 1.0, rng)) for _ in range(20)}) > 1
+
+
+def test_disagreement_pool_picks_scored_prompts_and_round_trips():
+    rng = np.random.default_rng(1)
+    pool = DisagreementPool(10, 0.5)
+    assert len(set(pool.pick(4, rng))) == 4
+    pool.update([3, 7, 1], [0.9, 0.5, 0.0])
+    picked = pool.pick(4, rng)
+    assert list(picked[:2]) == [3, 7] and len(set(picked)) == 4
+    clone = DisagreementPool(10, 0.0)
+    clone.load_state_dict(json.loads(json.dumps(pool.state_dict())))
+    np.testing.assert_array_equal(clone.scores, pool.scores)
+    assert clone.fraction == 0.5
+    with pytest.raises(ValueError, match="indices"):
+        pool.update([1, 2], [0.1])
 
 
 # --------------------------------------------------------------------------- tiny model
@@ -247,8 +270,11 @@ def test_rl_step_gives_a_finite_loss_with_backbone_gradients(policy):
     model.zero_grad(set_to_none=True)
     cfg = RLConfig(group_size=3, max_reasoning_tokens=6, flow_steps=2, kl_beta=0.1)
     ref = Policy.from_config("tiny", corpus=TEXTS * 4, seed=1, device="cpu").model
+    seen = []
     loss, metrics = rl_step(model, ref, policy.processor, _samples(2),
-                            cfg, torch.Generator().manual_seed(1))
+                            cfg, torch.Generator().manual_seed(1), on_batch=seen.append)
+    assert len(seen) == 1 and seen[0].disagreement.shape == (2,)
+    assert metrics["disagreement"] == pytest.approx(float(seen[0].disagreement.mean()))
     assert torch.isfinite(loss)
     loss.backward()
     grads = [p.grad for p in model.backbone.parameters() if p.grad is not None]

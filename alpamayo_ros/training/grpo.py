@@ -20,9 +20,10 @@ ids and ``</coc>`` only, logits divided by the temperature).
 
 Entry points: :func:`rl_step` (what the trainer calls each step: sample, score, loss;
 the trainer backpropagates and steps), or :func:`collect_rollouts` + :func:`policy_loss`
-for several PPO epochs over one batch of rollouts. :func:`select_prompts` picks the RL
-prompts where model and reward disagree most (:func:`disagreement_scores`), mixed with
-random ones (AR1's data selection).
+for several PPO epochs over one batch of rollouts. :class:`DisagreementPool` /
+:func:`select_prompts` pick the RL prompts where model and reward disagreed most
+(:func:`disagreement_scores` of their last rollouts), mixed with random ones (AR1's data
+selection, with ``disagreement_fraction``).
 """
 
 from __future__ import annotations
@@ -213,8 +214,9 @@ def select_prompts(scores: np.ndarray, k: int, fraction: float,
                    rng: np.random.Generator) -> np.ndarray:
     """Indices of ``k`` prompts: the top ``scores`` mixed with random ones.
 
-    ``round(k x fraction)`` with the highest scores (NaN last), the rest drawn uniformly
-    from the others without replacement.
+    ``round(k x fraction)`` with the highest scores, the rest drawn uniformly from the
+    others without replacement. NaN means "not scored yet": such prompts are never picked
+    as top ones (fewer top picks when too few are scored), only drawn.
     """
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 1:
@@ -223,11 +225,53 @@ def select_prompts(scores: np.ndarray, k: int, fraction: float,
         raise ValueError(f"k must be in [0, {s.size}], got {k}")
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must be in [0, 1], got {fraction}")
-    n_top = int(round(k * fraction))
-    order = np.argsort(-np.nan_to_num(s, nan=-np.inf), kind="stable")
+    n_top = min(int(round(k * fraction)), int(np.count_nonzero(~np.isnan(s))))
+    order = np.argsort(-np.nan_to_num(s, nan=-np.inf, neginf=-np.inf), kind="stable")
     top, rest = order[:n_top], order[n_top:]
     drawn = rng.choice(rest, size=k - n_top, replace=False) if k > n_top else rest[:0]
     return np.concatenate([top, drawn]).astype(np.int64)
+
+
+class DisagreementPool:
+    """AR1's RL data selection over a training pool, from the scores of earlier steps.
+
+    Holds one :func:`disagreement_scores` value per pool index (NaN until the prompt has
+    been rolled out); :meth:`pick` returns a batch of indices, ``fraction`` of them the
+    most disagreeing prompts and the rest uniform draws (:func:`select_prompts`);
+    :meth:`update` stores the scores of a finished step (``RolloutBatch.disagreement``).
+    The state is JSON-able for checkpoints.
+    """
+
+    def __init__(self, size: int, fraction: float) -> None:
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+        self.fraction = float(fraction)
+        self.scores = np.full(size, np.nan)
+
+    def pick(self, k: int, rng: np.random.Generator) -> np.ndarray:
+        """``k`` distinct pool indices for the next step."""
+        return select_prompts(self.scores, k, self.fraction, rng)
+
+    def update(self, indices: Sequence[int], scores: Sequence[float]) -> None:
+        """Remember the disagreement of the prompts just rolled out."""
+        idx = np.asarray(indices, dtype=np.int64)
+        val = np.asarray(scores, dtype=np.float64)
+        if idx.shape != val.shape:
+            raise ValueError(f"{idx.size} indices for {val.size} scores")
+        self.scores[idx] = val
+
+    def state_dict(self) -> dict:
+        """JSON-able state (NaN as None)."""
+        return {"fraction": self.fraction,
+                "scores": [None if math.isnan(v) else float(v) for v in self.scores]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`."""
+        self.fraction = float(state["fraction"])
+        self.scores = np.array([np.nan if v is None else v for v in state["scores"]],
+                               dtype=np.float64)
 
 
 # --------------------------------------------------------------------------- model pieces
@@ -365,6 +409,7 @@ class RolloutBatch:
     rewards: torch.Tensor  # float (B, G)
     advantages: torch.Tensor  # float (B, G)
     rollout_rewards: list[RolloutReward] = field(default_factory=list)  # (N,)
+    disagreement: np.ndarray | None = None  # (B,) after policy_loss (DisagreementPool)
     old_logp: torch.Tensor | None = None  # (N, L + 1) when collected (ppo_epochs > 1)
     ref_logp: torch.Tensor | None = None  # (N, L + 1) when kl_beta > 0
 
@@ -462,8 +507,9 @@ def policy_loss(model: AlpamayoModel, batch: RolloutBatch, cfg: RLConfig
         loss = loss + cfg.kl_beta * kl
         metrics["kl"] = float(kl.detach())
     seq_logp = ((new.detach() * mask).sum(1) / mask.sum(1).clamp_min(1)).view(-1, g)
-    metrics["disagreement"] = float(np.mean(disagreement_scores(
-        seq_logp.double().cpu().numpy(), batch.rewards.double().cpu().numpy())))
+    batch.disagreement = disagreement_scores(seq_logp.double().cpu().numpy(),
+                                             batch.rewards.double().cpu().numpy())
+    metrics["disagreement"] = float(np.mean(batch.disagreement))
     return loss, metrics
 
 
@@ -489,12 +535,15 @@ def batch_metrics(batch: RolloutBatch, cfg: RLConfig) -> dict[str, float]:
 
 def rl_step(model: AlpamayoModel, ref_model: AlpamayoModel | None, processor: Processor,
             samples: Sequence[DrivingSample], cfg: RLConfig,
-            generator: torch.Generator | None = None, reward_fn: RewardFn | None = None
+            generator: torch.Generator | None = None, reward_fn: RewardFn | None = None,
+            on_batch: Callable[[RolloutBatch], None] | None = None
             ) -> tuple[torch.Tensor, dict[str, float]]:
     """One GRPO step's loss: sample and score groups (no grad), then the clipped PG loss.
 
-    The caller backpropagates and steps the optimizer. With ``ppo_epochs > 1`` use
-    :func:`collect_rollouts` once and :func:`policy_loss` per epoch instead.
+    The caller backpropagates and steps the optimizer. ``on_batch`` receives the
+    :class:`RolloutBatch` (e.g. to feed ``batch.disagreement`` to a
+    :class:`DisagreementPool`). With ``ppo_epochs > 1`` use :func:`collect_rollouts` once
+    and :func:`policy_loss` per epoch instead.
     """
     if cfg.ppo_epochs != 1:
         raise ValueError("rl_step does one policy update per batch of rollouts; with "
@@ -502,4 +551,6 @@ def rl_step(model: AlpamayoModel, ref_model: AlpamayoModel | None, processor: Pr
     batch = collect_rollouts(model, ref_model, processor, samples, cfg, generator, reward_fn)
     loss, metrics = policy_loss(model, batch, cfg)
     metrics.update(batch_metrics(batch, cfg))
+    if on_batch is not None:
+        on_batch(batch)
     return loss, metrics
