@@ -61,6 +61,10 @@ def model_card(cfg: TrainConfig, summary: dict[str, Any], weights_config: dict[s
              f"- splits: train `{cfg.data.train_split}` ({summary.get('train_samples')} "
              f"samples), val `{cfg.data.val_split}` ({summary.get('val_samples')} samples); "
              f"model selection on val only, the test split is not read by training"]
+    spec_json = Path(cfg.data.root) / "spec.json" if cfg.data.root else None
+    if spec_json is not None and spec_json.is_file():
+        built = json.loads(spec_json.read_text())
+        lines.append(f"- dataset content hash: `{built.get('content_hash')}`")
     if cfg.data.spec:
         lines.append(f"- dataset spec: `{cfg.data.spec}`")
         spec = Path(cfg.data.spec)
@@ -69,14 +73,16 @@ def model_card(cfg: TrainConfig, summary: dict[str, Any], weights_config: dict[s
     lines += ["", "## Training run", "",
               f"- command: `{command}`" if command else "- command: (library call)",
               f"- processes: {summary.get('world_size', 1)}, device `{summary.get('device')}`",
-              f"- wall time: {summary.get('wall_s')} s (this invocation)", "",
-              "| stage | steps | samples | val loss (last) | best val loss (step) | "
-              "weights handed on |", "|---|---|---|---|---|---|"]
+              f"- wall time: {summary.get('wall_s')} s (this invocation); per stage below "
+              f"(all sessions of a resumed stage)", "",
+              "| stage | steps | samples | wall time (s) | val loss (last) | "
+              "best val loss (step) | weights handed on |", "|---|---|---|---|---|---|---|"]
     for name, st in summary.get("stages", {}).items():
         val = st.get("val", {}) or {}
         best = (f"{_fmt(st['best_val'])} ({st.get('best_step')})"
                 if st.get("best_val") is not None else "-")
         lines.append(f"| {name} | {st.get('steps')} | {st.get('samples')} | "
+                     f"{st.get('stage_s', '-')} | "
                      f"{_fmt(val['loss']) if 'loss' in val else '-'} | {best} | "
                      f"{Path(str(st.get('output'))).name} |")
     lines += ["", "Last val losses per stage (masked means over the val samples):", ""]

@@ -347,6 +347,8 @@ def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_se
     rl_acc: dict[str, float] = dict(state.get("rl_acc", {}))
     acc_steps = int(state.get("acc_steps", 0))
     val: dict[str, float] = dict(state.get("val", {}))
+    earlier_s = float(state.get("stage_s", 0.0))  # wall time of earlier sessions (resume)
+    t0 = time.monotonic()
     say(f"[{name}] steps {start}..{stage.steps}, global batch {stage.batch_size} "
         f"({dist.world} x {sampler.micro_per_rank} x {micro}), pool {len(pool)} samples, "
         f"{'weighted' if weights is not None else 'uniform'} sampling")
@@ -356,6 +358,7 @@ def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_se
             record = {"stage": name, "step": step, "best_val": best_val, "best_step": best_step,
                       "log_acc": acc.state(), "rl_acc": rl_acc, "acc_steps": acc_steps,
                       "val": val, "seed": cfg.seed, "world_size": dist.world,
+                      "stage_s": earlier_s + time.monotonic() - t0,
                       "config": cfg.to_dict()}
             out = ckpt.save_checkpoint(stage_dir / "checkpoints" / f"step_{step:07d}", policy,
                                        opt, names, record)
@@ -386,7 +389,6 @@ def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_se
     bar = tqdm(total=stage.steps, initial=start, desc=name, disable=not (dist.main and progress),
                dynamic_ncols=True)
     batches = iter(loader)
-    t0 = time.monotonic()
     for step in range(start, stage.steps):
         lr = stage.lr_at(step)
         for group in opt.param_groups:
@@ -452,6 +454,7 @@ def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_se
         if stop_after is not None and done >= stop_after and done < stage.steps:
             bar.close()
             return {"stage": name, "stopped_at": done, "steps": stage.steps,
+                    "stage_s": round(earlier_s + time.monotonic() - t0, 1),
                     "params_sha256": params_digest(model)}
     bar.close()
 
@@ -465,7 +468,8 @@ def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_se
     output = _stage_output(run_dir, name, cfg.export_select)
     return {"stage": name, "steps": stage.steps, "samples": stage.steps * stage.batch_size,
             "val": val, "best_val": best_val, "best_step": best_step,
-            "output": str(output), "pool": len(pool), "params_sha256": digest}
+            "output": str(output), "pool": len(pool), "params_sha256": digest,
+            "stage_s": round(earlier_s + time.monotonic() - t0, 1)}
 
 
 # --- the whole run ---------------------------------------------------------------------
