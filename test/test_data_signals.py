@@ -149,3 +149,46 @@ def test_cut_in_car_shows_its_right_indicator_to_the_ego():
     # The car is ahead on the left; the lit lamps are on its right (the ego's side).
     u = project_ego_points(TELE, np.array([[a.x - e.x, a.y - e.y, 0.6]]))[0, 0]
     assert xs.mean() > u
+
+
+def test_reasoning_cites_only_what_the_cameras_show():
+    from alpamayo_ros.data.expert import Cause
+    from alpamayo_ros.data.text import clause
+    from alpamayo_ros.taxonomy import Uncertainty
+
+    rng = np.random.default_rng(0)
+    events = [Cause(ComponentType.ROAD_EVENT, k, k, Uncertainty.LOW,
+                    {"distance_m": d, "speed_mps": 8.0})
+              for k in ("curve", "speed_bump", "school_zone", "construction_zone")
+              for d in (0.0, 40.0)]
+    limit = Cause(ComponentType.ODD_CONSTRAINT, "speed_limit", "speed_limit",
+                  Uncertainty.LOW, {"speed_mps": 13.9})
+    siren = Cause(ComponentType.CRITICAL_OBJECT, "amb", "vehicle", Uncertainty.HIGH,
+                  {"agent_kind": "ambulance", "state": "siren", "where": "behind"})
+    for _ in range(30):
+        for c in events:  # no sign shows an advisory speed: no km/h in the cause
+            assert "km/h" not in clause(c, rng)
+        assert "km/h" not in clause(limit, rng) and "posted" not in clause(limit, rng)
+        assert "siren" not in clause(siren, rng)  # a camera sees lights, not sound
+    # "Emerging from behind a vehicle" only for one that was hidden, not out of range.
+    for seed in range(8):
+        ep = simulate(make_scenario("crosswalk_yield", seed))
+        assert not any(c.attrs.get("emerging") for f in ep.frames
+                       for c in f.decision.long_causes)
+    ep = simulate(make_scenario("hidden_pedestrian", 0))
+    assert any(c.attrs.get("emerging") for f in ep.frames for c in f.decision.long_causes)
+
+
+@pytest.mark.parametrize("seed,kind", [(0, "school_zone"), (3, "speed_bump")])
+def test_speed_bump_and_school_zone_are_drawn(seed, kind):
+    ep = simulate(make_scenario("speed_adaptation", seed))
+    ev = ep.world.events[0]
+    assert ev.kind == kind
+    k = min(range(len(ep.frames)), key=lambda j: abs(ev.s_start - ep.frames[j].ego.s - 30.0))
+    with_event = SceneRenderer(ep).render(k, [TELE])[0].astype(int)
+    ep.world.events = []
+    without = SceneRenderer(ep).render(k, [TELE])[0].astype(int)
+    changed = np.abs(with_event - without).max(axis=-1) > 30
+    assert changed.sum() >= 30
+    r, g, b = (with_event[changed].mean(axis=0))
+    assert r > b + 40  # red surface / yellow stripes, not grey asphalt

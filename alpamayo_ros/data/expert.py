@@ -37,6 +37,9 @@ from alpamayo_ros.taxonomy import LongitudinalDecision as Lon
 from alpamayo_ros.taxonomy import Uncertainty
 
 PERCEPTION_MEMORY_S = 2.0  # AR1 labelling window: causes must be seen in the last 2 s
+# An agent first seen this close (well inside the cameras' 90 m range) was hidden behind
+# something, not out of range: it is described as emerging from behind a vehicle.
+EMERGE_RANGE_M = 75.0
 MAX_ACCEL_MPS2 = 2.4  # release comfort bound, longitudinal accel +2.40 m/s^2
 MAX_DECEL_MPS2 = 7.0
 MAX_JERK_MPS3 = 10.0
@@ -143,6 +146,7 @@ class Expert:
         self.turns = list(turns or [])
         self.last_seen: dict[str, float] = {}
         self.first_seen: dict[str, float] = {}
+        self.emerged: set[str] = set()  # first seen late and close: came out of hiding
         self.lat_mode = "keep"
         self.origin_d = 0.0
         self.target_d: float | None = None
@@ -188,9 +192,8 @@ class Expert:
             state = "slow"
         else:
             state = "moving"
-        emerging = (a.kind in ("pedestrian", "cyclist") and a.id in self.first_seen
-                    and world.time_s - self.first_seen[a.id] < 3.0
-                    and self.first_seen[a.id] > 0.5)
+        emerging = (a.kind in ("pedestrian", "cyclist") and a.id in self.emerged
+                    and world.time_s - self.first_seen[a.id] < 3.0)
         side = "left" if a.d > e.d else "right"
         kind = "vehicle" if a.is_vehicle else a.kind
         high = (a.kind in ("pedestrian", "cyclist") or state in ("cutting_in", "siren")
@@ -431,7 +434,11 @@ class Expert:
         t = world.time_s
         seen = visible_agents(world)
         for aid in seen:
-            self.first_seen.setdefault(aid, t)
+            if aid not in self.first_seen:
+                self.first_seen[aid] = t
+                a = world.agent(aid)
+                if t > 0.5 and math.hypot(a.s - world.ego.s, a.d - world.ego.d) < EMERGE_RANGE_M:
+                    self.emerged.add(aid)
             self.last_seen[aid] = t
         e, road, cfg = world.ego, world.road, self.config
         lat_dec, lat_causes, target_d, hints = self._lateral(world)

@@ -28,6 +28,7 @@ from alpamayo_ros.data.world import COLOURS
 NEAR_M = 0.15
 FAR_M = 220.0
 SUBPIXEL_BITS = 3
+SURFACE_LAYER = 0.5  # coloured road surfaces: over the asphalt (0), under the paint (1)
 LAMP_COLOURS = {"red": (255, 40, 30), "yellow": (255, 200, 0), "green": (40, 255, 90)}
 # Vehicle lamps. Lit ones (any channel >= 250) are drawn unshaded, like the signal lamps.
 BRAKE_ON = (255, 30, 20)
@@ -41,7 +42,7 @@ class QuadBatch:
 
     verts: np.ndarray  # (N, 4, 3) float64 world
     colours: np.ndarray  # (N, 3) float32 RGB before shading
-    layers: np.ndarray  # (N,) int
+    layers: np.ndarray  # (N,) -1 grass, 0 ground, 0.5 surface patches, 1 paint, 2 solids
     objects: np.ndarray  # (N,) int, -1 for ground/paint
     normals: np.ndarray  # (N, 3) (zero for ground: never culled)
 
@@ -65,7 +66,8 @@ class _Builder:
         self.normals: list = []
         self.next_object = 0
 
-    def quad(self, v: np.ndarray, colour, layer: int, obj: int = -1, normal=(0, 0, 0)) -> None:
+    def quad(self, v: np.ndarray, colour, layer: float, obj: int = -1, normal=(0, 0, 0)
+             ) -> None:
         self.verts.append(v)
         self.colours.append(colour)
         self.layers.append(layer)
@@ -198,6 +200,22 @@ class SceneRenderer:
                 v = _strip(road, np.array([cw.s - cw.width_m / 2]),
                            np.array([cw.s + cw.width_m / 2]), di, di + 0.5, 0.012)
                 b.quad(v[0], white, 1)
+        # Road events the reasoning names: a speed bump is a yellow-and-black striped band
+        # across the road, a school zone a red surface on the ego's lanes (with the yellow
+        # sign its family puts up); curves show in the road, work zones in their cones.
+        ego_left = (cfg.num_lanes - 0.5) * w
+        for ev in world.events:
+            if ev.kind == "speed_bump":
+                mid = 0.5 * (ev.s_start + ev.s_end)
+                for k, di in enumerate(np.arange(right, left, 0.6)):
+                    v = _strip(road, np.array([mid - 0.6]), np.array([mid + 0.6]), di,
+                               min(di + 0.6, left), 0.013)
+                    b.quad(v[0], yellow if k % 2 == 0 else (35, 35, 35), 1)
+            elif ev.kind == "school_zone":
+                zs = np.arange(ev.s_start, ev.s_end, step)
+                for v in _strip(road, zs, np.minimum(zs + step, ev.s_end), right, ego_left,
+                                0.005):
+                    b.quad(v, (150, 60, 55), SURFACE_LAYER)
         # Props.
         for p in world.props:
             x, y, h = road.to_world(p.s, p.d)

@@ -63,24 +63,23 @@ def noun_phrase(cause: Cause, rng: np.random.Generator) -> str:
     if cause.type == CT.YIELD_STOP_CONTROL:
         return _pick(rng, ["the stop sign", "a stop sign at the junction", "the stop sign"])
     if cause.type == CT.ROAD_EVENT:
-        v = _kmh(a.get("speed_mps", 0.0))
         return {
-            "curve": _pick(rng, [f"a sharp bend (advisory {v} km/h)", "a tight curve",
-                                 f"a sharp curve rated for {v} km/h"]),
+            "curve": _pick(rng, ["a sharp bend", "a tight curve", "a sharp curve",
+                                 "a tight bend"]),
             "turn": _pick(rng, ["the tight corner at the junction", "the corner ahead",
                                 "the sharp corner of the junction"]),
             "speed_bump": _pick(rng, ["a speed bump", "a raised speed hump"]),
-            "school_zone": _pick(rng, [f"a school zone with a {v} km/h limit",
-                                       f"a {v} km/h school zone"]),
-            "construction_zone": _pick(rng, [f"a work zone limited to {v} km/h",
+            "school_zone": _pick(rng, ["a school zone", "a signposted school zone",
+                                       "a school zone marked on the road"]),
+            "construction_zone": _pick(rng, ["a work zone lined with cones",
                                              "road works with cones along the lane"]),
         }.get(cause.kind, "a road event")
     if cause.kind == "lane_end":
         return _pick(rng, ["my lane", "the on-ramp lane", "the acceleration lane"])
     if cause.type == CT.ROUTING_INTENT:
         return "the route"
-    if cause.type == CT.ODD_CONSTRAINT:
-        return f"the {_kmh(a.get('speed_mps', 0.0))} km/h limit"
+    if cause.type == CT.ODD_CONSTRAINT:  # no sign shows it: the limit, not its number
+        return "the speed limit"
     return _pick(rng, ["my lane", "the lane ahead", "the road ahead"])
 
 
@@ -96,7 +95,7 @@ def clause(cause: Cause, rng: np.random.Generator) -> str:
                  "behind": "to the rear"}.get(a.get("where", "ahead"), "ahead")
         if a.get("emerging"):
             return _pick(rng, [f"{np_} is stepping out from behind a parked vehicle",
-                               f"{np_} has just appeared from behind the parked van",
+                               f"{np_} has just appeared from behind a vehicle",
                                f"{np_} emerges onto the road from behind a parked vehicle"])
         if state == "crossing":
             side = "from the right" if a.get("side") == "right" else "from the left"
@@ -108,7 +107,8 @@ def clause(cause: Cause, rng: np.random.Generator) -> str:
         if state == "waiting":
             return f"{np_} is waiting at the edge of the road {_dist(rng, d)} ahead"
         if state == "siren":
-            return _pick(rng, [f"{np_} with its siren on is approaching from the rear",
+            return _pick(rng, [f"{np_} with its emergency lights flashing is approaching "
+                               "from the rear",
                                f"{np_} is coming up fast from the rear with lights flashing",
                                f"{np_}, an emergency vehicle, is closing in from the rear"])
         if state == "braking":
@@ -167,7 +167,7 @@ def clause(cause: Cause, rng: np.random.Generator) -> str:
         return f"the route heads {a.get('direction', 'on')}"
     if cause.type == CT.ODD_CONSTRAINT:
         return _pick(rng, [f"the road ahead is clear and {np_} applies",
-                           f"nothing is in my way and {np_} is posted",
+                           f"nothing is in my way and {np_} holds",
                            f"the way ahead is open under {np_}"])
     return _pick(rng, ["the lane ahead is clear", "nothing is blocking my path",
                        "the road ahead is free"])
