@@ -337,7 +337,7 @@ def test_a_reward_for_some_tokens_raises_their_probability(policy):
     model = Policy.from_config("tiny", corpus=TEXTS * 4, seed=2, device="cpu").model
     processor = policy.processor
     cfg = RLConfig(group_size=8, max_reasoning_tokens=3, flow_steps=1, temperature=1.0)
-    samples = _samples(2, seed=5)
+    samples = _samples(1, seed=5)
     inputs = processor(samples, with_targets=False)
     even = text_allowed(model, model.vocab_size, torch.device("cpu")).clone()
     even[1::2] = False
