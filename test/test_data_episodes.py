@@ -160,6 +160,10 @@ def test_loader_samples_match_the_simulation(built):
         np.testing.assert_array_equal(s.perception_mask, mask)
         assert s.perception.shape == (PERCEPTION_DIM,)
         assert s.stamp_ns == round(episode.frames[i].time_s * 1e9)
+    frames = np.load(root / "train" / "follow_lead_00001" / "frames.npy")
+    i = ds[21].meta["index"]
+    np.testing.assert_array_equal(ds[21].images, frames[i - 1: i + 1])
+    assert ds[21].images.flags.writeable and ds[21].perception.flags.writeable
     # Consecutive samples share frames: the newest frame of one is the oldest of the next.
     np.testing.assert_array_equal(ds[12].images[0], ds[11].images[1])
     assert not np.array_equal(ds[11].images[0], ds[11].images[1])  # the scene moves
@@ -169,7 +173,7 @@ def test_loader_samples_match_the_simulation(built):
 
 def test_loader_accessors(built):
     root, _ = built
-    ds = EpisodeDataset(root, "train", max_open=1)
+    ds = EpisodeDataset(root, "train")
     samples = [ds[i] for i in range(len(ds))]
     ids = ds.decision_ids()
     assert ids.shape == (22, 2) and ids.dtype == np.int64
@@ -183,7 +187,6 @@ def test_loader_accessors(built):
     assert ds.texts() == [s.coc.text for s in samples if s.coc is not None]
     assert ds.navigation_texts() == [t for t in {s.meta["seed"]: s.navigation
                                                  for s in samples}.values() if t]
-    assert len(ds._open) == 1  # max_open bounds the open episodes
     # A half-written episode (temp dir of an interrupted build) is not listed.
     (root / "train" / ".tmp-follow_lead_00005-1").mkdir()
     assert len(EpisodeDataset(root, "train")) == 22

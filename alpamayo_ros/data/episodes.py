@@ -1,4 +1,4 @@
-"""Episode shards: a parallel, resumable builder and a memory-mapped training loader.
+"""Episode shards: a parallel, resumable builder and a training loader that reads rows.
 
 Storage (one directory per episode, ``<root>/<split>/<family>_<seed:05d>/``):
 
@@ -13,19 +13,21 @@ Storage (one directory per episode, ``<root>/<split>/<family>_<seed:05d>/``):
   :mod:`alpamayo_ros.data.controls`), ``speed`` (S,), ``perception`` (S, D) and
   ``perception_mask`` (:mod:`alpamayo_ros.data.perception_targets`), ``decision_ids``
   (S, 2) (:func:`alpamayo_ros.taxonomy.decision_class_ids`) and ``keyframe`` (S,);
+- ``labels.jsonl``: one CoC label per sample and line (JSON, ``null`` where the step has
+  no text, :mod:`alpamayo_ros.data.labels`);
 - ``meta.json``: spec and episode hashes, family, seed, navigation text, camera geometry
-  (intrinsics scaled to the stored size) and the per-sample CoC labels (JSON, ``null``
-  where the step has no text, :mod:`alpamayo_ros.data.labels`).
+  (intrinsics scaled to the stored size) and why a step has no text.
 
 An episode is written to a temporary directory and renamed into place, so a directory
 with ``meta.json`` is complete; one built with the same :meth:`DatasetSpec.episode_hash`
 is skipped (rebuilds resume). :func:`build_dataset` runs episodes in worker processes and
 can be sharded across machines by seed range.
 
-:class:`EpisodeDataset` serves :class:`~alpamayo_ros.sample.DrivingSample` objects from
-memory-mapped arrays (opened lazily in each process, a bounded number of episodes at a
-time, so memory does not grow with the dataset and it works in DataLoader workers) and
-cheap accessors that do not touch images (decision ids, keyframes, controls, texts).
+:class:`EpisodeDataset` serves :class:`~alpamayo_ros.sample.DrivingSample` objects by
+reading only a sample's own rows from the files (positioned reads at offsets taken from
+the ``.npy`` headers, nothing kept open or mapped: memory does not grow with the dataset
+or with iteration, and it works in DataLoader worker processes) and cheap accessors that
+do not touch images (decision ids, keyframes, controls, texts).
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ import json
 import os
 import shutil
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +50,7 @@ __all__ = ["DatasetSpec", "EpisodeDataset", "build_dataset", "build_episode",
            "class_balanced_weights", "dataset_info", "episode_dir"]
 
 META_FILE = "meta.json"
+LABELS_FILE = "labels.jsonl"
 SPEC_FILE = "spec.json"
 SAMPLE_ARRAYS = ("index", "stamp_ns", "ego_history", "future_xyh", "future_controls",
                  "speed", "perception", "perception_mask", "decision_ids", "keyframe")
@@ -155,7 +158,6 @@ def build_episode(spec: DatasetSpec, root: str | Path, split: str, family: str,
         "keyframes": int(arrays["keyframe"].sum()),
         "history_frames": spec.history_frames,
         "cameras": [_stored_geometry(c.geometry(), h, w) for c in cams],
-        "labels": [_label_json(s.coc) for s in steps],
         "no_text_reasons": [s.reason for s in steps],
     }
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -166,6 +168,8 @@ def build_episode(spec: DatasetSpec, root: str | Path, split: str, family: str,
     np.save(tmp / "frames.npy", video)
     for name, arr in arrays.items():
         np.save(tmp / f"{name}.npy", arr)
+    (tmp / LABELS_FILE).write_text("".join(json.dumps(_label_json(s.coc), sort_keys=True)
+                                           + "\n" for s in steps))
     (tmp / META_FILE).write_text(json.dumps(meta, sort_keys=True))
     if out.exists() and _already_built(out, ep_hash, split, family, seed) is None:
         shutil.rmtree(out, ignore_errors=True)  # stale: built with other settings
@@ -305,22 +309,49 @@ def _episode_dirs(root: Path, split: str) -> list[Path]:
                   if p.is_dir() and not p.name.startswith(".") and (p / META_FILE).exists())
 
 
+@dataclass
+class _Layout:
+    """Where an episode's rows live: ``.npy`` data offsets, label line offsets, cameras."""
+
+    arrays: dict  # name -> (data offset, dtype, row shape, row bytes, rows)
+    label_offsets: np.ndarray  # int64 (samples + 1,) byte offsets of labels.jsonl lines
+    cameras: list[CameraGeometry]
+    navigation: str
+
+
+def _npy_layout(path: Path) -> tuple[int, np.dtype, tuple, int, int]:
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read(f)
+        offset = f.tell()
+    if fortran or dtype.hasobject or not shape:
+        raise ValueError(f"{path}: expected a C-ordered plain array, got {dtype} {shape}")
+    row_shape = tuple(shape[1:])
+    return offset, dtype, row_shape, int(dtype.itemsize * np.prod(row_shape, dtype=np.int64)), \
+        int(shape[0])
+
+
+def _label_lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines()
+
+
 class EpisodeDataset(Sequence):
     """The samples of one split of a built dataset, as DrivingSamples.
 
-    Arrays are memory-mapped on first use in each process and at most ``max_open``
-    episodes are kept open (least recently used closed first), so the memory in use does
-    not grow with the dataset; pickling (DataLoader workers) carries only the index.
+    A sample reads only its own rows: the ``history_frames`` video frames and one row of
+    each per-sample array (positioned reads at offsets taken once per episode from the
+    ``.npy`` headers) and one line of ``labels.jsonl``. Nothing is kept open or mapped,
+    so memory does not grow with the dataset or with iteration (the page cache does the
+    caching), and it works in DataLoader worker processes (only the index is pickled).
     """
 
-    def __init__(self, root: str | Path, split: str, max_open: int = 8) -> None:
+    def __init__(self, root: str | Path, split: str) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        if max_open < 1:
-            raise ValueError(f"max_open must be >= 1, got {max_open}")
         self.root = Path(root)
         self.split = split
-        self.max_open = max_open
         self.episodes: list[dict] = []  # dir, family, seed, samples, history_frames
         for d in _episode_dirs(self.root, split):
             meta = _read_meta(d)
@@ -333,36 +364,44 @@ class EpisodeDataset(Sequence):
         if not self.episodes:
             raise FileNotFoundError(f"no episodes in {self.root / split}")
         self.offsets = np.cumsum([0] + [e["samples"] for e in self.episodes])
-        self._open: OrderedDict[int, dict] = OrderedDict()
-        self._pid = os.getpid()
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_open"] = OrderedDict()  # memmaps are reopened in the receiving process
-        return state
+        self._layouts: dict[int, _Layout] = {}  # a few KB per episode touched
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
-    def _episode(self, e: int) -> dict:
-        if self._pid != os.getpid():  # forked into a worker: do not share open maps
-            self._open, self._pid = OrderedDict(), os.getpid()
-        if e in self._open:
-            self._open.move_to_end(e)
-            return self._open[e]
-        d = Path(self.episodes[e]["dir"])
-        meta = _read_meta(d)
-        opened = {name: np.load(d / f"{name}.npy", mmap_mode="r", allow_pickle=False)
-                  for name in ("frames", *SAMPLE_ARRAYS)}
-        opened["meta"] = meta
-        opened["cameras"] = [CameraGeometry(c["name"], c["width_px"], c["height_px"],
-                                            np.array(c["intrinsics"]),
-                                            np.array(c["camera_to_ego"]))
-                             for c in meta["cameras"]]
-        self._open[e] = opened
-        while len(self._open) > self.max_open:
-            self._open.popitem(last=False)
-        return opened
+    def _layout(self, e: int) -> _Layout:
+        layout = self._layouts.get(e)
+        if layout is None:
+            d = Path(self.episodes[e]["dir"])
+            meta = _read_meta(d)
+            arrays = {name: _npy_layout(d / f"{name}.npy")
+                      for name in ("frames", *SAMPLE_ARRAYS)}
+            lengths = [len(line) + 1 for line in _label_lines(d / LABELS_FILE)]
+            cams = [CameraGeometry(c["name"], c["width_px"], c["height_px"],
+                                   np.array(c["intrinsics"]), np.array(c["camera_to_ego"]))
+                    for c in meta["cameras"]]
+            layout = _Layout(arrays, np.concatenate([[0], np.cumsum(lengths)]), cams,
+                             str(meta.get("navigation", "")))
+            self._layouts[e] = layout
+        return layout
+
+    def _rows(self, e: int, name: str, lo: int, hi: int) -> np.ndarray:
+        """Rows ``[lo, hi)`` of array ``name`` of episode ``e`` (a fresh, writable array)."""
+        offset, dtype, row_shape, row_bytes, rows = self._layout(e).arrays[name]
+        if not 0 <= lo <= hi <= rows:
+            raise IndexError(f"rows [{lo}, {hi}) of {name} with {rows} rows")
+        out = np.empty((hi - lo, *row_shape), dtype)
+        with open(Path(self.episodes[e]["dir"]) / f"{name}.npy", "rb") as f:
+            f.seek(offset + lo * row_bytes)
+            if f.readinto(memoryview(out).cast("B")) != out.nbytes:
+                raise OSError(f"{self.episodes[e]['dir']}/{name}.npy is truncated")
+        return out
+
+    def _label(self, e: int, j: int) -> dict | None:
+        starts = self._layout(e).label_offsets
+        with open(Path(self.episodes[e]["dir"]) / LABELS_FILE, "rb") as f:
+            f.seek(int(starts[j]))
+            return json.loads(f.read(int(starts[j + 1] - starts[j])))
 
     def locate(self, item: int) -> tuple[int, int]:
         """``(episode number, sample within it)`` of a dataset index."""
@@ -376,34 +415,34 @@ class EpisodeDataset(Sequence):
         from alpamayo_ros.data.dataset import _label_from_json
 
         e, j = self.locate(item)
-        ep = self._episode(e)
-        info = self.episodes[e]
-        i = int(ep["index"][j])
-        h = info["history_frames"]
-        images = np.array(ep["frames"][max(0, i - h + 1): i + 1])  # a copy, not a view
-        lon, lat = (int(v) for v in ep["decision_ids"][j])
-        coc: CocLabel | None = _label_from_json(ep["meta"]["labels"][j])
+        info, layout = self.episodes[e], self._layout(e)
+        row = {name: self._rows(e, name, j, j + 1)[0] for name in SAMPLE_ARRAYS}
+        i = int(row["index"])
+        images = self._rows(e, "frames", max(0, i - info["history_frames"] + 1), i + 1)
+        lon, lat = (int(v) for v in row["decision_ids"])
+        coc: CocLabel | None = _label_from_json(self._label(e, j))
         return DrivingSample(
-            stamp_ns=int(ep["stamp_ns"][j]), images=images, cameras=ep["cameras"],
-            ego_history=np.array(ep["ego_history"][j]),
-            future_xyh=np.array(ep["future_xyh"][j]),
-            future_controls=np.array(ep["future_controls"][j]),
-            speed_mps=float(ep["speed"][j]), coc=coc,
-            navigation=ep["meta"]["navigation"],
+            stamp_ns=int(row["stamp_ns"]), images=images, cameras=layout.cameras,
+            ego_history=row["ego_history"], future_xyh=row["future_xyh"],
+            future_controls=row["future_controls"], speed_mps=float(row["speed"]), coc=coc,
+            navigation=layout.navigation,
             meta={"family": info["family"], "seed": info["seed"], "index": i,
                   "split": self.split},
-            keyframe=bool(ep["keyframe"][j]),
+            keyframe=bool(row["keyframe"]),
             decisions=(LONGITUDINAL_CLASSES[lon], LATERAL_CLASSES[lat]),
-            perception=np.array(ep["perception"][j]),
-            perception_mask=np.array(ep["perception_mask"][j]))
+            perception=row["perception"], perception_mask=row["perception_mask"])
 
     # ------------------------------------------------------------------ cheap accessors
     def _concat(self, name: str) -> np.ndarray:
         return np.concatenate([np.load(Path(e["dir"]) / f"{name}.npy", allow_pickle=False)
                                for e in self.episodes])
 
+    def _labels(self) -> list[dict | None]:
+        return [json.loads(line) for e in self.episodes
+                for line in _label_lines(Path(e["dir"]) / LABELS_FILE)]
+
     def decision_ids(self) -> np.ndarray:
-        """int64 ``(N, 2)``: (lon, lat) class ids of :mod:`alpamayo_ros.taxonomy`."""
+        """Class ids, int64 ``(N, 2)``: (lon, lat) of :mod:`alpamayo_ros.taxonomy`."""
         return self._concat("decision_ids").astype(np.int64)
 
     def keyframe_mask(self) -> np.ndarray:
@@ -411,7 +450,7 @@ class EpisodeDataset(Sequence):
         return self._concat("keyframe").astype(bool)
 
     def controls(self) -> np.ndarray:
-        """float32 ``(N, 64, 2)``: future (acceleration, curvature) of every sample."""
+        """Future controls, float32 ``(N, 64, 2)``: (acceleration, curvature) per step."""
         return self._concat("future_controls")
 
     def control_stats(self) -> tuple[np.ndarray, np.ndarray]:
@@ -421,13 +460,11 @@ class EpisodeDataset(Sequence):
 
     def has_text(self) -> np.ndarray:
         """Bool ``(N,)``: samples with a CoC text (False where a cause was unobservable)."""
-        return np.array([lab is not None for e in self.episodes
-                         for lab in _read_meta(Path(e["dir"]))["labels"]], bool)
+        return np.array([lab is not None for lab in self._labels()], bool)
 
     def texts(self) -> list[str]:
         """The CoC texts of every sample that has one (tokenizer corpus)."""
-        return [lab["text"] for e in self.episodes
-                for lab in _read_meta(Path(e["dir"]))["labels"] if lab is not None]
+        return [lab["text"] for lab in self._labels() if lab is not None]
 
     def navigation_texts(self) -> list[str]:
         """The non-empty navigation commands, one per episode."""
@@ -478,7 +515,7 @@ def dataset_info(root: str | Path) -> dict:
             lat += np.bincount(ids[:, 1], minlength=len(lat))
             samples += int(meta["samples"])
             keyframes += int(meta["keyframes"])
-            with_text += sum(lab is not None for lab in meta["labels"])
+            with_text += sum(line != b"null" for line in _label_lines(d / LABELS_FILE))
             families[meta["family"]] = families.get(meta["family"], 0) + 1
             size += _dir_bytes(d)
         out[split] = {
