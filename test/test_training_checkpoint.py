@@ -125,3 +125,40 @@ def test_resume_refuses_a_checkpoint_of_a_stage_not_run(tmp_path):
         train(cfg, stage="sft", out=tmp_path, resume=tmp_path, progress=False)
     with pytest.raises(ckpt.CheckpointError, match="no checkpoint"):
         ckpt.latest_checkpoint(tmp_path / "pretrain" / "tensorboard")
+
+
+def test_rl_stage_resumes_exactly_with_its_prompt_pool(tmp_path):
+    """GRPO after pretrain: 3 steps straight = 1 step + resume + 2 (KL to the start policy)."""
+    import shutil
+
+    from alpamayo_ros.training.loop import train
+
+    data = yaml.safe_load(TINY.read_text())
+    data["pretrain"] = {**data["pretrain"], "steps": 2, "eval_every": 0, "save_every": 0}
+    data["sft"] = {**data["sft"], "steps": 0}
+    data["rl"] = {"steps": 3, "batch_size": 2, "lr": 1e-4, "min_lr": 1e-4,
+                  "schedule": "constant", "text_only": True, "log_every": 1, "eval_every": 0,
+                  "save_every": 0,
+                  "rl": {"group_size": 2, "max_reasoning_tokens": 12, "flow_steps": 2,
+                         "kl_beta": 0.1, "disagreement_fraction": 0.5}}
+    cfg = config_from_dict(data)
+    base = tmp_path / "base"
+    train(cfg, stage="pretrain", out=base, progress=False)
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    shutil.copytree(base, straight)
+    shutil.copytree(base, split)
+    train(cfg, stage="rl", out=straight, progress=False)
+    train(cfg, stage="rl", out=split, progress=False, stop_after=1)
+    state = ckpt.read_state(split / "rl" / "checkpoints" / "step_0000001")
+    assert state["init_from"].endswith("pretrain/best")
+    assert any(v is not None for v in state["disagreement"]["scores"])  # scored prompts
+    train(cfg, stage="rl", out=split, progress=False, resume=split)
+    a, b = _weights(straight / "rl" / "last"), _weights(split / "rl" / "last")
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=0, atol=0, msg=name)
+    start = _weights(base / "pretrain" / "best")
+    assert any(not torch.equal(a[n], start[n]) for n in a)  # RL changed the policy
+    rl_rows = [r for r in _records(split) if r["stage"] == "rl"]
+    assert rl_rows == [r for r in _records(straight) if r["stage"] == "rl"]
+    train_rows = [r for r in rl_rows if r["split"] == "train"]
+    assert [r["step"] for r in train_rows] == [1, 2, 3] and "reward" in train_rows[0]

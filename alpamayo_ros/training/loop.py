@@ -24,7 +24,6 @@ batch and micro-batch size.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import os
 import shutil
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from alpamayo_ros.model.modeling import LOSS_NAMES
@@ -253,18 +253,22 @@ def _stage_output(run_dir: Path, name: str, select: str) -> Path | None:
 
 
 def _initial_policy(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any,
-                    dev: torch.device, say: Any) -> Any:
+                    dev: torch.device, say: Any) -> tuple[Any, str]:
+    """The policy a stage starts from and where it came from (``""``: fresh)."""
     from alpamayo_ros.model.policy import Policy
 
     stage = cfg.stage(name)
     if stage.init:
         say(f"[{name}] starting from {stage.init}")
-        return Policy.from_pretrained(stage.init, dev)
+        return Policy.from_pretrained(stage.init, dev), stage.init
     for prev in reversed(STAGES[: STAGES.index(name)]):
         out = _stage_output(run_dir, prev, cfg.export_select)
         if out is not None:
             say(f"[{name}] starting from the {prev} stage's weights {out}")
-            return Policy.from_pretrained(out, dev)
+            return Policy.from_pretrained(out, dev), str(out)
+    if name == "rl":
+        raise ValueError("the rl stage needs a trained policy: run sft first (same output "
+                         "directory) or set rl.init to a weights directory")
     corpus = tdata.tokenizer_corpus(train_set)
     say(f"[{name}] fresh {cfg.model.preset} model; BPE on {len(corpus)} distinct texts")
     policy = Policy.from_config(cfg.model.policy_config(), corpus=corpus, seed=cfg.seed,
@@ -272,7 +276,7 @@ def _initial_policy(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any,
     mean, std = tdata.action_stats(train_set)
     policy.model.set_action_stats(mean.to(dev), std.to(dev))
     say(f"[{name}] action stats mean {mean.tolist()} std {std.tolist()}")
-    return policy
+    return policy, ""
 
 
 def _prune(directory: Path, keep: int) -> None:
@@ -307,7 +311,8 @@ def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_se
             shutil.rmtree(stage_dir / "best", ignore_errors=True)
             shutil.copytree(resume_dir / "best", stage_dir / "best")
     else:
-        policy = _initial_policy(cfg, name, run_dir, train_set, dev, say)
+        policy, init_from = _initial_policy(cfg, name, run_dir, train_set, dev, say)
+        state["init_from"] = init_from
     model, processor = policy.model, policy.processor
     model.train()
     broadcast_model(model, dist)
@@ -334,13 +339,24 @@ def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_se
                                 stage.steps, dist.rank, dist.world)
     rl = name == "rl"
     with_tokens = stage.loss_weights["trajectory_tokens"] > 0  # else skip the 128 tokens
-    loader = tdata.make_loader(train_set, sampler, None if rl else processor, cfg.data.workers)
-    rl_cfg = ref_model = None
     if rl:
+        # GRPO prompts: AR1's selection, the prompts whose last rollouts disagreed most
+        # with the reward mixed with uniform draws (grpo.DisagreementPool), step by step.
         from alpamayo_ros.training import grpo
 
         rl_cfg = stage.rl_config()
-        ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+        if stage.batch_size > len(pool):
+            raise ValueError(f"rl.batch_size {stage.batch_size} exceeds the {len(pool)} "
+                             f"prompts of the pool")
+        prompts = grpo.DisagreementPool(len(pool), rl_cfg.disagreement_fraction)
+        if state.get("disagreement"):
+            prompts.load_state_dict(state["disagreement"])
+        ref_model = None  # the frozen starting (SFT) policy, for the KL term only
+        if rl_cfg.kl_beta > 0:
+            ref_model = Policy.from_pretrained(state["init_from"], dev).model
+            ref_model.eval().requires_grad_(False)
+    else:
+        batches = iter(tdata.make_loader(train_set, sampler, processor, cfg.data.workers))
     best_val = state.get("best_val")
     best_step = state.get("best_step")
     acc = LossSums.from_state(state.get("log_acc"))
@@ -349,13 +365,17 @@ def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_se
     val: dict[str, float] = dict(state.get("val", {}))
     earlier_s = float(state.get("stage_s", 0.0))  # wall time of earlier sessions (resume)
     t0 = time.monotonic()
+    how = ("prompts by disagreement + uniform" if rl else
+           "weighted sampling" if weights is not None else "uniform sampling")
     say(f"[{name}] steps {start}..{stage.steps}, global batch {stage.batch_size} "
         f"({dist.world} x {sampler.micro_per_rank} x {micro}), pool {len(pool)} samples, "
-        f"{'weighted' if weights is not None else 'uniform'} sampling")
+        f"{how}")
 
     def save(step: int) -> None:
         if dist.main:
             record = {"stage": name, "step": step, "best_val": best_val, "best_step": best_step,
+                      "init_from": state.get("init_from", ""),
+                      "disagreement": prompts.state_dict() if rl else None,
                       "log_acc": acc.state(), "rl_acc": rl_acc, "acc_steps": acc_steps,
                       "val": val, "seed": cfg.seed, "world_size": dist.world,
                       "stage_s": earlier_s + time.monotonic() - t0,
@@ -386,22 +406,39 @@ def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_se
     # 3. The steps.
     from tqdm import tqdm
 
+    rolled: dict[str, Any] = {}  # the step's RolloutBatch (its disagreement scores)
+
+    def keep_rollouts(batch: Any) -> None:
+        rolled["batch"] = batch
+
     bar = tqdm(total=stage.steps, initial=start, desc=name, disable=not (dist.main and progress),
                dynamic_ncols=True)
-    batches = iter(loader)
     for step in range(start, stage.steps):
         lr = stage.lr_at(step)
         for group in opt.param_groups:
             group["lr"] = lr
         opt.zero_grad(set_to_none=True)
-        micro_batches = [next(batches) for _ in range(sampler.micro_per_rank)]
         if rl:
-            samples = [s for mb in micro_batches for s in mb]
+            rng = np.random.default_rng(tdata.stable_seed(cfg.seed, name, "prompts", step))
+            picks = prompts.pick(stage.batch_size, rng)  # the same on every process
+            per = stage.batch_size // dist.world
+            mine = picks[dist.rank * per: (dist.rank + 1) * per]
+            samples = [train_set[int(pool[i])] for i in mine]
             gen = tdata.generator(cfg.seed, name, "rollouts", step, dist.rank)
+            rolled.clear()
             with _autocast(cfg, dev):
-                loss, metrics = grpo.rl_step(model, ref_model, processor, samples, rl_cfg, gen)
+                loss, metrics = grpo.rl_step(model, ref_model, processor, samples, rl_cfg, gen,
+                                             on_batch=keep_rollouts)
             loss.backward()
             sync_gradients(params, dist, average=True)
+            scores = torch.zeros(2, stage.batch_size, dtype=torch.float64)
+            d = getattr(rolled.get("batch"), "disagreement", None)
+            if d is not None:
+                scores[0, dist.rank * per: (dist.rank + 1) * per] = torch.as_tensor(d)
+                scores[1, dist.rank * per: (dist.rank + 1) * per] = 1.0
+            dist.all_reduce(scores)
+            if bool((scores[1] > 0).all()):
+                prompts.update(picks, scores[0].tolist())
             keys = sorted(metrics)
             values = dist.all_reduce(torch.tensor([float(metrics[k]) for k in keys],
                                                   dtype=torch.float64)) / dist.world
@@ -409,6 +446,7 @@ def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_se
                 rl_acc[k] = rl_acc.get(k, 0.0) + v
         else:
             losses = []
+            micro_batches = [next(batches) for _ in range(sampler.micro_per_rank)]
             for k, inputs in enumerate(micro_batches):
                 gen = tdata.generator(cfg.seed, name, "noise", step,
                                       dist.rank * sampler.micro_per_rank + k)
