@@ -161,8 +161,9 @@ def test_loader_samples_match_the_simulation(built):
         assert s.perception.shape == (PERCEPTION_DIM,)
         assert s.stamp_ns == round(episode.frames[i].time_s * 1e9)
     frames = np.load(root / "train" / "follow_lead_00001" / "frames.npy")
-    i = ds[21].meta["index"]
-    np.testing.assert_array_equal(ds[21].images, frames[i - 1: i + 1])
+    assert len(frames) == 11 + 1  # the samples' frames and one frame of history before
+    np.testing.assert_array_equal(ds[21].images, frames[-2:])
+    np.testing.assert_array_equal(ds[11].images, frames[:2])
     assert ds[21].images.flags.writeable and ds[21].perception.flags.writeable
     # Consecutive samples share frames: the newest frame of one is the oldest of the next.
     np.testing.assert_array_equal(ds[12].images[0], ds[11].images[1])

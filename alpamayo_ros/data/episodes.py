@@ -2,8 +2,8 @@
 
 Storage (one directory per episode, ``<root>/<split>/<family>_<seed:05d>/``):
 
-- ``frames.npy`` uint8 ``(T, C, H, W, 3)``: every camera frame from the start of the
-  episode to its last sample (frame index = array index), rendered once with
+- ``frames.npy`` uint8 ``(T, C, H, W, 3)``: every camera frame from the oldest history
+  frame of the first sample (``meta["first_frame"]``) to the last sample, rendered once with
   :class:`~alpamayo_ros.data.render.SceneRenderer` at the rig's resolution and resized to
   the spec's stored size with the antialiased bilinear interpolation the model's
   Processor uses (so the Processor does not resize again);
@@ -141,12 +141,14 @@ def build_episode(spec: DatasetSpec, root: str | Path, split: str, family: str,
     by_name = {c.name: c for c in rig.cameras}
     cams = [by_name[n] for n in spec.camera_names()]
     h, w = spec.image_height_px, spec.image_width_px
-    num_frames = int(indices[-1]) + 1
+    first_frame = max(0, int(indices[0]) - spec.history_frames + 1)
+    num_frames = int(indices[-1]) + 1 - first_frame
     video = np.empty((num_frames, len(cams), h, w, 3), np.uint8)
     renderer = SceneRenderer(episode)
     for lo in range(0, num_frames, RENDER_BATCH):
         hi = min(num_frames, lo + RENDER_BATCH)
-        shots = np.stack([np.stack(renderer.render(i, cams)) for i in range(lo, hi)])
+        shots = np.stack([np.stack(renderer.render(first_frame + k, cams))
+                          for k in range(lo, hi)])
         video[lo:hi] = _resize(shots.reshape(-1, *shots.shape[2:]), h, w).reshape(
             hi - lo, len(cams), h, w, 3)
 
@@ -154,7 +156,7 @@ def build_episode(spec: DatasetSpec, root: str | Path, split: str, family: str,
         "format": DATASET_FORMAT_VERSION, "episode_hash": ep_hash,
         "spec_hash": spec.content_hash(), "split": split, "family": family, "seed": seed,
         "navigation": str(getattr(episode, "navigation", "") or ""),
-        "num_frames": num_frames, "samples": len(steps),
+        "first_frame": first_frame, "num_frames": num_frames, "samples": len(steps),
         "keyframes": int(arrays["keyframe"].sum()),
         "history_frames": spec.history_frames,
         "cameras": [_stored_geometry(c.geometry(), h, w) for c in cams],
@@ -352,7 +354,7 @@ class EpisodeDataset(Sequence):
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.root = Path(root)
         self.split = split
-        self.episodes: list[dict] = []  # dir, family, seed, samples, history_frames
+        self.episodes: list[dict] = []  # dir, family, seed, samples, history_frames, ...
         for d in _episode_dirs(self.root, split):
             meta = _read_meta(d)
             if meta is None or meta.get("format") != DATASET_FORMAT_VERSION:
@@ -360,7 +362,8 @@ class EpisodeDataset(Sequence):
                                  f"{DATASET_FORMAT_VERSION}")
             self.episodes.append({"dir": str(d), "family": meta["family"],
                                   "seed": int(meta["seed"]), "samples": int(meta["samples"]),
-                                  "history_frames": int(meta["history_frames"])})
+                                  "history_frames": int(meta["history_frames"]),
+                                  "first_frame": int(meta["first_frame"])})
         if not self.episodes:
             raise FileNotFoundError(f"no episodes in {self.root / split}")
         self.offsets = np.cumsum([0] + [e["samples"] for e in self.episodes])
@@ -418,7 +421,8 @@ class EpisodeDataset(Sequence):
         info, layout = self.episodes[e], self._layout(e)
         row = {name: self._rows(e, name, j, j + 1)[0] for name in SAMPLE_ARRAYS}
         i = int(row["index"])
-        images = self._rows(e, "frames", max(0, i - info["history_frames"] + 1), i + 1)
+        k = i - info["first_frame"]  # row of frame i in frames.npy
+        images = self._rows(e, "frames", max(0, k - info["history_frames"] + 1), k + 1)
         lon, lat = (int(v) for v in row["decision_ids"])
         coc: CocLabel | None = _label_from_json(self._label(e, j))
         return DrivingSample(

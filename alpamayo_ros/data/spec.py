@@ -17,7 +17,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-DATASET_FORMAT_VERSION = 1
+DATASET_FORMAT_VERSION = 2  # 2: frames.npy starts at meta["first_frame"], labels.jsonl
 TEST_SEED_MIN = 9000  # seeds >= this are test scenarios
 SPLITS = ("train", "val", "test")
 
