@@ -221,8 +221,9 @@ def coc_at(episode: Episode, index: int, config: LabelConfig = LabelConfig()
 
     Returns ``(label, causes, unobservable_ids)``; the label is None when a cited cause
     breaks the observability rule (:func:`observability_violations`). The text's random
-    wording is seeded from (seed, index, family), so a step always gets the same label;
-    :func:`label_episode` uses it at its keyframes.
+    wording is seeded from (seed, index, len(family)), the seeding label_episode has
+    always used, so a step always gets the same label; :func:`label_episode` uses this
+    at its keyframes.
     """
     rec = episode.frames[index].decision
     causes = step_causes(episode, index)
