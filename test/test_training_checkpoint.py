@@ -1,7 +1,8 @@
 """Checkpoints: safetensors + JSON round trips, and --resume reaches the uninterrupted run.
 
-A tiny run of 6 steps straight against 3 steps + resume + 3 steps: identical parameters,
-optimizer state and logged losses, with DataLoader workers = 0 and = 2.
+A tiny run (pretrain 4 steps, then SFT 2) straight against 2 steps + resume: identical
+parameters, optimizer state, logged losses and best-by-val selection, with DataLoader
+workers = 0 and = 2; the same for the GRPO stage and its prompt pool.
 """
 
 from __future__ import annotations
@@ -63,8 +64,9 @@ def test_rng_states_round_trip():
 
 def _cfg(workers: int):
     data = yaml.safe_load(TINY.read_text())
-    data["data"] = {**data["data"], "workers": workers, "synthetic_samples": 10}
-    data["pretrain"] = {**data["pretrain"], "steps": 6, "log_every": 2, "eval_every": 2,
+    data["data"] = {**data["data"], "workers": workers, "synthetic_samples": 10,
+                    "val_samples": 4}
+    data["pretrain"] = {**data["pretrain"], "steps": 4, "log_every": 1, "eval_every": 2,
                         "save_every": 0}
     data["sft"] = {**data["sft"], "steps": 2, "save_every": 0}
     return config_from_dict(data)
@@ -91,12 +93,13 @@ def test_resume_is_exact(tmp_path, workers):
     straight = tmp_path / "straight"
     train(cfg, out=straight, progress=False)
     split = tmp_path / "split"
-    first = train(cfg, out=split, progress=False, stop_after=3)
-    assert first["stopped"] and first["stages"]["pretrain"]["stopped_at"] == 3
-    saved = split / "pretrain" / "checkpoints" / "step_0000003"
-    assert ckpt.read_state(saved)["step"] == 3
+    first = train(cfg, out=split, progress=False, stop_after=2)
+    assert first["stopped"] and first["stages"]["pretrain"]["stopped_at"] == 2
+    saved = split / "pretrain" / "checkpoints" / "step_0000002"
+    assert ckpt.read_state(saved)["step"] == 2
+    assert (saved / "best" / "selection.json").is_file()  # best weights as of step 2
     assert not (split / "sft").exists()
-    train(cfg, out=split, progress=False, resume=split)  # finds the step-3 checkpoint
+    train(cfg, out=split, progress=False, resume=split)  # finds the step-2 checkpoint
     for stage in ("pretrain", "sft"):
         a, b = _weights(straight / stage / "last"), _weights(split / stage / "last")
         assert a.keys() == b.keys()

@@ -38,9 +38,9 @@ def stable_seed(*parts: Any) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def generator(*parts: Any) -> torch.Generator:
-    """A CPU ``torch.Generator`` seeded by :func:`stable_seed` of ``parts``."""
-    g = torch.Generator()
+def generator(*parts: Any, device: str | torch.device = "cpu") -> torch.Generator:
+    """A ``torch.Generator`` on ``device`` seeded by :func:`stable_seed` of ``parts``."""
+    g = torch.Generator(device=device)
     g.manual_seed(stable_seed(*parts))
     return g
 

@@ -374,6 +374,9 @@ def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_se
     def save(step: int) -> None:
         if dist.main:
             record = {"stage": name, "step": step, "best_val": best_val, "best_step": best_step,
+                      # the sampler's stream position (a function of the step: resuming at
+                      # step s draws from position s * batch_size of the same stream)
+                      "sampler_position": step * stage.batch_size,
                       "init_from": state.get("init_from", ""),
                       "disagreement": prompts.state_dict() if rl else None,
                       "log_acc": acc.state(), "rl_acc": rl_acc, "acc_steps": acc_steps,
@@ -424,7 +427,8 @@ def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_se
             per = stage.batch_size // dist.world
             mine = picks[dist.rank * per: (dist.rank + 1) * per]
             samples = [train_set[int(pool[i])] for i in mine]
-            gen = tdata.generator(cfg.seed, name, "rollouts", step, dist.rank)
+            # Sampling happens where the model is: the generator must live there too.
+            gen = tdata.generator(cfg.seed, name, "rollouts", step, dist.rank, device=dev)
             rolled.clear()
             with _autocast(cfg, dev):
                 loss, metrics = grpo.rl_step(model, ref_model, processor, samples, rl_cfg, gen,
