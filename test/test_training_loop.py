@@ -185,3 +185,12 @@ def test_cli_rejects_a_bad_recipe(tmp_path, capsys):
     recipe.write_text(yaml.safe_dump(tiny_dict(pretrain={"warmup": 3})))
     assert main(["train", "--config", str(recipe), "--out", str(tmp_path / "r")]) == 2
     assert "TrainConfig.pretrain has unknown keys ['warmup']" in capsys.readouterr().err
+
+
+def test_a_token_budget_that_cuts_the_texts_is_refused(tmp_path):
+    from alpamayo_ros.training.loop import train
+
+    cfg = config_from_dict(tiny_dict(
+        model={"preset": "tiny", "overrides": {"tokenizer": {"max_reasoning_tokens": 4}}}))
+    with pytest.raises(ValueError, match="CoC texts exceed the model's 4-token budget"):
+        train(cfg, stage="pretrain", out=tmp_path, progress=False)

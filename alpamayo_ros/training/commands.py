@@ -39,7 +39,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"alpamayo train: {exc}", file=sys.stderr)
         return 2
-    command = " ".join(shlex.quote(a) for a in sys.argv)
+    parts = ["alpamayo", "train", "--config", args.config, "--stage", args.stage]
+    parts += ["--resume", args.resume] if args.resume else []
+    parts += ["--out", args.out] if args.out else []
+    command = " ".join(shlex.quote(a) for a in parts)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        command = f"torchrun ({world} processes): {command}"
     summary = train(cfg, stage=args.stage, resume=args.resume or None, out=args.out or None,
                     progress=not args.no_progress, command=command)
     if int(os.environ.get("RANK", "0")) == 0:

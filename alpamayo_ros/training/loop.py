@@ -316,13 +316,16 @@ def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_se
     model, processor = policy.model, policy.processor
     model.train()
     broadcast_model(model, dist)
-    budget = model.config.tokenizer.max_reasoning_tokens
-    share = truncated_share(policy.tokenizer, tdata.texts(train_set), budget)
-    if share > cfg.data.max_truncated_share:
-        raise ValueError(f"{share:.1%} of the training CoC texts exceed the model's "
-                         f"{budget}-token reasoning budget (DataSection.max_truncated_share "
-                         f"{cfg.data.max_truncated_share:.1%}): raise "
-                         f"tokenizer.max_reasoning_tokens in model.overrides")
+    for what, texts, field_name in (
+            ("CoC", tdata.texts(train_set), "max_reasoning_tokens"),
+            ("navigation", tdata.navigation_texts(train_set), "max_navigation_tokens")):
+        budget = getattr(model.config.tokenizer, field_name)
+        share = truncated_share(policy.tokenizer, texts, budget)
+        if share > cfg.data.max_truncated_share:
+            raise ValueError(f"{share:.1%} of the training {what} texts exceed the model's "
+                             f"{budget}-token budget (DataSection.max_truncated_share "
+                             f"{cfg.data.max_truncated_share:.1%}): raise "
+                             f"tokenizer.{field_name} in model.overrides")
 
     # 2. Optimizer (and its state when resuming), schedule, sampling.
     opt, names, params = make_optimizer(model, stage)
