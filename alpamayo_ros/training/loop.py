@@ -53,16 +53,26 @@ class Distributed:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    comm_device: str = "cpu"  # where collectives run: "cuda" under NCCL (no CPU tensors)
 
     @property
     def main(self) -> bool:
         """The process that logs, saves and exports."""
         return self.rank == 0
 
-    def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Sum ``tensor`` over the processes, in place (no-op with one process)."""
-        if self.world > 1:
-            torch.distributed.all_reduce(tensor)
+    def all_reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
+        """Reduce ``tensor`` (``op``: sum, min, max) over the processes, in place."""
+        if self.world == 1:
+            return tensor
+        reduce_op = {"sum": torch.distributed.ReduceOp.SUM,
+                     "min": torch.distributed.ReduceOp.MIN,
+                     "max": torch.distributed.ReduceOp.MAX}[op]
+        if tensor.device.type != torch.device(self.comm_device).type:
+            moved = tensor.to(self.comm_device)
+            torch.distributed.all_reduce(moved, op=reduce_op)
+            tensor.copy_(moved.to(tensor.device))
+        else:
+            torch.distributed.all_reduce(tensor, op=reduce_op)
         return tensor
 
     def barrier(self) -> None:
@@ -85,7 +95,7 @@ def setup_distributed(device: str) -> tuple[Distributed, torch.device]:
         torch.cuda.set_device(dev)
     if not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    return Distributed(rank, world, local), dev
+    return Distributed(rank, world, local, "cuda" if dev.type == "cuda" else "cpu"), dev
 
 
 def sync_gradients(params: list[torch.nn.Parameter], dist: Distributed,
@@ -132,8 +142,8 @@ def check_replicas(digest: str, dist: Distributed) -> None:
         return
     mine = torch.tensor(list(bytes.fromhex(digest)), dtype=torch.float64)
     low, high = mine.clone(), mine.clone()
-    torch.distributed.all_reduce(low, op=torch.distributed.ReduceOp.MIN)
-    torch.distributed.all_reduce(high, op=torch.distributed.ReduceOp.MAX)
+    dist.all_reduce(low, "min")
+    dist.all_reduce(high, "max")
     if not torch.equal(low, high):
         raise RuntimeError(f"process {dist.rank}: model replicas differ across the "
                            f"{dist.world} processes (parameter digests disagree)")
