@@ -132,6 +132,7 @@ class StageConfig:
     schedule: str = "cosine"
     grad_clip: float = 1.0  # max global gradient norm (0: no clipping)
     loss_weights: dict = field(default_factory=dict)  # over LOSS_NAMES; missing names: 0
+    # Sampling (pretrain/sft; rl picks prompts by disagreement, grpo.DisagreementPool):
     balanced: bool = False  # class-balanced sampling over the (lon, lat) decision classes
     keyframe_share: float = 0.0  # expected share of CoC keyframes per batch (0: natural)
     text_only: bool = False  # only samples that carry a CoC text
@@ -244,6 +245,10 @@ class TrainConfig:
         for name in ("pretrain", "sft"):
             if self.stage(name).steps and not any(self.stage(name).loss_weights.values()):
                 raise ValueError(f"TrainConfig.{name}.loss_weights: every weight is 0")
+        if self.rl.balanced or self.rl.keyframe_share:
+            raise ValueError("TrainConfig.rl.balanced/keyframe_share are not used: the rl stage "
+                             "picks its prompts with grpo.DisagreementPool (rl.rl."
+                             "disagreement_fraction); set them false/0")
         if self.rl.steps:
             try:
                 self.rl.rl_config()
