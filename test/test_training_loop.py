@@ -178,6 +178,16 @@ def test_cli_end_to_end_writes_metrics_events_curves_checkpoints_and_export(tmp_
                                         policy.config)
     mean, _ = tdata.action_stats(train_set)
     torch.testing.assert_close(policy.model.action_mean.cpu(), mean)
+    # One stage alone from given weights (sft.init): it starts from exactly those.
+    recipe.write_text(yaml.safe_dump(tiny_dict(sft={"init": str(export), "steps": 1,
+                                                    "eval_every": 0, "save_every": 0})))
+    again = tmp_path / "again"
+    assert main(["train", "--config", str(recipe), "--stage", "sft", "--out", str(again),
+                 "--no-progress"]) == 0
+    assert not (again / "pretrain").exists()
+    state = json.loads((again / "sft" / "checkpoints" / "step_0000001" /
+                        "trainer_state.json").read_text())
+    assert state["init_from"] == str(export)
 
 
 def test_cli_rejects_a_bad_recipe(tmp_path, capsys):
