@@ -22,7 +22,6 @@ COMMAND_MODULES = (
     "alpamayo_ros.ros.commands",
     "alpamayo_ros.ros.bag_commands",
     "alpamayo_ros.training.commands",
-    "alpamayo_ros.training.commands",
     "alpamayo_ros.eval.commands",
 )
 
