@@ -21,6 +21,7 @@ The process runs two nodes in one executor: ``camera_sync`` (subscriptions, hist
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -110,6 +111,7 @@ class PolicyNode(LifecycleNode):
             policy = Policy.from_pretrained(weights_dir, cfg.device)
         except (WeightsError, OSError) as exc:
             raise ValueError(f"cannot load weights from {weights_dir!r}: {exc}") from exc
+        cfg = dataclasses.replace(cfg, weights_dir=weights_dir)  # the directory used
         self.runner = PolicyRunner(cfg, policy, load_rig_geometry(cfg.camera_rig))
         missing = [c for c in cfg.model_cameras if c not in self.sync.sync_config.camera_names]
         if missing:

@@ -58,7 +58,7 @@ def open_split(data: DataSection, split: str, policy_config: Any = None, seed: i
     return EpisodeDataset(data.root, split)
 
 
-def ensure_dataset(data: DataSection, workers: int = 1) -> dict | None:
+def ensure_dataset(data: DataSection, workers: int = 1, progress: bool = True) -> dict | None:
     """Build (or complete) the train and val splits of ``data.spec`` under ``data.root``.
 
     Episodes already built with the same spec are skipped, so this is cheap when the data
@@ -71,7 +71,7 @@ def ensure_dataset(data: DataSection, workers: int = 1) -> dict | None:
 
     spec = DatasetSpec.from_yaml(data.spec)
     return build_dataset(spec, data.root, splits=(data.train_split, data.val_split),
-                         workers=max(1, workers), progress=True)
+                         workers=max(1, workers), progress=progress)
 
 
 _SYNTHETIC_DECISIONS = (
