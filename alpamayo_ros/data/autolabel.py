@@ -13,14 +13,13 @@ from __future__ import annotations
 import base64
 import json
 import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Protocol
 
 import cv2
 import numpy as np
 
+from alpamayo_ros.chat_client import ChatCompletionError, chat_completion
 from alpamayo_ros.data.consistency import meta_actions_from_trajectory
 from alpamayo_ros.sample import CocLabel, CriticalComponentLabel
 from alpamayo_ros.taxonomy import (
@@ -118,21 +117,12 @@ class VLMAutoLabeler:
     def label(self, images: list[np.ndarray], ego_history: np.ndarray,
               future_xyh: np.ndarray) -> CocLabel:
         """Ask the VLM and return a validated label (meta-actions from ``future_xyh``)."""
-        body = json.dumps(self.build_request(images, ego_history, future_xyh)).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.config.api_key:
-            headers["Authorization"] = f"Bearer {self.config.api_key}"
-        req = urllib.request.Request(self.config.base_url.rstrip("/") + "/chat/completions",
-                                     data=body, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(req, timeout=self.config.timeout_s) as resp:
-                reply = json.loads(resp.read().decode())
-        except (urllib.error.URLError, TimeoutError, json.JSONDecodeError) as exc:
-            raise AutoLabelError(f"request to {self.config.base_url} failed: {exc}") from exc
-        try:
-            text = reply["choices"][0]["message"]["content"]
-        except (KeyError, IndexError, TypeError) as exc:
-            raise AutoLabelError(f"unexpected reply shape: {str(reply)[:200]}") from exc
+            text = chat_completion(self.config.base_url,
+                                   self.build_request(images, ego_history, future_xyh),
+                                   self.config.api_key, self.config.timeout_s)
+        except ChatCompletionError as exc:
+            raise AutoLabelError(str(exc)) from exc
         hist = np.asarray(ego_history, float)
         label = parse_label_json(text)
         meta = meta_actions_from_trajectory(future_xyh, float(hist[-1, 3])

@@ -20,11 +20,10 @@ import math
 import os
 import re
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from alpamayo_ros.chat_client import ChatCompletionError, chat_completion
 from alpamayo_ros.sample import CocLabel
 from alpamayo_ros.taxonomy import ComponentType
 from alpamayo_ros.training.rewards import REASONING_MAX, grade_reasoning
@@ -143,23 +142,16 @@ class LLMJudge:
                 "messages": [{"role": "system", "content": SYSTEM_PROMPT},
                              {"role": "user", "content": user}]}
 
-    def _ask(self, body: bytes) -> float | None:
-        headers = {"Content-Type": "application/json"}
-        if self.config.api_key:
-            headers["Authorization"] = f"Bearer {self.config.api_key}"
-        req = urllib.request.Request(self.config.base_url.rstrip("/") + "/chat/completions",
-                                     data=body, headers=headers, method="POST")
+    def _ask(self, body: dict) -> float | None:
         try:
-            with urllib.request.urlopen(req, timeout=self.config.timeout_s) as resp:
-                reply = json.loads(resp.read().decode())
-            return parse_grade(str(reply["choices"][0]["message"]["content"]))
-        except (urllib.error.URLError, TimeoutError, OSError, json.JSONDecodeError,
-                UnicodeDecodeError, KeyError, IndexError, TypeError):
+            return parse_grade(chat_completion(self.config.base_url, body,
+                                               self.config.api_key, self.config.timeout_s))
+        except ChatCompletionError:
             return None
 
     def grade(self, text: str, label: CocLabel) -> float | None:
         """Grade in [0, 5], or ``None`` after ``1 + retries`` failed attempts."""
-        body = json.dumps(self.build_request(text, label)).encode()
+        body = self.build_request(text, label)
         for attempt in range(1 + self.config.retries):
             if attempt and self.config.backoff_s:
                 time.sleep(self.config.backoff_s * attempt)
