@@ -143,12 +143,12 @@ def test_trajectory_reward_l2_fail_comfort_collision():
     jerky[:, 0] = np.where(np.arange(64) % 2, 2.0, -2.0)
     jerky_plan = _plan(v0, jerky[:, 0], jerky[:, 1])
     score = trajectory_reward(jerky, jerky_plan, jerky_plan, v0)
-    assert {"jerk", "longitudinal_jerk"} <= set(score.comfort_violations)
+    assert {"jerk_mps3", "longitudinal_jerk_mps3"} <= set(score.comfort_violations)
     assert score.comfort < 1.0 and score.reward < same.reward
     # Hard braking beyond -4.05 m/s^2 is uncomfortable; gentle driving is not.
     brake = np.zeros((64, 2))
     brake[:, 0] = -6.0
-    assert "min_longitudinal_accel" in comfort_violations(brake, v0)
+    assert "min_longitudinal_accel_mps2" in comfort_violations(brake, v0)
     assert comfort_violations(zeros, v0) == []
     assert len(COMFORT_CHECKS) == 7
     # A stopped car 30 m ahead is hit at 10 m/s; one in the next lane is not.

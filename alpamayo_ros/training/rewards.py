@@ -39,9 +39,9 @@ collision term. ``fail_reward`` (-1) when the average displacement to the expert
 is at least ``ade_fail_m`` (3 m) or the plan is not finite; otherwise
 ``l2_weight x (1 - min(MSD / ade_fail_m^2, 1)) + comfort_weight x comfort`` where MSD is
 the mean squared displacement (AR1's ||x - x_ref||^2) and ``comfort`` the share of AR1's
-comfort bounds the plan keeps (:data:`COMFORT_CHECKS`, computed with
-:mod:`alpamayo_ros.safety.checks`). A collision with the agents' true future boxes
-(:mod:`alpamayo_ros.eval.scene`) subtracts ``collision_weight`` in both cases.
+comfort bounds the plan keeps (:data:`COMFORT_CHECKS`: the evaluation's
+:func:`alpamayo_ros.eval.metrics.comfort_violations`). A collision with the agents' true
+future boxes (:mod:`alpamayo_ros.eval.scene`) subtracts ``collision_weight`` in both cases.
 """
 
 from __future__ import annotations
@@ -54,18 +54,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from alpamayo_ros.data.consistency import consistency_score, parse_reasoning
-from alpamayo_ros.safety import checks
-from alpamayo_ros.safety.limits import (
-    AR1_MAX_JERK_MPS3,
-    AR1_MAX_LATERAL_ACCEL_MPS2,
-    AR1_MAX_LONGITUDINAL_ACCEL_MPS2,
-    AR1_MAX_LONGITUDINAL_JERK_MPS3,
-    AR1_MAX_YAW_ACCEL_RADPS2,
-    AR1_MAX_YAW_RATE_RADPS,
-    AR1_MIN_LONGITUDINAL_ACCEL_MPS2,
-)
+from alpamayo_ros.eval.metrics import COMFORT_BOUNDS
+from alpamayo_ros.eval.metrics import comfort_violations as eval_comfort_violations
 from alpamayo_ros.sample import CocLabel
-from alpamayo_ros.trajectory import Trajectory
 
 REWARD_NAMES = ("reasoning", "consistency", "trajectory")
 REASONING_MAX = 5.0
@@ -221,16 +212,8 @@ def consistency_reward(text: str, plan_xyh: np.ndarray, v0_mps: float | None = N
 
 
 # --------------------------------------------------------------------------- trajectory
-# AR1 release comfort bounds, each as (name, check function, bound arguments).
-COMFORT_CHECKS = (
-    ("max_longitudinal_accel", checks.check_max_accel, (AR1_MAX_LONGITUDINAL_ACCEL_MPS2,)),
-    ("min_longitudinal_accel", checks.check_min_accel, (AR1_MIN_LONGITUDINAL_ACCEL_MPS2,)),
-    ("lateral_accel", checks.check_lateral_accel, (AR1_MAX_LATERAL_ACCEL_MPS2,)),
-    ("jerk", checks.check_jerk, (AR1_MAX_JERK_MPS3,)),
-    ("longitudinal_jerk", checks.check_longitudinal_jerk, (AR1_MAX_LONGITUDINAL_JERK_MPS3,)),
-    ("yaw_rate", checks.check_yaw_rate, (AR1_MAX_YAW_RATE_RADPS,)),
-    ("yaw_accel", checks.check_yaw_accel, (AR1_MAX_YAW_ACCEL_RADPS2,)),
-)
+# AR1 release comfort bounds: the evaluation's (one definition, eval.metrics).
+COMFORT_CHECKS = tuple(COMFORT_BOUNDS)
 
 
 def comfort_violations(controls: np.ndarray, v0_mps: float) -> list[str]:
@@ -238,8 +221,7 @@ def comfort_violations(controls: np.ndarray, v0_mps: float) -> list[str]:
     ctrl = np.asarray(controls, dtype=np.float64)
     if ctrl.ndim != 2 or ctrl.shape[1] != 2:
         raise ValueError(f"controls must be (T, 2), got shape {ctrl.shape}")
-    traj = Trajectory.from_controls(ctrl[:, 0], ctrl[:, 1], float(v0_mps))
-    return [name for name, fn, args in COMFORT_CHECKS if not fn(traj, *args)[1]]
+    return sorted(eval_comfort_violations(ctrl[:, 0], ctrl[:, 1], float(v0_mps)))
 
 
 @dataclass(frozen=True)
