@@ -176,3 +176,14 @@ def test_version_2_weights_are_refused_with_the_reason(policy, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(meta))
     with pytest.raises(WeightsError, match="format_version 2 .*action statistics"):
         Policy.from_pretrained(tmp_path, device="cpu")
+
+
+def test_noise_scale_narrows_the_flow_samples(policy):
+    batch = labelled(1)
+    wide = policy.predict(batch, mode="trajectory", num_samples=3, seed=0)
+    narrow = policy.predict(batch, mode="trajectory", num_samples=3, seed=0, noise_scale=0.3)
+    mode = policy.predict(batch, mode="trajectory", num_samples=3, seed=0, noise_scale=0.0)
+    spread = [float(np.ptp(p.controls[0, :, :, 0], axis=0).mean()) for p in (wide, narrow, mode)]
+    assert spread[0] > spread[1] > 0.0 == spread[2]  # zero noise: K identical plans
+    with pytest.raises(ValueError, match="noise_scale"):
+        policy.predict(batch, noise_scale=-1.0)

@@ -57,6 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--no-blank-cameras", dest="blank_cameras", action="store_false",
                    help="leave out the blanked-camera row")
+    p.add_argument("--noise-scale", type=float, default=1.0,
+                   help="multiplies the flow's initial noise (1: the trained distribution)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--allow-training-seeds", action="store_true",
                    help="evaluate even on seeds the model card lists as training seeds")
@@ -317,7 +319,8 @@ def run(args: argparse.Namespace) -> int:
     config = EvalConfig(num_samples=args.num_samples, batch_size=args.batch_size,
                         flow_steps=args.flow_steps,
                         max_reasoning_tokens=args.max_reasoning_tokens, seed=args.seed,
-                        blank_cameras=args.blank_cameras, progress=args.progress)
+                        noise_scale=args.noise_scale, blank_cameras=args.blank_cameras,
+                        progress=args.progress)
     seeds = parse_seeds(args.seeds)
     dataset, what = open_dataset(args.data, args.split)
     indices, notes = select_samples(dataset, args.keyframes_only, seeds, args.families,

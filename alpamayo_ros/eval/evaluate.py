@@ -65,6 +65,7 @@ class EvalConfig:
     flow_steps: int | None = None  # None: the model config's
     max_reasoning_tokens: int | None = None  # None: the tokenizer budget
     seed: int = 0
+    noise_scale: float = 1.0  # multiplies the flow's initial noise (Policy.predict)
     blank_cameras: bool = True  # add the blanked-camera row
     trajectory_mode: bool = True  # add the trajectory-only row
     progress: bool = False  # a progress bar on stderr
@@ -82,6 +83,9 @@ class EvalConfig:
                                  f"got {value!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"EvalConfig.seed must be an int >= 0, got {self.seed!r}")
+        if not (isinstance(self.noise_scale, (int, float)) and 0.0 <= self.noise_scale <= 2.0):
+            raise ValueError(f"EvalConfig.noise_scale must be in [0, 2], "
+                             f"got {self.noise_scale!r}")
 
 
 # --------------------------------------------------------------------------- truth
@@ -291,7 +295,8 @@ def _run_policy(row: Row, policy: Policy, samples: Sequence[DrivingSample],
         pred = policy.predict(batch, mode=mode, flow_steps=config.flow_steps,
                               num_samples=config.num_samples,
                               max_reasoning_tokens=config.max_reasoning_tokens,
-                              temperature=0.0, seed=config.seed + b)
+                              temperature=0.0, seed=config.seed + b,
+                              noise_scale=config.noise_scale)
         for k, v in pred.timings_ms.items():
             row.stage_ms[k] = row.stage_ms.get(k, 0.0) + float(v)
         for j, i in enumerate(idx):

@@ -393,12 +393,18 @@ class AlpamayoModel(nn.Module):
 
     def flow_trajectory(self, ctx: Context, steps: int, num_samples: int = 1,
                         noise: torch.Tensor | None = None,
-                        generator: torch.Generator | None = None) -> torch.Tensor:
-        """Controls ``(B, K, 64, 2)`` (m/s^2, 1/m) by Euler-integrating the expert's flow."""
+                        generator: torch.Generator | None = None,
+                        noise_scale: float = 1.0) -> torch.Tensor:
+        """Controls ``(B, K, 64, 2)`` (m/s^2, 1/m) by Euler-integrating the expert's flow.
+
+        ``noise_scale`` multiplies drawn noise (not a given ``noise``).
+        """
         b = ctx.logits.shape[0]
         shape = (b * num_samples, self.config.num_waypoints, 2)
         if noise is None:
             noise = torch.randn(shape, generator=generator, device=ctx.logits.device)
+            if noise_scale != 1.0:
+                noise = noise * noise_scale
         elif tuple(noise.shape) != shape:
             raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
         fn = self.velocity_fn(ctx, num_samples, steps=steps)

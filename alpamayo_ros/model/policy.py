@@ -117,12 +117,15 @@ class Policy:
     def predict(self, inputs: DrivingSample | Sequence[DrivingSample] | ModelInputs,
                 mode: str = "reasoning", flow_steps: int | None = None, num_samples: int = 1,
                 decoder: str = "flow", max_reasoning_tokens: int | None = None,
-                temperature: float = 0.0, seed: int | None = None) -> Prediction:
+                temperature: float = 0.0, seed: int | None = None,
+                noise_scale: float = 1.0) -> Prediction:
         """Predict the plan (and reasoning) for one sample or a batch.
 
         ``flow_steps`` defaults to the config's (10); ``max_reasoning_tokens`` to the
         tokenizer budget; ``temperature`` > 0 samples the reasoning (and the trajectory
-        tokens with ``decoder='tokens'``); ``seed`` makes noise and sampling repeatable.
+        tokens with ``decoder='tokens'``); ``seed`` makes noise and sampling repeatable;
+        ``noise_scale`` multiplies the flow's initial noise (1: the trained distribution;
+        below 1 trades sample diversity for plans nearer the mode, like a temperature).
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -130,6 +133,8 @@ class Policy:
             raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
         if not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+        if not (isinstance(noise_scale, (int, float)) and 0.0 <= noise_scale <= 2.0):
+            raise ValueError(f"noise_scale must be in [0, 2], got {noise_scale!r}")
         steps = self.config.expert.flow_steps if flow_steps is None else flow_steps
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"flow_steps must be a positive int, got {steps!r}")
@@ -171,7 +176,8 @@ class Policy:
             ids = [[] for _ in range(b)]
         lap("reasoning")
         if decoder == "flow":
-            controls = model.flow_trajectory(ctx, steps, num_samples, generator=gen)
+            controls = model.flow_trajectory(ctx, steps, num_samples, generator=gen,
+                                             noise_scale=float(noise_scale))
         else:
             draws = [model.decode_trajectory_tokens(ctx, temperature, gen)[0]
                      for _ in range(num_samples)]
