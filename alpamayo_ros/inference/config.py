@@ -20,6 +20,9 @@ class PolicyNodeConfig:
     - ``rate_hz``: inference ticks per second; a tick that finds the previous inference
       still running is dropped and counted, never queued (openpilot modeld).
     - ``flow_steps``: Euler steps of the flow-matching expert (AR1: 10; 5 allowed).
+    - ``flow_noise_scale``: multiplies the flow's initial noise (1: the trained
+      distribution; 0: the flow's mode, every sample the same); ``Policy.predict``'s
+      ``noise_scale``.
     - ``reasoning``: generate the CoC reasoning before the trajectory (false: trajectory
       only, the fast path; the Reasoning topic then carries no text).
     - ``num_samples``: trajectories per tick; the first is the plan, the others go to
@@ -48,6 +51,7 @@ class PolicyNodeConfig:
     device: str = "auto"
     rate_hz: float = 2.0
     flow_steps: int = 10
+    flow_noise_scale: float = 1.0
     reasoning: bool = True
     num_samples: int = 1
     max_reasoning_tokens: int = 0
@@ -75,6 +79,10 @@ class PolicyNodeConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        scale = self.flow_noise_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (
+                0.0 <= scale <= 2.0):
+            raise ValueError(f"flow_noise_scale must be a number in [0, 2], got {scale!r}")
         cams = self.model_cameras
         if isinstance(cams, str) or not cams or not all(isinstance(c, str) and c for c in cams):
             raise ValueError(f"model_cameras must list at least one camera name, got {cams!r}")

@@ -158,7 +158,8 @@ class PolicyRunner:
         pred = self.policy.predict(
             sample, mode="reasoning" if cfg.reasoning else "trajectory",
             flow_steps=cfg.flow_steps, num_samples=cfg.num_samples,
-            max_reasoning_tokens=cfg.max_reasoning_tokens or None, seed=seed)
+            max_reasoning_tokens=cfg.max_reasoning_tokens or None, seed=seed,
+            noise_scale=float(cfg.flow_noise_scale))
         elapsed_s = time.perf_counter() - t0
         trajectories = [
             Trajectory.from_controls(
