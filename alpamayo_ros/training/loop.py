@@ -580,7 +580,7 @@ def train(cfg: TrainConfig, stage: str = "all", resume: str | Path | None = None
     summary: dict[str, Any] = {"stages": {}, "train_samples": len(train_set),
                                "val_samples": len(val_set), "world_size": dist.world}
     previous = run_dir / "summary.json"
-    if resume_dir is not None and previous.is_file():
+    if previous.is_file():  # earlier stages of this run directory keep their records
         summary["stages"] = {k: v for k, v in json.loads(previous.read_text())
                              .get("stages", {}).items() if k not in stages}
     try:
