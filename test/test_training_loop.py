@@ -191,6 +191,16 @@ def test_cli_end_to_end_writes_metrics_events_curves_checkpoints_and_export(tmp_
     state = json.loads((again / "sft" / "checkpoints" / "step_0000001" /
                         "trainer_state.json").read_text())
     assert state["init_from"] == str(export)
+    # A later stage run alone in the same run directory keeps the earlier stages' records
+    # (metrics and summary) and starts from their weights.
+    sft_only = tmp_path / "recipe_sft.yaml"
+    sft_only.write_text(yaml.safe_dump(tiny_dict(sft={"steps": 1})))
+    assert main(["train", "--config", str(sft_only), "--stage", "sft", "--out", str(run),
+                 "--no-progress"]) == 0
+    stages = {json.loads(line)["stage"] for line in
+              (run / "metrics.jsonl").read_text().splitlines()}
+    assert stages == {"pretrain", "sft"}
+    assert set(json.loads((run / "summary.json").read_text())["stages"]) == {"pretrain", "sft"}
 
 
 def test_cli_rejects_a_bad_recipe(tmp_path, capsys):

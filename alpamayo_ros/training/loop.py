@@ -564,7 +564,7 @@ def train(cfg: TrainConfig, stage: str = "all", resume: str | Path | None = None
         (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
     logger = MetricsLogger(run_dir, enabled=dist.main,
                            resume_at=(resumed["stage"], int(resumed["step"]))
-                           if resume_dir is not None else None)
+                           if resume_dir is not None else None, first_stage=stages[0])
     torch.manual_seed(cfg.seed)
     t_start = time.monotonic()
     model_cfg = cfg.model.policy_config()

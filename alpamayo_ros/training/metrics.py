@@ -38,7 +38,8 @@ class MetricsLogger:
     """Appends records to ``metrics.jsonl`` and TensorBoard (only on the main process)."""
 
     def __init__(self, run_dir: str | Path, enabled: bool = True,
-                 resume_at: tuple[str, int] | None = None) -> None:
+                 resume_at: tuple[str, int] | None = None, first_stage: str = STAGES[0]
+                 ) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / METRICS_FILE
         self.enabled = enabled
@@ -52,7 +53,11 @@ class MetricsLogger:
             kept = [r for r in read_metrics(self.path) if _before(r, *resume_at)]
             self.path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
         elif self.path.exists():
-            self.path.unlink()  # a fresh run in an old directory starts a fresh log
+            # A fresh run in an old directory starts a fresh log from its first stage on;
+            # the records of earlier stages (whose weights it starts from) are kept.
+            kept = [r for r in read_metrics(self.path)
+                    if STAGES.index(r["stage"]) < STAGES.index(first_stage)]
+            self.path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
 
     def _writer(self, stage: str) -> Any:
         if stage not in self._writers:
