@@ -57,6 +57,8 @@ ARGUMENTS = {a.name: a for a in (
     LaunchArgument("rate_hz", "2.0", "policy inference rate (Hz)"),
     LaunchArgument("reasoning", "true", "generate the Chain-of-Causality reasoning"),
     LaunchArgument("flow_steps", "10", "flow-matching Euler steps (AR1: 10; 5 allowed)"),
+    LaunchArgument("max_reasoning_tokens", "0",
+                   "cap on generated reasoning tokens (0: the model's budget)"),
     LaunchArgument("use_sim_time", "false", "run every node on /clock"),
     LaunchArgument("compressed", "false", "cameras as CompressedImage (jpeg)"),
     LaunchArgument("family", "lead_at_red_light", "simulator scenario family"),
@@ -69,7 +71,8 @@ _POLICY = NodeSpec(
     "alpamayo_policy", "policy_node", "alpamayo_ros.nodes.policy_node",
     ("sync.yaml", "policy.yaml"),
     {"weights_dir": "weights_dir", "device": "device", "rate_hz": "rate_hz",
-     "reasoning": "reasoning", "flow_steps": "flow_steps", "compressed": "compressed",
+     "reasoning": "reasoning", "flow_steps": "flow_steps",
+     "max_reasoning_tokens": "max_reasoning_tokens", "compressed": "compressed",
      "use_sim_time": "use_sim_time"},
     description="camera sync + lifecycle policy node (one process)")
 _CONTROLLER = NodeSpec(

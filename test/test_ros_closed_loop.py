@@ -70,6 +70,9 @@ def loop(ros_env, tmp_path_factory):
         proc = subprocess.Popen(
             [sys.executable, "-m", "alpamayo_ros.cli", "up", "simulation",
              f"weights_dir:={weights}", "device:=cpu", f"rate_hz:={POLICY_RATE_HZ}",
+             # Random weights never close their reasoning: cap it as before the tiny
+             # preset's budget grew from 24 to 80 tokens (keeps this test's CPU load).
+             "max_reasoning_tokens:=24",
              "family:=follow_lead", "seed:=3"],
             env=ros_env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     probe = Probe(domain_id(ros_env))

@@ -55,7 +55,7 @@ def policy(ros_env, tiny_weights, tmp_path_factory):
         "alpamayo_ros.nodes.policy_node",
         ["--params-file", "config/sync.yaml", "--params-file", "config/policy.yaml",
          "-p", f"weights_dir:={tiny_weights}", "-p", "device:=cpu",
-         "-p", f"rate_hz:={RATE_HZ}"], ros_env, log)
+         "-p", f"rate_hz:={RATE_HZ}", "-p", "max_reasoning_tokens:=24"], ros_env, log)
     probe = Probe(domain_id(ros_env))
     for msg_type, topic in ((Trajectory, topics.TRAJECTORY), (Reasoning, topics.REASONING),
                             (PathMsg, topics.PATH), (MarkerArray, topics.MARKERS),
