@@ -155,7 +155,7 @@ def build_episode(spec: DatasetSpec, root: str | Path, split: str, family: str,
     meta = {
         "format": DATASET_FORMAT_VERSION, "episode_hash": ep_hash,
         "spec_hash": spec.content_hash(), "split": split, "family": family, "seed": seed,
-        "navigation": str(getattr(episode, "navigation", "") or ""),
+        "navigation": episode.navigation,
         "first_frame": first_frame, "num_frames": num_frames, "samples": len(steps),
         "keyframes": int(arrays["keyframe"].sum()),
         "history_frames": spec.history_frames,

@@ -98,7 +98,7 @@ def perception_targets(episode: Episode, index: int) -> tuple[np.ndarray, np.nda
     if lead is not None:
         t.set("lead_gap", max(lead_gap, 0.0))
         t.set("lead_speed", lead.v_mps)
-        t.flag("lead_braking", bool(getattr(lead, "braking", False)))
+        t.flag("lead_braking", lead.braking)
 
     # Traffic light for the ego's road ahead (as the expert looks it up).
     light = world.light_ahead(front - 1.0, MAP_RANGE_M)
@@ -181,14 +181,14 @@ def perception_targets(episode: Episode, index: int) -> tuple[np.ndarray, np.nda
         if k >= len(slots):
             continue
         _, _, a, x, y, h = slots[k]
-        indicator = str(getattr(a, "indicator", "") or "")
+        indicator = a.indicator
         t.set(p + "x", x)
         t.set(p + "y", y)
         t.set(p + "vx", a.v_mps * math.cos(h))
         t.set(p + "vy", a.v_mps * math.sin(h))
         t.set(p + "length", a.length_m)
         t.set(p + "width", a.width_m)
-        t.flag(p + "braking", bool(getattr(a, "braking", False)))
+        t.flag(p + "braking", a.braking)
         t.flag(p + "indicator_left", indicator == "left")
         t.flag(p + "indicator_right", indicator == "right")
     return t.values, t.mask

@@ -48,7 +48,7 @@ from alpamayo_ros.model.processor import (
 )
 from alpamayo_ros.model.tokenizer import CocTokenizer
 from alpamayo_ros.model.vision import VisionTokenizer
-from alpamayo_ros.perception import PERCEPTION_FIELDS
+from alpamayo_ros.perception import BINARY_MASK
 from alpamayo_ros.taxonomy import LATERAL_CLASSES, LONGITUDINAL_CLASSES
 from alpamayo_ros.unicycle import MAX_ABS_ACCELERATION_MPS2, MAX_ABS_CURVATURE_PER_M
 
@@ -189,10 +189,9 @@ def perception_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     """Per-sample perception loss ``(B,)``: logistic for binary fields, smooth-L1 for real.
 
     Averaged over each sample's known entries (:data:`alpamayo_ros.perception.
-    PERCEPTION_FIELDS` says which field is which).
+    BINARY_MASK` says which field is which).
     """
-    binary = pred.new_tensor([f.kind == "binary" for f in PERCEPTION_FIELDS][: pred.shape[1]]
-                             ).bool()
+    binary = torch.tensor(BINARY_MASK[: pred.shape[1]], device=pred.device)
     bce = F.binary_cross_entropy_with_logits(pred, target.clamp(0.0, 1.0), reduction="none")
     reg = F.smooth_l1_loss(pred, target, reduction="none", beta=PERCEPTION_REAL_BETA)
     per_entry = torch.where(binary[None], bce, reg)

@@ -178,14 +178,10 @@ def tokenizer_corpus(dataset: Sequence[DrivingSample]) -> list[str]:
 
 def action_stats(dataset: Sequence[DrivingSample]) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std ``(2,)`` of the future controls over all steps and samples."""
-    stats = _accessor(dataset, "control_stats")
-    if stats is not None:
-        mean, std = (np.asarray(v, dtype=np.float64).reshape(2) for v in stats)
-    else:
-        ctrl = future_controls(dataset).reshape(-1, 2).astype(np.float64)
-        if not len(ctrl):
-            raise ValueError("action statistics need at least one sample")
-        mean, std = ctrl.mean(0), ctrl.std(0)
+    ctrl = future_controls(dataset).reshape(-1, 2).astype(np.float64)
+    if not len(ctrl):
+        raise ValueError("action statistics need at least one sample")
+    mean, std = ctrl.mean(0), ctrl.std(0)
     std = np.where(std > 1e-6, std, 1.0)  # a constant channel keeps unit scale
     return torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
 

@@ -72,11 +72,11 @@ class RLConfig:
     ppo_epochs: int = 1
     advantage_std_floor: float = 1e-4
     # Trajectory reward (rewards.TrajectoryRewardConfig).
-    traj_ade_fail_m: float = 3.0
-    traj_fail_reward: float = -1.0
-    traj_l2_weight: float = 0.4
-    traj_comfort_weight: float = 0.1
-    traj_collision_weight: float = 1.0
+    traj_ade_fail_m: float = TrajectoryRewardConfig.ade_fail_m
+    traj_fail_reward: float = TrajectoryRewardConfig.fail_reward
+    traj_l2_weight: float = TrajectoryRewardConfig.l2_weight
+    traj_comfort_weight: float = TrajectoryRewardConfig.comfort_weight
+    traj_collision_weight: float = TrajectoryRewardConfig.collision_weight
 
     def __post_init__(self) -> None:
         for name in ("group_size", "max_reasoning_tokens", "flow_steps", "ppo_epochs"):
