@@ -101,7 +101,7 @@ def test_cameras_arrive_at_10_hz_with_one_stamp_per_tick(loop) -> None:
 
     probe, *_ = loop
     received: dict[str, list[int]] = {cam: [] for cam in RIG}
-    subs = [probe.node.create_subscription(
+    subs = [probe.subscribe(
         Image, topics.image_topic(cam, False),
         lambda m, c=cam: received[c].append(_ns(m.header.stamp)), sensor_qos())
         for cam in RIG]
@@ -110,7 +110,7 @@ def test_cameras_arrive_at_10_hz_with_one_stamp_per_tick(loop) -> None:
         stamps.clear()
     time.sleep(3.0)
     for sub in subs:
-        probe.node.destroy_subscription(sub)
+        probe.unsubscribe(sub)
     stamps = received
     for cam in RIG:
         assert 8.0 <= len(stamps[cam]) / 3.0 <= 12.0, (cam, len(stamps[cam]))

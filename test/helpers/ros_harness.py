@@ -61,7 +61,13 @@ class Probe:
         self.executor.add_node(self.node)
         self.received: dict[str, list[tuple[float, Any]]] = {}
         self._lock = threading.Lock()
+        # Entities are created and destroyed on the spin thread, between two waits:
+        # destroying one the executor is waiting on kills that thread with InvalidHandle
+        # (and the probe would silently stop receiving). A guard condition wakes the wait.
+        self._pending: list[tuple[Callable[[], Any], threading.Event, dict[str, Any]]] = []
+        self._wake = self.node.create_guard_condition(lambda: None)
         self._stop = False
+        self._spin_error: BaseException | None = None
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
 
@@ -69,9 +75,37 @@ class Probe:
         while not self._stop and self.context.ok():
             try:
                 self.executor.spin_once(timeout_sec=0.05)
-            except Exception:  # the context went away while closing
+                self._run_pending()
+            except Exception as exc:  # the context went away while closing
                 if not self._stop:
+                    self._spin_error = exc
                     raise
+
+    def _run_pending(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for call, done, box in pending:
+            try:
+                box["value"] = call()
+            except Exception as exc:  # handed back to the caller
+                box["error"] = exc
+            done.set()
+
+    def _on_spin_thread(self, call: Callable[[], Any], timeout_s: float = 10.0) -> Any:
+        done, box = threading.Event(), {}
+        with self._lock:
+            self._pending.append((call, done, box))
+        self._wake.trigger()
+        if not done.wait(timeout_s):
+            self._check_spinning()
+            raise AssertionError(f"the probe's spin thread did not run {call} in {timeout_s} s")
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    def _check_spinning(self) -> None:
+        if self._spin_error is not None:
+            raise AssertionError(f"the probe stopped spinning: {self._spin_error!r}")
 
     def record(self, msg_type: type, topic: str, qos: Any) -> None:
         """Keep every message arriving on ``topic`` with its arrival time."""
@@ -81,15 +115,27 @@ class Probe:
             with self._lock:
                 self.received[topic].append((time.monotonic(), msg))
 
-        self.node.create_subscription(msg_type, topic, store, qos)
+        self.subscribe(msg_type, topic, store, qos)
+
+    def subscribe(self, msg_type: type, topic: str, callback: Callable[[Any], None],
+                  qos: Any) -> Any:
+        """A subscription that :meth:`unsubscribe` can remove while the probe spins."""
+        return self._on_spin_thread(
+            lambda: self.node.create_subscription(msg_type, topic, callback, qos))
+
+    def unsubscribe(self, subscription: Any) -> None:
+        """Destroy ``subscription`` between two executor waits."""
+        self._on_spin_thread(lambda: self.node.destroy_subscription(subscription))
 
     def messages(self, topic: str, since: float = 0.0) -> list[Any]:
         """Messages received on ``topic`` after monotonic time ``since``."""
+        self._check_spinning()
         with self._lock:
             return [m for t, m in self.received.get(topic, []) if t >= since]
 
     def arrivals(self, topic: str, since: float = 0.0) -> list[float]:
         """Arrival times on ``topic`` after ``since``."""
+        self._check_spinning()
         with self._lock:
             return [t for t, _ in self.received.get(topic, []) if t >= since]
 
