@@ -14,7 +14,7 @@ RUN_ENV = AMENT_PREFIX_PATH=$(ABS_VENV) CMAKE_PREFIX_PATH=$(ABS_VENV) \
   PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} PYTHONDONTWRITEBYTECODE=1
 
 .PHONY: setup test lint demo bench clean distclean
-setup: $(VENV)/.msgs-stamp
+setup: $(VENV)/.msgs-stamp $(VENV)/.cli-stamp
 
 $(VENV)/.deps-stamp: requirements.txt
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -33,6 +33,13 @@ $(VENV)/.msgs-stamp: $(VENV)/.deps-stamp $(MSG_FILES) CMakeLists.txt package.xml
 	$(RUN_ENV) cmake --build $(BUILD_DIR) -j2 >> $(BUILD_DIR).log 2>&1 || (tail -40 $(BUILD_DIR).log; exit 1)
 	$(RUN_ENV) cmake --install $(BUILD_DIR) >> $(BUILD_DIR).log 2>&1 || (tail -40 $(BUILD_DIR).log; exit 1)
 	$(RUN_ENV) $(PY) -c "from alpamayo_ros.msg import Trajectory, Reasoning, SafetyStatus"
+	@touch $@
+
+# `alpamayo` on the venv's PATH and an activate hook exporting RUN_ENV's variables, both
+# running this checkout (not `pip install -e .`: pip would uninstall, i.e. delete, the
+# message build's alpamayo_ros package; see alpamayo_ros/devenv.py).
+$(VENV)/.cli-stamp: $(VENV)/.deps-stamp alpamayo_ros/devenv.py
+	$(RUN_ENV) $(PY) -m alpamayo_ros.devenv $(ABS_VENV)
 	@touch $@
 
 lint: $(VENV)/.deps-stamp
