@@ -147,17 +147,33 @@ def array_to_image(
     return msg
 
 
-def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
-    """Decode a jpeg/png ``CompressedImage`` into a ``(H, W, 3)`` uint8 RGB array."""
-    fmt = msg.format.lower()
-    if "jpeg" not in fmt and "jpg" not in fmt and "png" not in fmt:
-        raise ImageConversionError(f"unsupported compressed format {msg.format!r} (jpeg or png)")
+def _imdecode(msg: CompressedImage) -> np.ndarray:
+    """``cv2.imdecode`` of the message's bytes; ImageConversionError when it fails."""
     buffer = np.frombuffer(msg.data, dtype=np.uint8)
     if buffer.size == 0:
         raise ImageConversionError("compressed image has no data")
-    decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    try:
+        decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # e.g. a header claiming more than OpenCV's 2^30 pixels
+        raise ImageConversionError(
+            f"could not decode {buffer.size} B as {msg.format!r}: {exc.err}") from None
     if decoded is None:
         raise ImageConversionError(f"could not decode {buffer.size} B as {msg.format!r}")
+    return decoded
+
+
+def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
+    """Decode a jpeg/png ``CompressedImage`` into a ``(H, W, 3)`` uint8 RGB array.
+
+    A 16-bit png is not a camera frame: ImageConversionError (as for undecodable bytes).
+    """
+    fmt = msg.format.lower()
+    if "jpeg" not in fmt and "jpg" not in fmt and "png" not in fmt:
+        raise ImageConversionError(f"unsupported compressed format {msg.format!r} (jpeg or png)")
+    decoded = _imdecode(msg)
+    if decoded.dtype != np.uint8:
+        raise ImageConversionError(f"{msg.format!r} decodes to a {decoded.dtype} image; "
+                                   "camera frames must be 8-bit")
     if decoded.ndim == 2:
         return cv2.cvtColor(decoded, cv2.COLOR_GRAY2RGB)
     if decoded.shape[2] == 4:
@@ -170,10 +186,7 @@ def compressed_to_array(msg: CompressedImage) -> np.ndarray:
 
     Colour images come back in RGB(A) order; mono images as ``(H, W)``.
     """
-    buffer = np.frombuffer(msg.data, dtype=np.uint8)
-    decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
-    if decoded is None:
-        raise ImageConversionError(f"could not decode {buffer.size} B as {msg.format!r}")
+    decoded = _imdecode(msg)
     if decoded.ndim == 3 and decoded.shape[2] == 3:
         return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
     if decoded.ndim == 3 and decoded.shape[2] == 4:
