@@ -4,4 +4,5 @@ import sys
 
 from alpamayo_ros.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # importing the module (e.g. the layering test) runs nothing
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""``alpamayo eval``: open-loop evaluation of policy weights against baselines.
+"""``alpamayo eval``: open-loop (or ``--closed-loop``) evaluation of weights vs baselines.
 
 Reads a split of the data pipeline's episode dataset (or a sample cache written by
 ``alpamayo generate --cache``, or bags), selects the samples (keyframes by default,
@@ -6,6 +6,10 @@ seeds, families, an evenly spaced ``--max-samples`` subset), refuses seeds the w
 model card lists as training seeds, runs :func:`alpamayo_ros.eval.evaluate.evaluate`
 and writes ``results.json`` + ``results.md`` to ``--out``. The seeds evaluated are
 printed and recorded.
+
+``--closed-loop`` runs :mod:`alpamayo_ros.eval.closed_loop` instead: the weights drive
+the simulator in process on the test seeds (no dataset needed) next to the expert and
+constant velocity, and ``closed_loop.json`` + ``closed_loop.md`` are written.
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ _YAML_BLOCK = re.compile(r"^```ya?ml\n(.*?)^```", re.S | re.M)
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``alpamayo eval``."""
-    p = subparsers.add_parser("eval", help="open-loop evaluation of weights vs baselines",
-                              description=__doc__.splitlines()[0])
-    p.add_argument("--weights", required=True, help="policy weights directory")
-    p.add_argument("--data", required=True,
-                   help="episode dataset root (or a sample cache / bag directory)")
+    p = subparsers.add_parser("eval", help="open-loop or closed-loop evaluation of weights "
+                              "vs baselines", description=__doc__.splitlines()[0])
+    p.add_argument("--weights", default="",
+                   help="policy weights directory (default: the shipped weights/default)")
+    p.add_argument("--data", default="",
+                   help="episode dataset root (or a sample cache / bag directory); open "
+                        "loop only")
     p.add_argument("--split", default="test", help="split to evaluate (default: test)")
     p.add_argument("--train-split", default="train",
                    help="split the majority-class baseline counts (default: train)")
@@ -63,7 +69,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-training-seeds", action="store_true",
                    help="evaluate even on seeds the model card lists as training seeds")
     p.add_argument("--out", required=True, help="output directory")
+    closed = p.add_argument_group("closed loop (--closed-loop; --seeds default 9000:9004)")
+    closed.add_argument("--closed-loop", action="store_true",
+                        help="drive the simulator in process instead of reading a dataset")
+    closed.add_argument("--duration", type=float, default=20.0,
+                        help="episode seconds (0: each family's own; default 20)")
+    closed.add_argument("--policy-rate-hz", type=float, default=2.0)
+    closed.add_argument("--plan-latency-s", type=float, default=0.2)
+    closed.add_argument("--rows", nargs="+", default=list(CLOSED_LOOP_ROWS),
+                        choices=list(CLOSED_LOOP_ROWS), help="rows to run (default: all)")
     p.set_defaults(func=run)
+
+
+CLOSED_LOOP_ROWS = ("model", "trajectory", "no_monitor", "constant_velocity", "expert")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -307,15 +325,78 @@ class _Subset(Sequence):
 
 
 # --------------------------------------------------------------------------- the command
+def run_closed_loop(args: argparse.Namespace) -> int:
+    """``alpamayo eval --closed-loop``: the in-process closed-loop suite."""
+    from alpamayo_ros.data.scenarios import FAMILIES
+    from alpamayo_ros.eval import closed_loop as cl
+
+    seeds = parse_seeds(args.seeds) or set(range(9000, 9004))
+    train_seeds = training_seeds(args.weights)
+    overlap = sorted(seeds & train_seeds) if train_seeds else []
+    if overlap and not args.allow_training_seeds:
+        print(f"alpamayo eval: refusing to evaluate on {len(overlap)} training seeds of "
+              f"{args.weights} (e.g. {overlap[:5]}); pass --allow-training-seeds to force",
+              file=sys.stderr)
+        return 2
+    config = cl.ClosedLoopConfig(
+        families=tuple(args.families or FAMILIES), seeds=tuple(sorted(seeds)),
+        duration_s=args.duration, policy_rate_hz=args.policy_rate_hz,
+        plan_latency_s=args.plan_latency_s)
+    tokens = args.max_reasoning_tokens or 0
+    rows = []
+    if {"model", "no_monitor"} & set(args.rows):
+        model = cl.policy_planner(args.weights, True, "model",
+                                  "the policy with reasoning (node defaults)", config,
+                                  args.device, tokens)
+        if "model" in args.rows:
+            rows.append(cl.Row(model))
+        if "no_monitor" in args.rows:
+            rows.append(cl.Row(model, monitor=False, name="model, no monitor",
+                               description="the model's plans executed unchecked"))
+    if "trajectory" in args.rows:
+        if args.trajectory_only_weights:
+            rows.append(cl.Row(cl.policy_planner(
+                args.trajectory_only_weights, False, "trajectory-only model",
+                f"separate weights {args.trajectory_only_weights}", config, args.device)))
+        else:
+            rows.append(cl.Row(cl.policy_planner(
+                args.weights, False, "model, trajectory only",
+                "the same weights without reasoning", config, args.device)))
+    if "constant_velocity" in args.rows:
+        rows.append(cl.Row(cl.ConstantVelocityPlanner()))
+    if "expert" in args.rows:
+        rows.append(cl.Row(None, name="expert"))
+    names = [r.name or (r.planner.name if r.planner else "expert") for r in rows]
+    print(f"alpamayo eval --closed-loop: {len(config.families)} families x seeds "
+          f"{sorted(seeds)}, rows {names}", file=sys.stderr)
+    results = cl.run_suite(rows, config, progress=args.progress)
+    results.update(weights=str(args.weights), device=args.device,
+                   trajectory_only_weights=str(args.trajectory_only_weights or ""),
+                   command=" ".join(["alpamayo", *sys.argv[1:]]))
+    json_path, md_path = cl.write_results(results, args.out)
+    print(md_path.read_text(), file=sys.stderr)
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``alpamayo eval``; 0 on success, 2 on a refused or empty selection."""
     import torch
 
     from alpamayo_ros.eval.evaluate import EvalConfig, evaluate, seed_ranges, write_results
     from alpamayo_ros.model.policy import Policy
+    from alpamayo_ros.paths import default_weights_dir
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    if not args.weights:
+        args.weights = str(default_weights_dir())
+    if args.closed_loop:
+        return run_closed_loop(args)
+    if not args.data:
+        print("alpamayo eval: --data is required for open-loop evaluation (or pass "
+              "--closed-loop)", file=sys.stderr)
+        return 2
     config = EvalConfig(num_samples=args.num_samples, batch_size=args.batch_size,
                         flow_steps=args.flow_steps,
                         max_reasoning_tokens=args.max_reasoning_tokens, seed=args.seed,

@@ -151,6 +151,7 @@ class ClosedLoopSim:
         self.status.in_collision = set()
         self.status.off_road = False
         self.status.finished = False
+        self.navigation = scenario.navigation  # the route command of this episode ("" = none)
         self._episode = Episode(cfg.family, seed, self.world, [])
         self._renderer = SceneRenderer(self._episode)
         self._emit("episode_start", f"{cfg.family} seed {seed}")
@@ -288,22 +289,9 @@ class ClosedLoopSim:
 
     def _off_road(self) -> bool:
         """Whether any ego corner is outside the paved area."""
-        world, road = self.world, self.world.road
-        cfg = road.config
-        w = cfg.lane_width_m
-        corners = box_corners(self._pose.x_m, self._pose.y_m, self._pose.heading_rad,
-                              world.ego.length_m, world.ego.width_m)
-        s, d = frenet_from_world_many(road, corners[:, 0], corners[:, 1], s_hint=world.ego.s)
-        right = np.full(4, -0.5 * w - cfg.shoulder_m)
-        left = np.full(4, (cfg.num_lanes + cfg.oncoming_lanes - 0.5) * w)
-        for span in world.lane_spans:
-            inside = (span.s_start <= s) & (s <= span.s_end)
-            right = np.where(inside, np.minimum(right, (span.lane - 0.5) * w), right)
-            left = np.where(inside, np.maximum(left, (span.lane + 0.5) * w), left)
-        paved = (right <= d) & (d <= left)
-        for j in world.intersections:
-            paved |= (np.abs(s - j.s) <= j.width_m / 2) & (np.abs(d) <= JUNCTION_HALF_LENGTH_M)
-        return not bool(np.all(paved))
+        ego = self.world.ego
+        return off_road(self.world, self._pose.x_m, self._pose.y_m, self._pose.heading_rad,
+                        ego.length_m, ego.width_m, s_hint=ego.s)
 
     # ------------------------------------------------------------------ outputs
     @property
@@ -342,10 +330,46 @@ class ClosedLoopSim:
         return Frame(self.world.time_s, ego_snap, p.acceleration_mps2, agents, lights,
                      None)  # type: ignore[arg-type]
 
-    def render(self) -> list[np.ndarray]:
-        """RGB images (H, W, 3) uint8 of the current state, one per camera of the rig."""
+    def render(self, cameras: list[str] | None = None) -> list[np.ndarray]:
+        """RGB images (H, W, 3) uint8 of the current state, one per camera of the rig.
+
+        ``cameras``: only these rig cameras, in this order (default: the whole rig).
+        """
+        rig = {c.name: c for c in self.rig.cameras}
+        if cameras is None:
+            selected = self.rig.cameras
+        else:
+            unknown = [c for c in cameras if c not in rig]
+            if unknown:
+                raise ValueError(f"cameras {unknown} are not in the {self.config.rig!r} rig "
+                                 f"(it has {sorted(rig)})")
+            selected = [rig[c] for c in cameras]
         self._episode.frames[:] = [self.frame()]
-        return self._renderer.render(0, self.rig.cameras)
+        return self._renderer.render(0, selected)
+
+
+def off_road(world: World, x_m: float, y_m: float, heading_rad: float, length_m: float,
+             width_m: float, s_hint: float | None = None) -> bool:
+    """Whether any corner of a box (map frame) lies outside the paved area of ``world``.
+
+    Paved: the lanes, the shoulder on the right, temporary lane spans (ramps, merges) and
+    junctions (their crossing roads, ``JUNCTION_HALF_LENGTH_M`` to each side).
+    """
+    road = world.road
+    cfg = road.config
+    w = cfg.lane_width_m
+    corners = box_corners(x_m, y_m, heading_rad, length_m, width_m)
+    s, d = frenet_from_world_many(road, corners[:, 0], corners[:, 1], s_hint=s_hint)
+    right = np.full(4, -0.5 * w - cfg.shoulder_m)
+    left = np.full(4, (cfg.num_lanes + cfg.oncoming_lanes - 0.5) * w)
+    for span in world.lane_spans:
+        inside = (span.s_start <= s) & (s <= span.s_end)
+        right = np.where(inside, np.minimum(right, (span.lane - 0.5) * w), right)
+        left = np.where(inside, np.maximum(left, (span.lane + 0.5) * w), left)
+    paved = (right <= d) & (d <= left)
+    for j in world.intersections:
+        paved |= (np.abs(s - j.s) <= j.width_m / 2) & (np.abs(d) <= JUNCTION_HALF_LENGTH_M)
+    return not bool(np.all(paved))
 
 
 def _agent_velocity(road, a: Agent) -> tuple[float, float]:
