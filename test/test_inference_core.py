@@ -128,6 +128,37 @@ def test_runner_builds_samples_and_stamps_plans_with_the_camera_time() -> None:
                      policy, load_rig_geometry("ar1"))
 
 
+def test_runner_drafts_each_reasoning_from_the_previous_one() -> None:
+    """reuse_reasoning: the same plans and text as token by token, in fewer passes."""
+    from alpamayo_ros.inference.runner import PolicyRunner, load_rig_geometry
+    from alpamayo_ros.model.policy import Policy
+
+    policy = Policy.from_config("tiny", device="cpu")
+    hist = _circle_buffer().history_at(2 * S)
+    outputs = {}
+    for reuse in (False, True):
+        cfg = PolicyNodeConfig(device="cpu", seed=3, reuse_reasoning=reuse,
+                               max_reasoning_tokens=12)
+        runner = PolicyRunner(cfg, policy, load_rig_geometry("ar1"))
+        runner.warmup(1)  # a blank scene's reasoning is not kept as a draft
+        outs = []
+        for f in range(3):  # the same scene twice, then another one
+            value = 40 if f < 2 else 90
+            frames = [[np.full((60, 96, 3), value, np.uint8) for _ in cfg.model_cameras]
+                      for _ in range(runner.num_frames)]
+            outs.append(runner.infer(runner.build_sample(frames, 2 * S, hist)))
+        outputs[reuse] = outs
+    for ref, fast in zip(outputs[False], outputs[True]):
+        assert fast.coc.text == ref.coc.text
+        np.testing.assert_allclose(fast.trajectory.x_m, ref.trajectory.x_m, atol=1e-4)
+    ref, fast = outputs[False], outputs[True]
+    assert fast[0].draft_tokens_accepted == 0  # nothing before it (warm-up dropped)
+    assert ref[1].reasoning_passes == 13  # 12 tokens (the budget), then </coc>
+    assert fast[1].reasoning_passes == 1  # the same scene: the draft holds entirely
+    assert fast[1].draft_tokens_accepted == 12
+    assert "postprocess" in fast[1].timings_ms
+
+
 def test_params_coerce_and_name_the_bad_parameter(tmp_path) -> None:
     from alpamayo_ros.ros.params import ConfigError, config_from_dict, load_params_file
 

@@ -27,6 +27,10 @@ class PolicyNodeConfig:
       Extra samples (``num_samples`` > 1) differ only with a scale > 0.
     - ``reasoning``: generate the CoC reasoning before the trajectory (false: trajectory
       only, the fast path; the Reasoning topic then carries no text).
+    - ``reuse_reasoning``: decode the reasoning with the previous plan's reasoning as a
+      draft that the model verifies in batched passes (speculative decoding: the same
+      greedy text, one backbone pass per changed stretch instead of one per token);
+      false decodes token by token (the reference path).
     - ``num_samples``: trajectories per tick; the first is the plan, the others go to
       ``Trajectory.samples`` (and RViz) for multi-modal inspection.
     - ``max_reasoning_tokens``: cap on generated reasoning tokens (0 = the model's budget).
@@ -55,6 +59,7 @@ class PolicyNodeConfig:
     flow_steps: int = 10
     flow_noise_scale: float = 0.0
     reasoning: bool = True
+    reuse_reasoning: bool = True
     num_samples: int = 1
     max_reasoning_tokens: int = 0
     max_frame_age_s: float = 0.5

@@ -37,6 +37,8 @@ class PolicyOutput:
     samples: list[Trajectory]
     coc: CocLabel
     timings_ms: dict[str, float] = field(default_factory=dict)
+    reasoning_passes: int = 0  # backbone passes of the reasoning decode
+    draft_tokens_accepted: int = 0  # reasoning tokens taken from the previous plan's
 
 
 def load_rig_geometry(rig: str) -> dict[str, CameraGeometry]:
@@ -97,6 +99,7 @@ class PolicyRunner:
 
         self.model_version = str(FORMAT_VERSION)
         self.tick = 0
+        self._previous_reasoning: list[int] | None = None  # the draft of the next tick
 
     @property
     def num_frames(self) -> int:
@@ -155,17 +158,19 @@ class PolicyRunner:
         seed = None if cfg.seed < 0 else cfg.seed + self.tick
         self.tick += 1
         t0 = time.perf_counter()
+        draft = self._previous_reasoning if cfg.reasoning and cfg.reuse_reasoning else None
         pred = self.policy.predict(
             sample, mode="reasoning" if cfg.reasoning else "trajectory",
             flow_steps=cfg.flow_steps, num_samples=cfg.num_samples,
             max_reasoning_tokens=cfg.max_reasoning_tokens or None, seed=seed,
-            noise_scale=float(cfg.flow_noise_scale))
-        elapsed_s = time.perf_counter() - t0
+            noise_scale=float(cfg.flow_noise_scale), reasoning_draft=draft)
+        self._previous_reasoning = list(pred.reasoning_ids[0]) if cfg.reasoning else None
+        t_model = time.perf_counter()
         trajectories = [
             Trajectory.from_controls(
                 pred.controls[0, k, :, 0], pred.controls[0, k, :, 1], sample.speed_mps,
                 stamp_ns=sample.stamp_ns, frame_id=cfg.frame_id, model_id=self.model_id,
-                model_version=self.model_version, inference_time_s=elapsed_s)
+                model_version=self.model_version, inference_time_s=t_model - t0)
             for k in range(pred.controls.shape[1])]
         plan = trajectories[0]
         text = pred.reasoning[0]
@@ -178,7 +183,9 @@ class PolicyRunner:
             components=[], text=text,
             longitudinal_meta_action=meta.longitudinal, lateral_meta_action=meta.lateral)
         timings = dict(pred.timings_ms)
-        return PolicyOutput(plan, trajectories[1:], coc, timings)
+        timings["postprocess"] = (time.perf_counter() - t_model) * 1e3
+        return PolicyOutput(plan, trajectories[1:], coc, timings, pred.reasoning_passes,
+                            pred.draft_tokens_accepted)
 
     def warmup(self, runs: int) -> float:
         """Run ``runs`` inferences on a blank input; returns the last one's seconds."""
@@ -193,6 +200,7 @@ class PolicyRunner:
             self.infer(self.build_sample(frames, 0, history))
             elapsed = time.perf_counter() - t0
         self.tick = 0
+        self._previous_reasoning = None  # a blank scene's reasoning is no draft
         return elapsed
 
 

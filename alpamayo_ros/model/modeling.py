@@ -28,6 +28,7 @@ weights), so its targets have unit scale like its noise.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -328,31 +329,134 @@ class AlpamayoModel(nn.Module):
         return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
     def generate_reasoning(self, ctx: Context, max_tokens: int, temperature: float = 0.0,
-                           generator: torch.Generator | None = None
+                           generator: torch.Generator | None = None,
+                           draft: Sequence[int] | None = None,
+                           stats: dict[str, int] | None = None
                            ) -> tuple[torch.Tensor, Context]:
         """Generate CoC text tokens until ``</coc>`` (fed into the cache) or ``max_tokens``.
 
         Returns the text ids ``(B, n)`` (pad after a sample's end) and the context after
         ``</coc>``. Only text tokens and ``</coc>`` can be generated here.
+
+        ``draft``: text ids expected to recur (the previous plan's reasoning; ``</coc>``
+        is appended to them), for one sample decoded greedily (``temperature`` 0): the
+        tokens are then verified in batches (:meth:`_generate_with_draft`, speculative
+        decoding with the draft as the proposal), which keeps the greedy output and needs
+        one backbone pass per mismatch instead of one per token. Ignored for batches and
+        sampling. ``stats`` (a dict) receives ``passes`` (backbone passes) and
+        ``draft_accepted`` (tokens taken from the draft).
         """
         b, dev, ids = ctx.logits.shape[0], ctx.logits.device, self.ids
         allowed = torch.zeros(ctx.logits.shape[-1], dtype=torch.bool, device=dev)
         allowed[: ids.pad] = True  # BPE text ids come first in the vocabulary
         allowed[ids.coc_end] = True
+        if draft is not None and temperature <= 0 and b == 1 and bool(ctx.key_valid.all()):
+            proposal = [int(i) for i in draft if int(i) != ids.pad] + [ids.coc_end]
+            return self._generate_with_draft(ctx, max_tokens, allowed, proposal, stats)
+        if stats is not None:
+            stats.update(passes=0, draft_accepted=0)
         done = torch.zeros(b, dtype=torch.bool, device=dev)
         out = []
         for _ in range(max_tokens):
             nxt = self._pick(ctx.logits, allowed, temperature, generator)
             nxt = torch.where(done, torch.full_like(nxt, ids.pad), nxt)
             ctx = self.step(ctx, nxt, ~done)
+            if stats is not None:
+                stats["passes"] += 1
             done = done | (nxt == ids.coc_end)
             out.append(torch.where(nxt == ids.coc_end, torch.full_like(nxt, ids.pad), nxt))
             if bool(done.all()):
                 break
         if not bool(done.all()):  # close the reasoning of samples that hit the budget
             ctx = self.step(ctx, torch.full((b,), ids.coc_end, device=dev), ~done)
+            if stats is not None:
+                stats["passes"] += 1
         text = torch.stack(out, 1) if out else torch.empty(b, 0, dtype=torch.long, device=dev)
         return text, self.compact(ctx)
+
+    def feed(self, ctx: Context, ids: torch.Tensor) -> tuple[Context, torch.Tensor]:
+        """Feed the valid tokens ``ids (B, S)`` in one backbone pass.
+
+        Returns the context after them and the logits ``(B, S, V)`` after each token (row
+        ``j`` predicts the token after ``ids[:, j]``). With ``S = 1`` this is :meth:`step`.
+        """
+        b, s = ids.shape
+        valid = torch.ones(b, s, dtype=torch.bool, device=ids.device)
+        key_valid = torch.cat([ctx.key_valid, valid], dim=1)
+        positions = ctx.next_position[:, None] + torch.arange(s, device=ids.device)[None]
+        hidden, cache = self.backbone(self.backbone.embed(ids), positions, key_valid,
+                                      ctx.cache)
+        logits = self.backbone.logits(hidden)
+        return Context(cache, key_valid, ctx.next_position + s, logits[:, -1]), logits
+
+    def truncate(self, ctx: Context, length: int, logits: torch.Tensor) -> Context:
+        """Keep the first ``length`` cached positions (every one valid); ``logits`` after them."""
+        removed = ctx.length - length
+        if removed <= 0:
+            return Context(ctx.cache, ctx.key_valid, ctx.next_position, logits)
+        self.backbone.crop_cache(ctx.cache, length)
+        return Context(ctx.cache, ctx.key_valid[:, :length], ctx.next_position - removed,
+                       logits)
+
+    def _generate_with_draft(self, ctx: Context, max_tokens: int, allowed: torch.Tensor,
+                             draft: list[int], stats: dict[str, int] | None
+                             ) -> tuple[torch.Tensor, Context]:
+        """Greedy reasoning of one sample, verifying proposals from ``draft`` in batches.
+
+        Each pass feeds the next token (the greedy pick from the current logits) followed
+        by the draft's continuation after the text so far (:func:`draft_continuation`) and
+        keeps the proposal up to its first token that differs from the greedy pick at
+        that position; the rest is cropped from the cache. The tokens (and the budget
+        rule: at most ``max_tokens`` text tokens, then ``</coc>``) are those of the
+        token-by-token loop; the kept keys/values come from a batched pass and so can
+        differ from it by float rounding (test/test_model_fast_decode.py compares both).
+        """
+        ids, dev = self.ids, ctx.logits.device
+        text: list[int] = []
+        passes = accepted_from_draft = 0
+        closed_by_model = False
+        while True:
+            if len(text) >= max_tokens:  # budget reached: close the reasoning
+                proposal = [ids.coc_end]
+            else:
+                first = int(self._pick(ctx.logits, allowed, 0.0, None)[0])
+                proposal = [first]
+                if first != ids.coc_end:
+                    room = max_tokens - len(text) - 1
+                    for tok in draft_continuation(draft, text + [first]):
+                        if tok == ids.coc_end:
+                            proposal.append(tok)
+                            break
+                        if room <= 0 or not 0 <= tok < ids.pad:
+                            break
+                        proposal.append(tok)
+                        room -= 1
+            start = ctx.length
+            ctx, rows = self.feed(ctx, torch.tensor([proposal], device=dev))
+            passes += 1
+            n = 1
+            if len(proposal) > 1:
+                picks = self._pick(rows[0, :-1], allowed, 0.0, None).tolist()
+                while n < len(proposal) and (
+                        picks[n - 1] == proposal[n]
+                        # after the budget's last text token </coc> is forced, not picked
+                        or (proposal[n] == ids.coc_end and len(text) + n >= max_tokens)):
+                    n += 1
+                accepted_from_draft += n - 1
+            if n < len(proposal):
+                ctx = self.truncate(ctx, start + n, rows[:, n - 1])
+            for tok in proposal[:n]:
+                if tok == ids.coc_end:
+                    closed_by_model = len(text) < max_tokens
+                    break
+                text.append(tok)
+            if proposal[n - 1] == ids.coc_end:
+                break
+        if stats is not None:
+            stats.update(passes=passes, draft_accepted=accepted_from_draft)
+        row = text + [ids.pad] if closed_by_model else text
+        out = torch.tensor([row], dtype=torch.long, device=dev).view(1, len(row))
+        return out, ctx
 
     def skip_reasoning(self, ctx: Context) -> Context:
         """Trajectory-only mode: close the (empty) reasoning right after the prefill."""
@@ -549,6 +653,26 @@ class AlpamayoModel(nn.Module):
             per_sample["decision"] = zero.expand(b)
             mask["decision"] = ~ones
         return Losses(per_sample, mask)
+
+
+def draft_continuation(draft: Sequence[int], text: Sequence[int], ngram: int = 3
+                       ) -> list[int]:
+    """What ``draft`` says comes after ``text`` (prompt-lookup proposal), or ``[]``.
+
+    Finds the longest tail of ``text`` (at most ``ngram`` tokens) in ``draft``, the
+    occurrence nearest to where ``text`` ends, and returns the draft after it. Consecutive
+    reasonings of a scene mostly repeat each other with a few words changed (a distance,
+    a colour), so after a changed word the rest of the draft lines up again.
+    """
+    draft, text = list(draft), list(text)
+    for g in range(min(ngram, len(text)), 0, -1):
+        tail = text[-g:]
+        hits = [p for p in range(len(draft) - g + 1) if draft[p: p + g] == tail]
+        if hits:
+            expected = len(text) - g
+            p = min(hits, key=lambda h: (abs(h - expected), h))
+            return draft[p + g:]
+    return []
 
 
 def clamp_controls(controls: torch.Tensor) -> torch.Tensor:

@@ -61,6 +61,9 @@ class Prediction:
     mode: str = "reasoning"
     decoder: str = "flow"
     flow_steps: int = 0
+    # Reasoning decode: backbone passes, and tokens taken from ``reasoning_draft``.
+    reasoning_passes: int = 0
+    draft_tokens_accepted: int = 0
 
 
 class Policy:
@@ -118,14 +121,18 @@ class Policy:
                 mode: str = "reasoning", flow_steps: int | None = None, num_samples: int = 1,
                 decoder: str = "flow", max_reasoning_tokens: int | None = None,
                 temperature: float = 0.0, seed: int | None = None,
-                noise_scale: float = 1.0) -> Prediction:
+                noise_scale: float = 1.0,
+                reasoning_draft: Sequence[int] | None = None) -> Prediction:
         """Predict the plan (and reasoning) for one sample or a batch.
 
         ``flow_steps`` defaults to the config's (10); ``max_reasoning_tokens`` to the
         tokenizer budget; ``temperature`` > 0 samples the reasoning (and the trajectory
         tokens with ``decoder='tokens'``); ``seed`` makes noise and sampling repeatable;
         ``noise_scale`` multiplies the flow's initial noise (1: the trained distribution;
-        below 1 trades sample diversity for plans nearer the mode, like a temperature).
+        below 1 trades sample diversity for plans nearer the mode, like a temperature);
+        ``reasoning_draft``: text ids the reasoning is expected to repeat (the previous
+        plan's), verified in batches for one sample at temperature 0 (same greedy text,
+        fewer backbone passes; see ``AlpamayoModel.generate_reasoning``).
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -163,13 +170,15 @@ class Policy:
             t = now
 
         model = self.model
+        stats = {"passes": 0, "draft_accepted": 0}
         vision = model.encode_vision(batch)
         lap("vision")
         ctx = model.prefill(batch, vision)
         lap("prefill")
         b = batch.batch_size
         if mode == "reasoning":
-            text_ids, ctx = model.generate_reasoning(ctx, budget, temperature, gen)
+            text_ids, ctx = model.generate_reasoning(ctx, budget, temperature, gen,
+                                                     draft=reasoning_draft, stats=stats)
             ids = [[int(i) for i in row if int(i) != model.ids.pad] for row in text_ids.cpu()]
         else:
             ctx = model.skip_reasoning(ctx)
@@ -191,4 +200,5 @@ class Policy:
             controls=controls.float().cpu().numpy(), states=states.float().cpu().numpy(),
             reasoning=[self.tokenizer.decode(r) for r in ids], reasoning_ids=ids,
             timings_ms=timings, mode=mode, decoder=decoder,
-            flow_steps=steps if decoder == "flow" else 0)
+            flow_steps=steps if decoder == "flow" else 0,
+            reasoning_passes=stats["passes"], draft_tokens_accepted=stats["draft_accepted"])
