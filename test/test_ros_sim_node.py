@@ -149,3 +149,26 @@ def test_sim_node_publishes_the_rig_and_follows_commands(probe, sim_process) -> 
     # Commands took effect within a few ticks of arriving: at most ~0.2 s of sim time lost.
     assert v1 - v0 == pytest.approx(2.0 * (s1 - s0) / 1e9, abs=0.5)
     assert diag_value("command_mode") == "command"
+
+
+def test_sim_node_publishes_the_scenarios_route_command_latched(probe, ros_env, tmp_path) -> None:
+    from std_msgs.msg import String
+
+    from alpamayo_ros import topics
+    from alpamayo_ros.data.scenarios import make_scenario
+    from alpamayo_ros.ros.qos import latched_qos
+
+    log = tmp_path / "sim_turn.log"
+    proc = start_node_process(
+        "alpamayo_ros.nodes.sim_node",
+        ["--params-file", "config/sim.yaml", "-p", "family:=turn", "-p", "seed:=2",
+         "-p", "rig:=tiny"], ros_env, log)
+    try:
+        time.sleep(2.0)  # subscribe late: the command is latched (transient local)
+        probe.record(String, topics.NAVIGATION, latched_qos())
+        assert probe.wait_for(lambda: probe.messages(topics.NAVIGATION), 30.0, proc, log), \
+            log.read_text()
+        expected = make_scenario("turn", 2).navigation
+        assert expected and [m.data for m in probe.messages(topics.NAVIGATION)] == [expected]
+    finally:
+        assert stop_process(proc) == 0, log.read_text()

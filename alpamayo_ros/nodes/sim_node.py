@@ -11,6 +11,9 @@ Publishes what a vehicle's sensing stack would, from :class:`~alpamayo_ros.sim.C
   angular.z = speed x curvature);
 - ``alpamayo_ros/ObstacleArray`` on ``/perception/obstacles`` at the camera rate (map
   frame, oriented boxes with their velocity);
+- the scenario's route command (``std_msgs/String``, latched) on
+  ``/planning/navigation_command`` at start and whenever an episode restart changes it
+  (what a route planner gives the policy; "" when the scenario has none);
 - ``/clock`` (``rosgraph_msgs/Clock``) at every physics tick when ``publish_clock``;
 - ``/diagnostics`` at 1 Hz: collisions, off-road, command mode and counters, achieved
   camera rate and real-time factor.
@@ -43,7 +46,7 @@ from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from std_msgs.msg import Header
+from std_msgs.msg import Header, String
 
 from alpamayo_ros import topics
 from alpamayo_ros.data.cameras import CameraConfig
@@ -153,6 +156,8 @@ class SimNode(Node):
         self._clock_pub = (self.create_publisher(Clock, topics.CLOCK, clock_qos())
                            if cfg.publish_clock else None)
         self._diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, plan_qos())
+        self._navigation_pub = self.create_publisher(String, topics.NAVIGATION, latched_qos())
+        self._navigation_sent: str | None = None
         self.create_subscription(ControlCommand, topics.CONTROL_COMMAND, self._on_command,
                                  plan_qos())
         for cam, pub in zip(self.sim.cameras, self._info_pubs):
@@ -203,6 +208,7 @@ class SimNode(Node):
                 out, events = self._collect(step)
                 step = True
                 self._log_events(events)
+                self._publish_navigation()
                 if out is None:  # on_end == "stop": stay up, publish nothing more
                     self._stop.wait(FINISHED_POLL_S)
                     continue
@@ -245,6 +251,14 @@ class SimNode(Node):
                 pub.publish(msg)
             self._obstacle_pub.publish(obstacle_array_msg(out.obstacles or [], out.stamp_ns))
             self.counts["camera_ticks"] += 1
+
+    def _publish_navigation(self) -> None:
+        with self._lock:
+            navigation = self.sim.navigation
+        if navigation != self._navigation_sent:
+            self._navigation_pub.publish(String(data=navigation))
+            self._navigation_sent = navigation
+            self.get_logger().info(f"route command: {navigation!r}")
 
     def _log_events(self, events: list[SimEvent]) -> None:
         log = self.get_logger()
