@@ -2,12 +2,17 @@
 
 Subscribes ``/sensing/camera/<name>/image_raw`` (or ``.../compressed``) for every name in
 ``camera_names``, their ``camera_info`` and the ego odometry, all with the shared sensor
-QoS, and groups frames by approximate time with message_filters' semantics:
-``message_filters.ApproximateTimeSynchronizer`` when it is installed, else the package's
-own :class:`~alpamayo_ros.sync.synchronizer.ApproximateTimeSynchronizer` (which this
-environment uses; it is tested against the same cases as message_filters' own tests).
+QoS, and groups frames by approximate time with message_filters' semantics. The
+``sync_backend`` parameter picks who groups them: ``message_filters``'
+``ApproximateTimeSynchronizer`` (fed through one ``SimpleFilter`` per camera, after each
+frame is validated), or the package's own
+:class:`~alpamayo_ros.sync.synchronizer.ApproximateTimeSynchronizer` (same semantics,
+checked against message_filters in test_sync_synchronizer.py); ``auto`` takes
+message_filters when it is importable. The drop/skew/staleness accounting
+(:class:`~alpamayo_ros.sync.monitor.SyncMonitor`) sees only the frames offered and the sets
+emitted, so it is the same for both (message_filters itself discards frames silently).
 It keeps the model's multi-frame history and the odometry buffer, and publishes its
-health (dropped sets, skew, per-camera staleness) on ``/diagnostics``.
+health (dropped sets, skew, per-camera staleness, backend) on ``/diagnostics``.
 
 The policy node runs in the same process and reads :meth:`CameraSyncNode.snapshot`
 directly (no image is copied or re-published between them, like a composed container
@@ -25,12 +30,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
+from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from alpamayo_ros import topics
@@ -47,14 +54,77 @@ from alpamayo_ros.ros.qos import latched_qos, sensor_qos
 from alpamayo_ros.sync import CameraSync, HistoryWindow, SyncConfig
 from alpamayo_ros.sync.config import CameraInputConfig
 from alpamayo_ros.sync.odometry import EgoHistory, OdometryBuffer
-from alpamayo_ros.sync.synchronizer import SyncedSet
+from alpamayo_ros.sync.synchronizer import (
+    ApproximateTimeSynchronizer,
+    SetCallback,
+    SyncedSet,
+    Synchronizer,
+)
 
 try:  # the real thing where it is installed (vehicles); absent from the pip wheels
     import message_filters
-except ImportError:  # pragma: no cover - depends on the installation
+except ImportError:  # depends on the installation
     message_filters = None
 
 S_TO_NS = 1_000_000_000
+
+
+class MessageFiltersSynchronizer:
+    """message_filters' ApproximateTimeSynchronizer behind the core's ``Synchronizer``.
+
+    Each input is a ``message_filters.SimpleFilter``; an item travels wrapped with its
+    stamp as ``header.stamp`` (an rclpy ``Time``, which message_filters reads as is), and
+    emitted sets are unwrapped into :class:`SyncedSet`. Set callbacks run inside
+    message_filters' lock, during the ``add`` that completed the set.
+    """
+
+    class _Stamped:
+        __slots__ = ("header", "item")
+
+        def __init__(self, stamp_ns: int, item: Any) -> None:
+            self.header = SimpleNamespace(stamp=Time(nanoseconds=stamp_ns))
+            self.item = item
+
+    def __init__(self, num_inputs: int, queue_size: int, slop_s: float) -> None:
+        if message_filters is None:
+            raise RuntimeError("sync_backend 'message_filters': the message_filters package "
+                               "is not importable (use 'builtin' or 'auto')")
+        self._inputs = [message_filters.SimpleFilter() for _ in range(num_inputs)]
+        self._sync = message_filters.ApproximateTimeSynchronizer(
+            self._inputs, queue_size, slop_s)
+        self._sync.registerCallback(self._on_set)
+        self._callbacks: list[SetCallback] = []
+        self._emitted = threading.local()
+
+    def register_callback(self, callback: SetCallback) -> None:
+        """Call ``callback(synced_set)`` for every emitted set."""
+        self._callbacks.append(callback)
+
+    def add(self, input_index: int, stamp_ns: int, item: Any) -> SyncedSet | None:
+        """Offer one item; return the set it completed (also sent to callbacks) or None."""
+        if not 0 <= input_index < len(self._inputs):
+            raise IndexError(f"input_index {input_index} outside 0..{len(self._inputs) - 1}")
+        self._emitted.value = None
+        self._inputs[input_index].signalMessage(self._Stamped(int(stamp_ns), item))
+        emitted, self._emitted.value = self._emitted.value, None
+        return emitted
+
+    def _on_set(self, *wrapped: Any) -> None:
+        synced = SyncedSet(tuple(w.header.stamp.nanoseconds for w in wrapped),
+                           tuple(w.item for w in wrapped))
+        self._emitted.value = synced
+        for callback in self._callbacks:
+            callback(synced)
+
+
+def resolve_backend(requested: str) -> str:
+    """``message_filters`` or ``builtin`` for a ``sync_backend`` parameter value."""
+    if requested == "auto":
+        return "message_filters" if message_filters is not None else "builtin"
+    if requested == "message_filters" and message_filters is None:
+        raise ValueError("parameter 'sync_backend' is 'message_filters' but the "
+                         "message_filters package is not importable; use 'builtin' or 'auto'")
+    return requested
 
 
 def decode_frame(msg: Image | CompressedImage) -> np.ndarray:
@@ -82,7 +152,8 @@ class CameraSyncNode(Node):
         self.input_config = declare_config(self, CameraInputConfig)
         self._lock = threading.Lock()
         self._names = self.sync_config.camera_names
-        self._core = CameraSync(self.sync_config)
+        self.backend = resolve_backend(self.input_config.sync_backend)
+        self._core = self._new_core()
         self.odometry = OdometryBuffer(self.input_config.odometry_horizon_s)
         self._newest_stamp_ns: int | None = None
         self._intrinsics: dict[str, np.ndarray] = {}
@@ -90,14 +161,10 @@ class CameraSyncNode(Node):
         self.resets = 0
         msg_type = CompressedImage if self.input_config.compressed else Image
         self._subs: list[Any] = []
-        self.backend = "message_filters" if message_filters is not None else "builtin"
-        if message_filters is not None:  # pragma: no cover - not installable here
-            self._setup_message_filters(msg_type)
-        else:
-            for index, name in enumerate(self._names):
-                self._subs.append(self.create_subscription(
-                    msg_type, topics.image_topic(name, self.input_config.compressed),
-                    lambda msg, i=index: self._on_image(i, msg), sensor_qos()))
+        for index, name in enumerate(self._names):
+            self._subs.append(self.create_subscription(
+                msg_type, topics.image_topic(name, self.input_config.compressed),
+                lambda msg, i=index: self._on_image(i, msg), sensor_qos()))
         for name in self._names:
             self._subs.append(self.create_subscription(
                 CameraInfo, topics.camera_info_topic(name),
@@ -111,6 +178,14 @@ class CameraSyncNode(Node):
                                f"({self.backend}, slop {self.sync_config.slop_s} s)")
 
     # ------------------------------------------------------------------ inputs
+    def _new_core(self) -> CameraSync:
+        """A fresh synchronizer (of the selected backend), monitor and history."""
+        cfg = self.sync_config
+        make = (MessageFiltersSynchronizer if self.backend == "message_filters"
+                else ApproximateTimeSynchronizer)
+        synchronizer: Synchronizer = make(len(cfg.camera_names), cfg.queue_size, cfg.slop_s)
+        return CameraSync(cfg, synchronizer)
+
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
 
@@ -121,7 +196,7 @@ class CameraSyncNode(Node):
             self.get_logger().warning(
                 f"camera time jumped back by {(self._newest_stamp_ns - stamp_ns) / 1e9:.2f} s: "
                 "resetting synchronizer, history and odometry")
-            self._core = CameraSync(self.sync_config)
+            self._core = self._new_core()
             self.odometry.clear()
             self._newest_stamp_ns = None
             self.resets += 1
@@ -164,34 +239,6 @@ class CameraSyncNode(Node):
         pose = odometry_to_pose(msg)
         with self._lock:
             self.odometry.add(pose)
-
-    def _setup_message_filters(self, msg_type: type) -> None:  # pragma: no cover
-        """message_filters grouping; our monitor and history see the same sets."""
-        subs = []
-        for index, name in enumerate(self._names):
-            sub = message_filters.Subscriber(
-                self, msg_type, topics.image_topic(name, self.input_config.compressed),
-                qos_profile=sensor_qos())
-            sub.registerCallback(lambda msg, i=index: self._on_mf_frame(i, msg))
-            subs.append(sub)
-        self._mf_sync = message_filters.ApproximateTimeSynchronizer(
-            subs, self.sync_config.queue_size, self.sync_config.slop_s)
-        self._mf_sync.registerCallback(self._on_mf_set)
-        self._subs.extend(subs)
-
-    def _on_mf_frame(self, index: int, msg: Any) -> None:  # pragma: no cover
-        with self._lock:
-            stamp_ns = ns_from_time(msg.header.stamp)
-            self._check_clock_jump(stamp_ns)
-            self._core.monitor.on_frame(index, stamp_ns, self._now_ns())
-
-    def _on_mf_set(self, *msgs: Any) -> None:  # pragma: no cover
-        if not all(self._valid(i, m) for i, m in enumerate(msgs)):
-            return
-        synced = SyncedSet(tuple(ns_from_time(m.header.stamp) for m in msgs), tuple(msgs))
-        with self._lock:
-            self._core.monitor.on_set(synced)
-            self._core.history.push(synced)
 
     # ------------------------------------------------------------------ outputs
     def snapshot(self) -> SyncSnapshot | None:

@@ -17,6 +17,8 @@ AR1_HISTORY_FRAMES = 4
 AR1_HISTORY_STRIDE_S = 0.1
 
 INCOMPLETE_POLICIES = ("skip", "pad")
+# Who groups the frames: message_filters when importable ("auto"), or one of the two.
+SYNC_BACKENDS = ("auto", "message_filters", "builtin")
 
 
 @dataclass(frozen=True)
@@ -89,16 +91,25 @@ class CameraInputConfig:
     - ``clock_jump_reset_s``: a camera stamp this far behind the newest one (bag loop,
       simulator restart) resets the synchronizer, history and odometry instead of
       mixing two timelines.
+    - ``sync_backend``: ``"message_filters"`` groups frames with
+      ``message_filters.ApproximateTimeSynchronizer`` (an error when it is not
+      importable), ``"builtin"`` with :class:`~alpamayo_ros.sync.ApproximateTimeSynchronizer`
+      (same semantics, no ROS package needed), ``"auto"`` the first when importable.
+      Drop, skew and staleness accounting is the same for both.
     """
 
     compressed: bool = False
     report_period_s: float = 1.0
     odometry_horizon_s: float = 5.0
     clock_jump_reset_s: float = 1.0
+    sync_backend: str = "auto"
 
     def __post_init__(self) -> None:
         if not isinstance(self.compressed, bool):
             raise ValueError(f"compressed must be true or false, got {self.compressed!r}")
+        if self.sync_backend not in SYNC_BACKENDS:
+            raise ValueError(f"sync_backend must be one of {SYNC_BACKENDS}, "
+                             f"got {self.sync_backend!r}")
         for name in ("report_period_s", "odometry_horizon_s", "clock_jump_reset_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (

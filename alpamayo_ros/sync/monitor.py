@@ -1,8 +1,14 @@
 """Health of camera synchronization: drops, inter-camera skew, staleness, stopped cameras.
 
-:class:`SyncMonitor` is fed by the synchronizer's callbacks (:meth:`on_set`,
-:meth:`on_drop`) and by every frame received (:meth:`on_frame`); :meth:`report` gives a
-:class:`SyncReport` at a given time. Definitions:
+:class:`SyncMonitor` sees every frame offered to the synchronizer (:meth:`on_frame`,
+called *before* the synchronizer's ``add``) and every set it emits (:meth:`on_set`);
+:meth:`report` gives a :class:`SyncReport` at a given time. It needs nothing else from
+the synchronizer, so the accounting is the same whichever backend groups the frames
+(``message_filters.ApproximateTimeSynchronizer``, which discards frames silently, or
+:class:`~alpamayo_ros.sync.synchronizer.ApproximateTimeSynchronizer`): it keeps a mirror
+of each input's queue, i.e. the stamps received and not yet emitted, with the queue rules
+both backends share (message_filters' ``queue_size``: a stamp already queued on that input
+is replaced; above ``queue_size`` stamps the smallest leaves). Definitions:
 
 - a *dropped frame* is one that left its queue without ever being part of an emitted set
   (evicted by ``queue_size`` or replaced by a frame with the same stamp);
@@ -13,6 +19,9 @@
 - *staleness* of a camera is ``now`` minus the newest stamp it delivered; a camera is
   *stale* (stopped) when that exceeds ``source_timeout_s``, or when it never delivered
   anything for ``source_timeout_s`` since the monitor first saw the clock.
+
+A set containing a stamp the mirror had already counted as dropped (possible only when
+frames of one input are offered from several threads at once) takes that drop back.
 """
 
 from __future__ import annotations
@@ -21,7 +30,6 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -68,21 +76,27 @@ class SyncReport:
 class SyncMonitor:
     """Counts frames, drops and sets; measures skew and per-camera staleness."""
 
-    def __init__(
-        self, camera_names: Sequence[str], source_timeout_s: float, skew_window: int = 100
-    ) -> None:
+    def __init__(self, camera_names: Sequence[str], source_timeout_s: float,
+                 skew_window: int = 100, queue_size: int = 10) -> None:
         if not camera_names:
             raise ValueError("camera_names must name at least one camera")
         if not source_timeout_s > 0:
             raise ValueError(f"source_timeout_s must be > 0, got {source_timeout_s!r}")
         if skew_window < 1:
             raise ValueError(f"skew_window must be >= 1, got {skew_window!r}")
+        if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
+            raise ValueError(f"queue_size must be an integer >= 1, got {queue_size!r}")
         self.camera_names = tuple(camera_names)
         self.source_timeout_s = float(source_timeout_s)
+        self.queue_size = queue_size
         n = len(self.camera_names)
         self._received = [0] * n
         self._dropped = [0] * n
         self._last_stamp: list[int | None] = [None] * n
+        # Mirror of each input's queue: stamps received and not yet emitted or dropped.
+        self._queued: list[set[int]] = [set() for _ in range(n)]
+        # Stamps most recently counted as dropped (bounded): see the module docstring.
+        self._recent_drops: list[deque[int]] = [deque(maxlen=queue_size) for _ in range(n)]
         self._sets = 0
         self._skews: deque[float] = deque(maxlen=skew_window)
         self._skew_max = math.nan
@@ -92,24 +106,43 @@ class SyncMonitor:
         if self._start_ns is None:
             self._start_ns = int(now_ns)
 
+    def _drop(self, input_index: int, stamp_ns: int) -> None:
+        self._dropped[input_index] += 1
+        self._recent_drops[input_index].append(stamp_ns)
+
     def on_frame(self, input_index: int, stamp_ns: int, now_ns: int) -> None:
-        """Record a frame received on ``input_index`` (before it enters the synchronizer)."""
+        """Record a frame offered to the synchronizer (call before the synchronizer sees it)."""
         self._see_clock(now_ns)
+        stamp = int(stamp_ns)
         self._received[input_index] += 1
         last = self._last_stamp[input_index]
-        if last is None or stamp_ns > last:
-            self._last_stamp[input_index] = int(stamp_ns)
-
-    def on_drop(self, input_index: int, stamp_ns: int, item: Any = None, reason: str = "") -> None:
-        """Synchronizer drop callback: a frame left its queue without being emitted."""
-        self._dropped[input_index] += 1
+        if last is None or stamp > last:
+            self._last_stamp[input_index] = stamp
+        queued = self._queued[input_index]
+        if stamp in queued:
+            self._drop(input_index, stamp)  # the queued frame is replaced by this one
+        queued.add(stamp)
+        while len(queued) > self.queue_size:
+            oldest = min(queued)
+            queued.discard(oldest)
+            self._drop(input_index, oldest)
 
     def on_set(self, synced: SyncedSet) -> None:
         """Synchronizer set callback: record the emitted set and its skew."""
+        for index, stamp in enumerate(synced.stamps_ns):
+            if stamp in self._queued[index]:
+                self._queued[index].discard(stamp)
+            elif stamp in self._recent_drops[index]:  # emitted after all: not dropped
+                self._recent_drops[index].remove(stamp)
+                self._dropped[index] -= 1
         self._sets += 1
         skew = synced.skew_s
         self._skews.append(skew)
         self._skew_max = skew if math.isnan(self._skew_max) else max(self._skew_max, skew)
+
+    def queued_stamps(self, input_index: int) -> list[int]:
+        """Stamps of one input received and neither emitted nor dropped, oldest first."""
+        return sorted(self._queued[input_index])
 
     def report(self, now_ns: int) -> SyncReport:
         """Snapshot of the counters and freshness at ``now_ns``."""

@@ -3,7 +3,10 @@
 This is the object the rclpy camera node holds: per image callback it calls
 :meth:`CameraSync.add` with the camera's name, the header stamp in ns and the image;
 on a timer it publishes :meth:`CameraSync.report`; before inference it reads
-:meth:`CameraSync.window`.
+:meth:`CameraSync.window`. The grouping backend is this package's
+:class:`~alpamayo_ros.sync.synchronizer.ApproximateTimeSynchronizer` unless another
+:class:`~alpamayo_ros.sync.synchronizer.Synchronizer` is given (the node passes an adapter
+around message_filters'); the monitor's accounting does not depend on which.
 """
 
 from __future__ import annotations
@@ -13,23 +16,28 @@ from typing import Any
 from alpamayo_ros.sync.config import SyncConfig
 from alpamayo_ros.sync.history import FrameHistory, HistoryWindow
 from alpamayo_ros.sync.monitor import SyncMonitor, SyncReport
-from alpamayo_ros.sync.synchronizer import ApproximateTimeSynchronizer, SyncedSet
+from alpamayo_ros.sync.synchronizer import ApproximateTimeSynchronizer, SyncedSet, Synchronizer
 
 
 class CameraSync:
     """Synchronize named cameras, keep the model's history and report health."""
 
-    def __init__(self, config: SyncConfig) -> None:
+    def __init__(self, config: SyncConfig, synchronizer: Synchronizer | None = None) -> None:
+        """Wire a synchronizer, the monitor and the history from ``config``.
+
+        ``synchronizer``: a fresh backend over ``len(config.camera_names)`` inputs with
+        ``config.queue_size`` and ``config.slop_s`` (default: the built-in one).
+        """
         self.config = config
         self._index = {name: i for i, name in enumerate(config.camera_names)}
-        self.synchronizer = ApproximateTimeSynchronizer(
-            len(config.camera_names), config.queue_size, config.slop_s)
-        self.monitor = SyncMonitor(
-            config.camera_names, config.source_timeout_s, config.skew_window)
+        self.synchronizer = synchronizer if synchronizer is not None else (
+            ApproximateTimeSynchronizer(len(config.camera_names), config.queue_size,
+                                        config.slop_s))
+        self.monitor = SyncMonitor(config.camera_names, config.source_timeout_s,
+                                   config.skew_window, config.queue_size)
         self.history = FrameHistory(
             config.history_frames, config.history_stride_s, config.history_tolerance_s,
             config.history_incomplete)
-        self.synchronizer.register_drop_callback(self.monitor.on_drop)
         self.synchronizer.register_callback(self.monitor.on_set)
         self.synchronizer.register_callback(self.history.push)
 
@@ -46,7 +54,7 @@ class CameraSync:
     def add(self, camera: str | int, stamp_ns: int, item: Any, now_ns: int) -> SyncedSet | None:
         """Feed one frame; return the set it completed, if any."""
         index = self.camera_index(camera)
-        self.monitor.on_frame(index, stamp_ns, now_ns)
+        self.monitor.on_frame(index, stamp_ns, now_ns)  # first: it mirrors the queues
         return self.synchronizer.add(index, stamp_ns, item)
 
     def window(self) -> HistoryWindow | None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 S_TO_NS = 1_000_000_000
 DROP_EVICTED = "evicted"  # pushed out of a full queue by newer items
@@ -61,6 +61,19 @@ class SyncedSet:
 
 SetCallback = Callable[[SyncedSet], None]
 DropCallback = Callable[[int, int, Any, str], None]  # (input_index, stamp_ns, item, reason)
+
+
+class Synchronizer(Protocol):
+    """A synchronizer backend as :class:`~alpamayo_ros.sync.pipeline.CameraSync` uses it.
+
+    This module's class, or the camera sync node's adapter around message_filters'.
+    """
+
+    def add(self, input_index: int, stamp_ns: int, item: Any) -> SyncedSet | None:
+        """Offer one item; return the set it completed (also sent to callbacks) or None."""
+
+    def register_callback(self, callback: SetCallback) -> None:
+        """Call ``callback(synced_set)`` for every emitted set."""
 
 
 class ApproximateTimeSynchronizer:
