@@ -49,6 +49,12 @@ class PolicyNodeConfig:
     - ``seed``: >= 0 makes the flow noise repeatable per tick; -1 draws fresh noise.
     - ``frame_id``: frame of the published plan (the ego frame at the camera time).
     - ``diagnostics_period_s``: period of ``/diagnostics``.
+    - ``plan_timing_diagnostics``: also publish, with every plan, a ``/diagnostics`` status
+      ``<node>: plan timing`` holding that plan's stage times (camera stamp to tick,
+      decode, model stages, publish; what ``alpamayo bench latency`` reads).
+    - ``torch_threads``: intra-op CPU threads of the model (0: torch's default, one per
+      core). On a small shared CPU one thread avoids the threads' contention with the
+      other nodes (docs/RESULTS.md, Latency).
     - ``autostart``: a lifecycle node configures and activates itself at start-up (no
       lifecycle manager needed); false waits for ``configure``/``activate`` transitions.
     """
@@ -70,6 +76,8 @@ class PolicyNodeConfig:
     seed: int = -1
     frame_id: str = "base_link"
     diagnostics_period_s: float = 1.0
+    plan_timing_diagnostics: bool = False
+    torch_threads: int = 0
     autostart: bool = True
 
     def __post_init__(self) -> None:
@@ -82,7 +90,7 @@ class PolicyNodeConfig:
                     math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
         for name, low in (("flow_steps", 1), ("num_samples", 1), ("max_reasoning_tokens", 0),
-                          ("warmup_runs", 0), ("seed", -1)):
+                          ("warmup_runs", 0), ("seed", -1), ("torch_threads", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")

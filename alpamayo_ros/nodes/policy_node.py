@@ -102,6 +102,10 @@ class PolicyNode(LifecycleNode):
         from alpamayo_ros.paths import default_weights_dir
 
         cfg = self.config
+        if cfg.torch_threads:
+            import torch
+
+            torch.set_num_threads(cfg.torch_threads)
         weights_dir = cfg.weights_dir or str(default_weights_dir())
         if not cfg.weights_dir and not default_weights_dir().is_dir():
             raise ValueError(f"parameter 'weights_dir' is empty and the shipped default "
@@ -220,14 +224,15 @@ class PolicyNode(LifecycleNode):
         if stamp_ns == self._last_window_stamp_ns:
             self._skip("same_window")
             return
-        if self.worker.submit(lambda: self._infer(snapshot)):
+        if self.worker.submit(lambda: self._infer(snapshot, now_ns)):
             self._last_window_stamp_ns = stamp_ns
 
-    def _infer(self, snapshot: SyncSnapshot) -> None:
+    def _infer(self, snapshot: SyncSnapshot, tick_ns: int) -> None:
         """Worker thread: decode, build the sample, run the model, publish."""
         runner = self.runner
         if runner is None:
             return
+        start_ns = self.get_clock().now().nanoseconds
         window = snapshot.window
         stamp_ns = window.stamp_ns
         history = self.sync.ego_history(stamp_ns)
@@ -250,8 +255,12 @@ class PolicyNode(LifecycleNode):
             self.get_logger().warning(f"skipping frame set {stamp_ns}: {exc}",
                                       throttle_duration_sec=5.0)
             return
+        decoded_ns = self.get_clock().now().nanoseconds
         output = runner.infer(sample)
+        model_done_ns = self.get_clock().now().nanoseconds
         self._publish(output)
+        if self.config.plan_timing_diagnostics:
+            self._publish_plan_timing(output, tick_ns, start_ns, decoded_ns, model_done_ns)
 
     def _publish(self, output: PolicyOutput) -> None:
         plan = output.trajectory
@@ -265,6 +274,31 @@ class PolicyNode(LifecycleNode):
             self._last_output_ms = dict(output.timings_ms)
             self._rate_marks.append(time.monotonic())
             self._rate_marks = self._rate_marks[-20:]
+
+    def _publish_plan_timing(self, output: PolicyOutput, tick_ns: int, start_ns: int,
+                             decoded_ns: int, model_done_ns: int) -> None:
+        """One plan's stage times (ms) as a diagnostics status (``plan_timing_diagnostics``).
+
+        Node-clock times (camera stamps on the same clock): ``sync`` is camera stamp -> the
+        tick that took the window (transport, grouping, waiting for the tick); ``queue``
+        tick -> worker start; ``decode`` image decoding and sample building; ``model_*``
+        the runner's stages (``model_total_ms`` = preprocess to trajectory); ``publish``
+        the four output messages; ``stamp_to_publish`` all of them.
+        """
+        done_ns = self.get_clock().now().nanoseconds
+        stamp_ns = output.trajectory.stamp_ns
+        values: dict[str, object] = {
+            "stamp_ns": stamp_ns, "sync_ms": (tick_ns - stamp_ns) / 1e6,
+            "queue_ms": (start_ns - tick_ns) / 1e6, "decode_ms": (decoded_ns - start_ns) / 1e6,
+            "publish_ms": (done_ns - model_done_ns) / 1e6,
+            "stamp_to_publish_ms": (done_ns - stamp_ns) / 1e6,
+            "reasoning_passes": output.reasoning_passes,
+            "draft_tokens_accepted": output.draft_tokens_accepted,
+        }
+        values.update({f"model_{k}_ms": v for k, v in output.timings_ms.items()})
+        status = diagnostics.status(f"{self.get_name()}: plan timing", self.get_name(),
+                                    diagnostics.OK, "per-plan stage times (ms)", values)
+        self._diag_pub.publish(diagnostics.array(done_ns, [status]))
 
     def _on_worker_error(self, error: BaseException, detail: str) -> None:
         self.get_logger().error(f"inference failed: {error}\n{detail}",

@@ -1,4 +1,4 @@
-"""ROS-side ``alpamayo`` commands: ``alpamayo up``, ``alpamayo bench transport``."""
+"""ROS-side ``alpamayo`` commands: ``alpamayo up``, ``alpamayo bench transport|latency``."""
 
 from __future__ import annotations
 
@@ -6,13 +6,20 @@ import argparse
 
 
 def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
-    """Add ``alpamayo bench transport``."""
+    """Add ``alpamayo bench transport`` and ``alpamayo bench latency``."""
     from alpamayo_ros.ros import transport_bench
 
     parser = bench_subparsers.add_parser(
         "transport", help="camera images between processes: Fast DDS defaults vs our profile")
     transport_bench.add_arguments(parser)
     parser.set_defaults(func=transport_bench.bench)
+
+    from alpamayo_ros.ros import latency_bench
+
+    parser = bench_subparsers.add_parser(
+        "latency", help="camera stamp -> Trajectory through camera sync + policy, per stage")
+    latency_bench.add_arguments(parser)
+    parser.set_defaults(func=latency_bench.bench)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
