@@ -1,7 +1,8 @@
 """A picture a person can check, as one PNG (cv2 only).
 
 All cameras, the plan projected into the front cameras, a bird's-eye view and the
-reasoning text.
+reasoning text. :func:`plan_overlay` (an ego-frame plan drawn into a camera image) is
+shared with the demo's HTML report (:mod:`alpamayo_ros.eval.report`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,50 @@ def project_ego_points(cam: CameraConfig, xyz_ego: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         out = uv[:, :2] / uv[:, 2:3]
     out[z <= 0.2] = np.nan
+    return out
+
+
+PLAN_COLOUR = (40, 255, 40)
+
+
+def plan_overlay(image: np.ndarray, plan_xy_ego: np.ndarray, camera: CameraConfig,
+                 colour: tuple[int, int, int] = PLAN_COLOUR, thickness: int = 2,
+                 connect: bool = True) -> np.ndarray:
+    """A copy of ``image`` with the ego-frame plan drawn on the ground (z = 0).
+
+    ``plan_xy_ego`` is (N, 2), x forward, y left (metres). Points behind the camera (or
+    closer than 0.2 m in front of it) and non-finite points are dropped; the polyline
+    breaks there (``connect=False``: a dot per point). ``image`` may be the camera's image
+    at any resolution: pixel coordinates are scaled from the camera's ``width_px`` x
+    ``height_px`` to the image's size.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be an RGB uint8 (H, W, 3) array, got {image.dtype} "
+                         f"{image.shape}")
+    plan = np.asarray(plan_xy_ego, dtype=np.float64)
+    if plan.ndim != 2 or plan.shape[1] != 2:
+        raise ValueError(f"plan_xy_ego must have shape (N, 2), got {plan.shape}")
+    out = image.copy()
+    uv = project_ego_points(camera, np.column_stack([plan, np.zeros(len(plan))]))
+    uv *= (image.shape[1] / camera.width_px, image.shape[0] / camera.height_px)
+    # Keep points within a generous band around the image so int32 never overflows.
+    ok = np.all(np.isfinite(uv), axis=1)
+    ok &= np.all(np.abs(uv) < 1e5, axis=1)
+    runs, start = [], None
+    for k, good in enumerate(list(ok) + [False]):
+        if good and start is None:
+            start = k
+        elif not good and start is not None:
+            runs.append(uv[start:k])
+            start = None
+    for run in runs:
+        pts = np.round(run).astype(np.int32)
+        if connect and len(pts) > 1:
+            cv2.polylines(out, [pts], False, colour, thickness, cv2.LINE_AA)
+        else:
+            for u, v in pts:
+                cv2.circle(out, (int(u), int(v)), thickness, colour, -1, cv2.LINE_AA)
     return out
 
 
@@ -90,11 +135,7 @@ def mosaic(episode: Episode, keyframe: Keyframe, rig: RigConfig,
     for cam, img in zip(rig.cameras, images):
         img = img.copy()
         if cam.yaw_deg == 0.0 and cam.name.startswith("front"):
-            pts = project_ego_points(cam, np.column_stack([plan[:, 0], plan[:, 1],
-                                                           np.zeros(len(plan))]))
-            pts = pts[np.all(np.isfinite(pts), axis=1)]
-            if len(pts) > 1:
-                cv2.polylines(img, [pts.astype(np.int32)], False, (40, 255, 40), 2, cv2.LINE_AA)
+            img = plan_overlay(img, plan[:, :2], cam)
         h = int(round(img.shape[0] * tile_width / img.shape[1]))
         img = cv2.resize(img, (tile_width, h), interpolation=cv2.INTER_AREA)
         cv2.putText(img, cam.name, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,
