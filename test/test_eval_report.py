@@ -20,6 +20,7 @@ from alpamayo_ros.eval.report import (
     frame_mosaic,
     markdown_to_html,
     plan_overlay,
+    plan_to_map,
     write_preview_png,
     write_report,
 )
@@ -94,10 +95,7 @@ def _scenario(family: str = "lead_at_red_light", seed: int = 9000, frames: int =
     for k, tp in enumerate(np.arange(0.5, 7.6, 0.5)):
         i = int(round(tp * 10))
         ego = _straight(speed=8.0)
-        c, sn = math.cos(h[i]), math.sin(h[i])
-        mp = np.column_stack([x[i] + c * ego[:, 0] - sn * ego[:, 1],
-                              y[i] + sn * ego[:, 0] + c * ego[:, 1]])
-        plans.append(ReportPlan(float(tp), ego, mp,
+        plans.append(ReportPlan(float(tp), ego, plan_to_map(ego, x[i], y[i], h[i]),
                                 f"Plan {k}: keep the lane <because> the light & lead {k}.",
                                 ("set_speed_tracking", "lane_keeping"), k != 3,
                                 () if k != 3 else ("collision",),
@@ -214,3 +212,9 @@ def test_markdown_subset():
     out = markdown_to_html("## T\n\npara <x> `c`\n\n- a\n- **b**\n\n|h|\n|-|\n|v|")
     assert "<h4>T</h4>" in out and "<p>para &lt;x&gt; <code>c</code></p>" in out
     assert "<li><b>b</b></li>" in out and "<th>h</th>" in out and "<td>v</td>" in out
+
+
+def test_plan_to_map():
+    ego = np.array([[1.0, 0.0], [0.0, 2.0]])
+    out = plan_to_map(ego, 10.0, -5.0, math.pi / 2)  # heading +y: forward is +y, left is -x
+    np.testing.assert_allclose(out, [[10.0, -4.0], [8.0, -5.0]], atol=1e-12)
