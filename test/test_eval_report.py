@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from html.parser import HTMLParser
 
 import cv2
 import numpy as np
@@ -80,6 +81,25 @@ def test_overlay_scales_to_the_image_and_drops_points_behind_the_camera():
         plan_overlay(small, np.zeros((5, 3)), FRONT)
     with pytest.raises(ValueError, match="image"):
         plan_overlay(small.astype(np.float32), _straight(), FRONT)
+
+
+class _TagBalance(HTMLParser):
+    VOID = frozenset({"meta", "img", "br", "hr", "link", "input"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.stack and self.stack[-1] == tag:
+            self.stack.pop()
+        else:
+            self.errors.append(tag)
 
 
 def _scenario(family: str = "lead_at_red_light", seed: int = 9000, frames: int = 2,
@@ -171,6 +191,9 @@ def test_write_report_is_one_self_contained_file(tmp_path):
     lowered = text.lower()
     for bad in ("http://", "https://", "file:", "<script", "<link", "url(", "@import"):
         assert bad not in lowered
+    checker = _TagBalance()
+    checker.feed(text)
+    assert checker.errors == [] and checker.stack == []  # well-formed: every tag closed
     for src in images[:1]:
         raw = np.frombuffer(__import__("base64").b64decode(src.split(",", 1)[1]), np.uint8)
         assert cv2.imdecode(raw, cv2.IMREAD_COLOR) is not None
