@@ -5,6 +5,12 @@ Core -> message: :func:`trajectory_to_msg`, :func:`coc_to_reasoning_msg`,
 :func:`controller_status_to_msg`. Message -> core: :func:`msg_to_trajectory`,
 :func:`reasoning_msg_to_coc`, :func:`obstacles_from_msg`, :func:`odometry_to_pose`.
 Stamps are integer nanoseconds in the core and ``builtin_interfaces/Time`` in messages.
+
+Errors (all ValueError, naming the value): message -> core, a trajectory without points
+and obstacles that cannot be checked against (non-finite, negative size, beyond the
+odometry buffer's plausibility bounds); core -> message, a value the message type cannot
+hold (a negative stamp, a non-finite or out-of-range ``time_from_start``). Non-finite
+plan values (x, y, heading, ...) pass through both ways, for the safety monitor to reject.
 """
 
 from __future__ import annotations
@@ -34,14 +40,18 @@ from alpamayo_ros.msg import (
 from alpamayo_ros.msg import Trajectory as TrajectoryMsg
 from alpamayo_ros.safety.collision import Obstacle, ObstacleClass
 from alpamayo_ros.sample import CocLabel, CriticalComponentLabel
-from alpamayo_ros.sync.odometry import EgoPose
+from alpamayo_ros.sync.odometry import MAX_ABS_POSITION_M, MAX_ABS_SPEED_MPS, EgoPose
 from alpamayo_ros.trajectory import Trajectory
+
+_INT32_MAX = 2**31 - 1
 
 
 def time_from_ns(stamp_ns: int) -> Time:
-    """``builtin_interfaces/Time`` from integer nanoseconds (must be >= 0)."""
+    """``builtin_interfaces/Time`` from integer nanoseconds (0 .. 2^31 s)."""
     if stamp_ns < 0:
         raise ValueError(f"stamp_ns must be >= 0, got {stamp_ns}")
+    if stamp_ns // 10**9 > _INT32_MAX:
+        raise ValueError(f"stamp_ns {stamp_ns} is beyond builtin_interfaces/Time (int32 s)")
     return Time(sec=int(stamp_ns // 10**9), nanosec=int(stamp_ns % 10**9))
 
 
@@ -51,7 +61,10 @@ def ns_from_time(stamp: Time) -> int:
 
 
 def _duration(seconds: float) -> Duration:
-    ns = int(round(seconds * 1e9))
+    ns = int(round(seconds * 1e9)) if math.isfinite(seconds) else None
+    if ns is None or not -_INT32_MAX - 1 <= ns // 10**9 <= _INT32_MAX:
+        raise ValueError(f"time_from_start {seconds!r} s cannot be a "
+                         "builtin_interfaces/Duration (finite, int32 seconds)")
     return Duration(sec=ns // 10**9, nanosec=ns % 10**9)
 
 
@@ -220,7 +233,9 @@ def yaw_from_quaternion(q: Quaternion) -> float:
 
 
 def quaternion_from_yaw(yaw_rad: float) -> Quaternion:
-    """``geometry_msgs/Quaternion`` of a rotation about z."""
+    """``geometry_msgs/Quaternion`` of a rotation about z (NaN for a non-finite yaw)."""
+    if not math.isfinite(yaw_rad):
+        return Quaternion(x=0.0, y=0.0, z=math.nan, w=math.nan)
     return Quaternion(x=0.0, y=0.0, z=math.sin(yaw_rad / 2.0), w=math.cos(yaw_rad / 2.0))
 
 
@@ -240,11 +255,20 @@ def odometry_to_pose(msg: Odometry) -> EgoPose:
 def obstacles_from_msg(msg: ObstacleArray) -> tuple[list[Obstacle], int]:
     """Core obstacles (in ``msg.header.frame_id``) and their stamp in ns.
 
-    An obstacle with a non-finite or negative size, pose or velocity cannot be checked
-    against: it raises ValueError naming it (the caller decides the safe behaviour).
+    An obstacle with a non-finite or negative size, pose or velocity, or a position or
+    speed beyond the odometry buffer's plausibility bounds (which would overflow when
+    brought into the ego frame), cannot be checked against: it raises ValueError naming it
+    (the caller decides the safe behaviour).
     """
     out = []
     for ob in msg.obstacles:
+        p, v = ob.pose.position, ob.velocity
+        if max(abs(p.x), abs(p.y)) > MAX_ABS_POSITION_M:
+            raise ValueError(f"obstacle {ob.id!r}: position ({p.x}, {p.y}) m is beyond "
+                             f"{MAX_ABS_POSITION_M:g} m")
+        if max(abs(v.x), abs(v.y)) > MAX_ABS_SPEED_MPS:
+            raise ValueError(f"obstacle {ob.id!r}: velocity ({v.x}, {v.y}) m/s is beyond "
+                             f"{MAX_ABS_SPEED_MPS:g} m/s")
         try:
             cls = ObstacleClass(ob.classification)
         except ValueError:

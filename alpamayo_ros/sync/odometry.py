@@ -5,7 +5,9 @@ The policy needs, at the camera time of its newest frame set, the 16 ego poses o
 the controller needs the ego pose at a plan's stamp to bring map-frame obstacles into the
 plan's frame. Both read this buffer, fed from ``nav_msgs/Odometry`` (map frame).
 
-Defined behaviour on bad input: a sample with a non-finite value is rejected (counted);
+Defined behaviour on bad input: a sample with a non-finite value, or a position or speed
+beyond :data:`MAX_ABS_POSITION_M` / :data:`MAX_ABS_SPEED_MPS` (finite, but interpolating or
+transforming it would overflow to inf), is rejected (counted);
 a sample older than the newest one is rejected (counted) so time never runs backwards;
 a query after the newest sample by more than ``max_extrapolation_s`` or before the
 oldest is answered with ``None``. History slots older than the buffer are padded (see
@@ -23,6 +25,10 @@ import numpy as np
 from alpamayo_ros.sample import EGO_HISTORY_STEPS, HISTORY_DT_S
 
 S_TO_NS = 1_000_000_000
+# Plausibility bounds of a map-frame pose: far beyond any map (Earth's circumference is
+# 4e7 m) or vehicle, small enough that differences and rotations of them stay finite.
+MAX_ABS_POSITION_M = 1e9
+MAX_ABS_SPEED_MPS = 1e3
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,7 @@ class OdometryBuffer:
         self.max_extrapolation_ns = int(max_extrapolation_s * S_TO_NS)
         self._poses: deque[EgoPose] = deque()
         self.rejected_non_finite = 0
+        self.rejected_out_of_range = 0
         self.rejected_out_of_order = 0
 
     def __len__(self) -> int:
@@ -72,10 +79,14 @@ class OdometryBuffer:
         return self._poses[-1] if self._poses else None
 
     def add(self, pose: EgoPose) -> bool:
-        """Store a pose; False (and counted) when non-finite or older than the newest."""
+        """Store a pose; False (and counted) when non-finite, out of range or older."""
         values = (pose.x_m, pose.y_m, pose.heading_rad, pose.speed_mps)
         if not all(math.isfinite(v) for v in values):
             self.rejected_non_finite += 1
+            return False
+        if (max(abs(pose.x_m), abs(pose.y_m)) > MAX_ABS_POSITION_M
+                or abs(pose.speed_mps) > MAX_ABS_SPEED_MPS):
+            self.rejected_out_of_range += 1
             return False
         if self._poses and pose.stamp_ns <= self._poses[-1].stamp_ns:
             if pose.stamp_ns == self._poses[-1].stamp_ns:
