@@ -218,6 +218,8 @@ def test_records_reject_bad_input():
     sc = _scenario(frames=1)
     with pytest.raises(ValueError, match="plan_xy_map"):
         ReportPlan(0.0, np.zeros((64, 2)), np.zeros((63, 2)))
+    assert ReportPlan(0.0, np.zeros((2, 2)), np.zeros((2, 2)), safety_state="-"
+                      ).safety_state == ""  # unknown
     with pytest.raises(ValueError, match="safety_state"):
         ReportPlan(0.0, np.zeros((64, 2)), np.zeros((64, 2)), safety_state="fine")
     with pytest.raises(ValueError, match="images"):

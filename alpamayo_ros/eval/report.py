@@ -70,7 +70,8 @@ class ReportPlan:
     - ``reasoning``: the generated Chain-of-Causality text ("" without reasoning);
     - ``decisions``: parsed (longitudinal, lateral), "" when unparsed;
     - ``accepted`` / ``failed_checks``: the safety monitor's verdict;
-    - ``safety_state``: OK / DEGRADED / FALLBACK of the controller after it ("" unknown).
+    - ``safety_state``: OK / DEGRADED / FALLBACK of the controller after it; "" or "-"
+      when unknown (stored as "").
     """
 
     t_s: float
@@ -92,6 +93,8 @@ class ReportPlan:
         self.decisions = (str(self.decisions[0] or ""), str(self.decisions[1] or ""))
         self.failed_checks = tuple(str(c) for c in self.failed_checks)
         self.reasoning = str(self.reasoning or "")
+        if self.safety_state in ("-", "–"):
+            self.safety_state = ""
         if self.safety_state not in SAFETY_STATES:
             raise ValueError(f"safety_state must be one of {SAFETY_STATES}, got "
                              f"{self.safety_state!r}")
