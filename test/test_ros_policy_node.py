@@ -55,7 +55,8 @@ def policy(ros_env, tiny_weights, tmp_path_factory):
         "alpamayo_ros.nodes.policy_node",
         ["--params-file", "config/sync.yaml", "--params-file", "config/policy.yaml",
          "-p", f"weights_dir:={tiny_weights}", "-p", "device:=cpu",
-         "-p", f"rate_hz:={RATE_HZ}", "-p", "max_reasoning_tokens:=24"], ros_env, log)
+         "-p", f"rate_hz:={RATE_HZ}", "-p", "max_reasoning_tokens:=24",
+         "-p", "plan_timing_diagnostics:=true"], ros_env, log)
     probe = Probe(domain_id(ros_env))
     for msg_type, topic in ((Trajectory, topics.TRAJECTORY), (Reasoning, topics.REASONING),
                             (PathMsg, topics.PATH), (MarkerArray, topics.MARKERS),
@@ -127,6 +128,32 @@ def test_diagnostics_report_inference_time_rate_and_drops(policy) -> None:
     sync = _values(_status(probe, ": camera sync"))
     assert int(sync["sets_emitted"]) > 10
     assert sync["backend"] in ("builtin", "message_filters")
+
+
+def test_each_plan_reports_its_stage_times(policy) -> None:
+    """plan_timing_diagnostics: one status per plan, keyed by the plan's camera stamp."""
+    from alpamayo_ros import topics
+
+    probe, *_ = policy
+    start = time.monotonic()
+    assert probe.wait_for(lambda: len(probe.messages(topics.TRAJECTORY, start)) >= 2, 10.0)
+    time.sleep(0.5)
+    timed = {}
+    for array in probe.messages(topics.DIAGNOSTICS, start):
+        for status in array.status:
+            if status.name.endswith(": plan timing"):
+                raw = _values(status)
+                timed[int(raw["stamp_ns"])] = {k: float(v) for k, v in raw.items()}
+    plans = {_ns(m.header.stamp) for m in probe.messages(topics.TRAJECTORY, start)}
+    assert plans and plans <= set(timed)
+    for values in (timed[s] for s in plans):
+        stages = [values[f"{name}_ms"] for name in (
+            "sync", "queue", "decode", "model_preprocess", "model_vision", "model_prefill",
+            "model_reasoning", "model_trajectory", "model_postprocess", "publish")]
+        assert all(v >= 0 for v in stages)
+        # the stages are consecutive slices of camera stamp -> publish
+        assert sum(stages) <= values["stamp_to_publish_ms"] + 1.0
+        assert values["reasoning_passes"] >= 1
 
 
 def test_navigation_command_is_latched_into_the_policy(policy) -> None:
