@@ -243,3 +243,15 @@ def test_plan_to_map():
     ego = np.array([[1.0, 0.0], [0.0, 2.0]])
     out = plan_to_map(ego, 10.0, -5.0, math.pi / 2)  # heading +y: forward is +y, left is -x
     np.testing.assert_allclose(out, [[10.0, -4.0], [8.0, -5.0]], atol=1e-12)
+
+
+def test_bev_shows_plans_spread_over_the_whole_run():
+    from alpamayo_ros.eval import report
+
+    sc = _scenario(frames=10)  # frames from 1 s to 7 s, plans every 0.5 s
+    times = [p.t_s for p in report._bev_plans(sc)]
+    assert len(times) == report.MAX_BEV_PLANS and times == sorted(times)
+    assert times[0] == 1.0 and times[-1] == 7.0
+    sc.frames = []
+    times = [p.t_s for p in report._bev_plans(sc)]
+    assert times[0] == sc.plans[0].t_s and times[-1] == sc.plans[-1].t_s

@@ -574,19 +574,26 @@ def _bev_plans(scenario: ReportScenario) -> list[ReportPlan]:
         return list(plans)
     if scenario.frames:
         picked: list[ReportPlan] = []
-        for f in scenario.frames:
+        for f in _spread(scenario.frames, MAX_BEV_PLANS):
             p = _plan_at(plans, f.t_s)
             if p is not None and all(p is not q for q in picked):
                 picked.append(p)
         if picked:
-            return picked[:MAX_BEV_PLANS]
-    idx = np.linspace(0, len(plans) - 1, MAX_BEV_PLANS).round().astype(int)
-    return [plans[i] for i in dict.fromkeys(idx.tolist())]
+            return picked
+    return _spread(plans, MAX_BEV_PLANS)
+
+
+def _spread(items: Sequence[Any], n: int) -> list[Any]:
+    """At most ``n`` items evenly spread over ``items`` (first and last included)."""
+    if len(items) <= n:
+        return list(items)
+    idx = np.linspace(0, len(items) - 1, n).round().astype(int)
+    return [items[i] for i in dict.fromkeys(idx.tolist())]
 
 
 def scenario_bev(scenario: ReportScenario, width_px: int = 1100) -> np.ndarray:
     """The scenario's BEV: a few plans, boxes at the frames' times (or spread over time)."""
-    times = [f.t_s for f in scenario.frames][:MAX_BEV_SNAPSHOTS] or None
+    times = [f.t_s for f in _spread(scenario.frames, MAX_BEV_SNAPSHOTS)] or None
     return bev_figure(scenario.world, scenario.ego_track, _bev_plans(scenario),
                       scenario.agents_track, times, scenario.ego_size_m,
                       f"{scenario.title} ({scenario.family}, seed {scenario.seed})", width_px)
