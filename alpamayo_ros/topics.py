@@ -10,6 +10,7 @@ from __future__ import annotations
 CAMERA_NAMESPACE = "/sensing/camera"
 ODOMETRY = "/localization/kinematic_state"  # nav_msgs/Odometry, frame map
 OBSTACLES = "/perception/obstacles"  # alpamayo_ros/ObstacleArray
+SIM_MARKERS = "/simulation/markers"  # visualization_msgs/MarkerArray: sim obstacles + ego (RViz)
 # Route command for the policy ("turn left at the next junction"): std_msgs/String,
 # latched (transient-local), so a policy that starts late still gets the current route.
 NAVIGATION = "/planning/navigation_command"

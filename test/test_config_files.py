@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from alpamayo_ros.calibration import ExtrinsicsConfig
 from alpamayo_ros.control import ControllerConfig
 from alpamayo_ros.inference.config import PolicyNodeConfig
 from alpamayo_ros.safety import SafetyLimits
@@ -18,7 +19,7 @@ CONFIG = Path(__file__).resolve().parents[1] / "config"
 FILES = {
     "safety.yaml": (SafetyLimits, ControllerConfig),
     "sync.yaml": (SyncConfig, CameraInputConfig),
-    "policy.yaml": (PolicyNodeConfig,),
+    "policy.yaml": (PolicyNodeConfig, ExtrinsicsConfig),
 }
 
 

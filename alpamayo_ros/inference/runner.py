@@ -110,6 +110,11 @@ class PolicyRunner:
         """Intrinsics from ``camera_info`` (replaces the rig's for that camera)."""
         self.intrinsics[camera] = np.asarray(k, dtype=np.float64).reshape(3, 3)
 
+    def set_extrinsics(self, camera: str, camera_to_ego: np.ndarray) -> None:
+        """Mounting (4x4 camera-to-ego, e.g. from TF) replacing the rig's for that camera."""
+        self.rig[camera] = replace(self.rig[camera],
+                                   camera_to_ego=np.asarray(camera_to_ego, dtype=np.float64))
+
     def build_sample(self, frames: Sequence[Sequence[np.ndarray]], stamp_ns: int,
                      history: EgoHistory, navigation: str = "") -> DrivingSample:
         """``frames[f][c]``: RGB uint8 (H, W, 3) of model camera ``c`` in frame ``f``.

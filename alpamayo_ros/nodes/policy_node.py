@@ -15,6 +15,15 @@ frame set; ``/diagnostics`` reports inference time, achieved rate and drop ratio
 command comes from the latched navigation topic (``navigation_default`` until one
 arrives) and goes into the model's navigation tokens.
 
+Camera extrinsics (``camera_extrinsics: tf``, the default): before each inference every
+model camera is looked up in TF, from the plan's ``frame_id`` (the ego frame) to the
+camera's image ``frame_id`` (its name when empty), so the vehicle's own calibration is
+used; a camera whose frame is missing (or whose transform is not rigid) uses
+``camera_rig``'s mounting until it appears. Without tf2_ros, or with ``rig``, every camera
+uses ``camera_rig``. A ``<node>: camera extrinsics`` diagnostics status says which source
+each camera uses, with the translation/rotation the model gets (WARN while TF is in use
+but a frame is missing).
+
 The process runs two nodes in one executor: ``camera_sync`` (subscriptions, history) and
 ``alpamayo_policy`` (this one), which reads the sync node's snapshot in memory.
 """
@@ -30,10 +39,18 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Path
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.time import Time
 from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
 
 from alpamayo_ros import topics
+from alpamayo_ros.calibration import (
+    SOURCE_RIG,
+    CameraExtrinsics,
+    ExtrinsicsConfig,
+    matrix_to_transform,
+    transform_to_matrix,
+)
 from alpamayo_ros.inference.config import PolicyNodeConfig
 from alpamayo_ros.inference.runner import (
     InputError,
@@ -56,6 +73,11 @@ from alpamayo_ros.ros.images import ImageConversionError
 from alpamayo_ros.ros.params import declare_config
 from alpamayo_ros.ros.qos import latched_qos, plan_qos
 
+try:  # TF where it is installed (vehicles, ../shared/ros2-upstream); absent from the pip wheels
+    import tf2_ros
+except ImportError:  # depends on the installation
+    tf2_ros = None
+
 S_TO_NS = 1_000_000_000
 SKIP_REASONS = ("no_window", "stale_window", "same_window", "no_odometry", "bad_input",
                 "inactive")
@@ -68,7 +90,18 @@ class PolicyNode(LifecycleNode):
                  **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self.config = declare_config(self, PolicyNodeConfig)
+        self.extrinsics_config = declare_config(self, ExtrinsicsConfig)
         self.sync = sync
+        self.extrinsics: CameraExtrinsics | None = None
+        self._tf_buffer = self._tf_listener = None
+        if self.extrinsics_config.camera_extrinsics == "rig":
+            self._tf_off_reason = "camera_extrinsics is 'rig'"
+        elif tf2_ros is None:
+            self._tf_off_reason = "tf2_ros is not importable"
+        else:
+            self._tf_off_reason = ""
+            self._tf_buffer = tf2_ros.Buffer()
+            self._tf_listener = tf2_ros.TransformListener(self._tf_buffer, self)
         self.runner: PolicyRunner | None = None
         self.worker: LatestOnlyWorker | None = None
         self._timer = None
@@ -117,6 +150,10 @@ class PolicyNode(LifecycleNode):
             raise ValueError(f"cannot load weights from {weights_dir!r}: {exc}") from exc
         cfg = dataclasses.replace(cfg, weights_dir=weights_dir)  # the directory used
         self.runner = PolicyRunner(cfg, policy, load_rig_geometry(cfg.camera_rig))
+        self.extrinsics = CameraExtrinsics(
+            {c: self.runner.rig[c].camera_to_ego for c in cfg.model_cameras},
+            tf_available=self._tf_buffer is not None,
+            unavailable_reason=f"from camera_rig: {self._tf_off_reason}")
         missing = [c for c in cfg.model_cameras if c not in self.sync.sync_config.camera_names]
         if missing:
             raise ValueError(f"model_cameras {missing} are not synchronized by the camera "
@@ -247,6 +284,8 @@ class PolicyNode(LifecycleNode):
             for camera, k in snapshot.intrinsics.items():
                 if camera in self.config.model_cameras:
                     runner.set_intrinsics(camera, k)
+            self._refresh_extrinsics(runner, {c: sets[-1].items[index[c]]
+                                              for c in self.config.model_cameras})
             with self._lock:
                 navigation = self.navigation
             sample = runner.build_sample(frames, stamp_ns, history, navigation)
@@ -261,6 +300,38 @@ class PolicyNode(LifecycleNode):
         self._publish(output)
         if self.config.plan_timing_diagnostics:
             self._publish_plan_timing(output, tick_ns, start_ns, decoded_ns, model_done_ns)
+
+    def _refresh_extrinsics(self, runner: PolicyRunner, newest: dict[str, Any]) -> None:
+        """Look every model camera up in TF; hand the runner TF's or the rig's mounting."""
+        extrinsics = self.extrinsics
+        if extrinsics is None:
+            return
+        if self._tf_buffer is not None:
+            ego = self.config.frame_id
+            for camera, msg in newest.items():
+                frame = getattr(getattr(msg, "header", None), "frame_id", "") or camera
+                before = extrinsics.states()[camera]
+                try:
+                    tf = self._tf_buffer.lookup_transform(ego, frame, Time()).transform
+                    matrix = transform_to_matrix(
+                        (tf.translation.x, tf.translation.y, tf.translation.z),
+                        (tf.rotation.x, tf.rotation.y, tf.rotation.z, tf.rotation.w))
+                    state = extrinsics.update(camera, frame, matrix)
+                except tf2_ros.TransformException as exc:
+                    state = extrinsics.update(camera, frame, None,
+                                              f"no TF {ego} -> {frame}: {exc}")
+                except ValueError as exc:  # a quaternion that is no rotation
+                    state = extrinsics.update(camera, frame, None,
+                                              f"TF transform refused: {exc}")
+                if state.source != before.source or state.tf_frame != before.tf_frame:
+                    if state.source == SOURCE_RIG:
+                        self.get_logger().warning(
+                            f"camera {camera}: extrinsics from camera_rig ({state.detail})")
+                    else:
+                        self.get_logger().info(
+                            f"camera {camera}: extrinsics from TF ({ego} -> {frame})")
+        for camera in newest:
+            runner.set_extrinsics(camera, extrinsics.camera_to_ego(camera))
 
     def _publish(self, output: PolicyOutput) -> None:
         plan = output.trajectory
@@ -340,7 +411,33 @@ class PolicyNode(LifecycleNode):
         now_ns = self.get_clock().now().nanoseconds
         statuses = [diagnostics.status(f"{self.get_name()}: policy", self.get_name(), level,
                                        message, values)]
+        if self.extrinsics is not None and self.runner is not None:
+            statuses.append(self._extrinsics_status(self.extrinsics, self.runner))
         self._diag_pub.publish(diagnostics.array(now_ns, statuses))
+
+    def _extrinsics_status(self, extrinsics: CameraExtrinsics, runner: PolicyRunner) -> Any:
+        """Which source each camera's extrinsics come from, and what the runner holds."""
+        states = extrinsics.states()
+        values: dict[str, object] = {"camera_extrinsics": self.extrinsics_config.camera_extrinsics,
+                                     "source": extrinsics.summary(),
+                                     "tf_available": extrinsics.tf_available}
+        for camera, state in states.items():
+            (x, y, z), (qx, qy, qz, qw) = matrix_to_transform(runner.rig[camera].camera_to_ego)
+            values[f"{camera}/source"] = state.source
+            values[f"{camera}/tf_frame"] = state.tf_frame
+            values[f"{camera}/translation_m"] = f"{x:.4f} {y:.4f} {z:.4f}"
+            values[f"{camera}/rotation_xyzw"] = f"{qx:.5f} {qy:.5f} {qz:.5f} {qw:.5f}"
+            values[f"{camera}/detail"] = state.detail
+        missing = [c for c, s in states.items() if s.source == SOURCE_RIG]
+        if not extrinsics.tf_available:
+            level, message = diagnostics.OK, f"all cameras from camera_rig ({self._tf_off_reason})"
+        elif missing:
+            level, message = diagnostics.WARN, (f"no TF calibration for {', '.join(missing)}: "
+                                                "using camera_rig for them")
+        else:
+            level, message = diagnostics.OK, "all cameras from TF"
+        return diagnostics.status(f"{self.get_name()}: camera extrinsics", self.get_name(),
+                                  level, message, values)
 
 
 def main(args: list[str] | None = None) -> None:

@@ -10,7 +10,12 @@ Publishes what a vehicle's sensing stack would, from :class:`~alpamayo_ros.sim.C
   (frame ``map``, child ``base_link``, twist in ``base_link``: linear.x = speed,
   angular.z = speed x curvature);
 - ``alpamayo_ros/ObstacleArray`` on ``/perception/obstacles`` at the camera rate (map
-  frame, oriented boxes with their velocity);
+  frame, oriented boxes with their velocity), and the same boxes plus the ego's as RViz
+  cubes (``visualization_msgs/MarkerArray``) on ``/simulation/markers``;
+- TF, when tf2_ros is importable: ``map -> base_link`` (the ego pose, stamped like the
+  odometry and sent with it) and, static, ``base_link -> <camera>`` for every rig camera
+  (its mounting, the model's camera_to_ego: optical axes, the frame its images carry);
+  without tf2_ros there is no TF and the diagnostics say so;
 - the scenario's route command (``std_msgs/String``, latched) on
   ``/planning/navigation_command`` at start and whenever an episode restart changes it
   (what a route planner gives the policy; "" when the scenario has none);
@@ -41,14 +46,16 @@ from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import Point, Pose, Vector3
+from geometry_msgs.msg import Point, Pose, Quaternion, TransformStamped, Vector3
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from std_msgs.msg import Header, String
+from std_msgs.msg import ColorRGBA, Header, String
+from visualization_msgs.msg import Marker, MarkerArray
 
 from alpamayo_ros import topics
+from alpamayo_ros.calibration import ego_pose_matrix, matrix_to_transform
 from alpamayo_ros.data.cameras import CameraConfig
 from alpamayo_ros.msg import ControlCommand, Obstacle, ObstacleArray
 from alpamayo_ros.ros import diagnostics
@@ -58,6 +65,11 @@ from alpamayo_ros.ros.params import declare_config
 from alpamayo_ros.ros.qos import clock_qos, latched_qos, plan_qos, sensor_qos
 from alpamayo_ros.sim import ClosedLoopSim, CommandMode, EgoPose, ObstacleState, Pacer, SimConfig
 from alpamayo_ros.sim.simulator import SimEvent
+
+try:  # TF where it is installed (vehicles, ../shared/ros2-upstream); absent from the pip wheels
+    import tf2_ros
+except ImportError:  # depends on the installation
+    tf2_ros = None
 
 NODE_NAME = "alpamayo_sim"
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -74,6 +86,59 @@ def odometry_msg(pose: EgoPose, stamp_ns: int) -> Odometry:
     msg.twist.twist.linear.x = pose.speed_mps
     msg.twist.twist.angular.z = pose.yaw_rate_radps
     return msg
+
+
+def transform_msg(matrix: np.ndarray, parent: str, child: str, stamp_ns: int
+                  ) -> TransformStamped:
+    """``geometry_msgs/TransformStamped`` ``parent -> child`` of a rigid 4x4 matrix."""
+    (x, y, z), (qx, qy, qz, qw) = matrix_to_transform(matrix)
+    msg = TransformStamped(header=Header(stamp=time_from_ns(stamp_ns), frame_id=parent),
+                           child_frame_id=child)
+    msg.transform.translation = Vector3(x=x, y=y, z=z)
+    msg.transform.rotation = Quaternion(x=qx, y=qy, z=qz, w=qw)
+    return msg
+
+
+def ego_transform_msg(pose: EgoPose, stamp_ns: int) -> TransformStamped:
+    """``map -> base_link`` of the ego pose (the same pose as :func:`odometry_msg`)."""
+    return transform_msg(ego_pose_matrix(pose.x_m, pose.y_m, pose.heading_rad),
+                         topics.MAP_FRAME, topics.EGO_FRAME, stamp_ns)
+
+
+def camera_transform_msgs(cameras: list[CameraConfig], stamp_ns: int
+                          ) -> list[TransformStamped]:
+    """Static ``base_link -> <camera>`` of every rig camera (its camera_to_ego)."""
+    return [transform_msg(c.geometry().camera_to_ego, topics.EGO_FRAME, c.name, stamp_ns)
+            for c in cameras]
+
+
+OBSTACLE_COLOR = ColorRGBA(r=0.9, g=0.5, b=0.1, a=0.8)
+EGO_COLOR = ColorRGBA(r=0.2, g=0.6, b=1.0, a=0.8)
+
+
+def scene_markers(obstacles: list[ObstacleState], ego_size_m: tuple[float, float, float],
+                  stamp_ns: int) -> MarkerArray:
+    """RViz cubes: every obstacle (map frame) and the ego (base_link, centred on it).
+
+    Starts with a DELETEALL so that obstacles that left the scene disappear.
+    """
+    header = Header(stamp=time_from_ns(stamp_ns), frame_id=topics.MAP_FRAME)
+    markers = [Marker(header=header, ns="alpamayo/obstacles", action=Marker.DELETEALL)]
+    for i, o in enumerate(obstacles):
+        marker = Marker(header=header, ns="alpamayo/obstacles", id=i, type=Marker.CUBE,
+                        action=Marker.ADD, color=OBSTACLE_COLOR, text=o.id)
+        marker.pose = Pose(position=Point(x=o.x_m, y=o.y_m, z=o.z_m),
+                           orientation=quaternion_from_yaw(o.yaw_rad))
+        marker.scale = Vector3(x=o.length_m, y=o.width_m, z=o.height_m)
+        markers.append(marker)
+    length, width, height = ego_size_m
+    ego = Marker(header=Header(stamp=header.stamp, frame_id=topics.EGO_FRAME),
+                 ns="alpamayo/ego", id=0, type=Marker.CUBE, action=Marker.ADD, color=EGO_COLOR)
+    ego.pose.position.z = height / 2
+    ego.pose.orientation.w = 1.0
+    ego.scale = Vector3(x=length, y=width, z=height)
+    markers.append(ego)
+    return MarkerArray(markers=markers)
 
 
 def obstacle_array_msg(obstacles: list[ObstacleState], stamp_ns: int) -> ObstacleArray:
@@ -153,6 +218,17 @@ class SimNode(Node):
                                                  latched_qos()) for n in names]
         self._odom_pub = self.create_publisher(Odometry, topics.ODOMETRY, sensor_qos())
         self._obstacle_pub = self.create_publisher(ObstacleArray, topics.OBSTACLES, plan_qos())
+        self._markers_pub = self.create_publisher(MarkerArray, topics.SIM_MARKERS, plan_qos())
+        ego = self.sim.world.ego
+        self._ego_size_m = (ego.length_m, ego.width_m, ego.height_m)
+        self._tf_pub = tf2_ros.TransformBroadcaster(self) if tf2_ros is not None else None
+        self._tf_static_pub = None
+        if tf2_ros is not None:
+            self._tf_static_pub = tf2_ros.StaticTransformBroadcaster(self)
+            self._tf_static_pub.sendTransform(camera_transform_msgs(self.sim.cameras,
+                                                                    self.epoch_ns))
+        self.tf_state = ("map -> base_link and base_link -> cameras" if tf2_ros is not None
+                         else "off: tf2_ros is not importable")
         self._clock_pub = (self.create_publisher(Clock, topics.CLOCK, clock_qos())
                            if cfg.publish_clock else None)
         self._diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, plan_qos())
@@ -172,7 +248,7 @@ class SimNode(Node):
             f"({'jpeg' if cfg.compressed else 'rgb8'}) at {cfg.camera_rate_hz:g} Hz, "
             f"odometry {cfg.odometry_rate_hz:g} Hz, physics {cfg.physics_rate_hz:g} Hz, "
             f"real-time factor {cfg.real_time_factor:g}, /clock "
-            f"{'on' if cfg.publish_clock else 'off'}")
+            f"{'on' if cfg.publish_clock else 'off'}, TF {self.tf_state}")
 
     # ------------------------------------------------------------------ inputs
     def _on_command(self, msg: ControlCommand) -> None:
@@ -245,11 +321,15 @@ class SimNode(Node):
             self._clock_pub.publish(Clock(clock=time_from_ns(out.stamp_ns)))
         if out.pose is not None:
             self._odom_pub.publish(odometry_msg(out.pose, out.stamp_ns))
+            if self._tf_pub is not None:
+                self._tf_pub.sendTransform(ego_transform_msg(out.pose, out.stamp_ns))
             self.counts["odometry"] += 1
         if out.images is not None:
             for pub, msg in zip(self._image_pubs, images):
                 pub.publish(msg)
             self._obstacle_pub.publish(obstacle_array_msg(out.obstacles or [], out.stamp_ns))
+            self._markers_pub.publish(scene_markers(out.obstacles or [], self._ego_size_m,
+                                                    out.stamp_ns))
             self.counts["camera_ticks"] += 1
 
     def _publish_navigation(self) -> None:
@@ -295,6 +375,7 @@ class SimNode(Node):
             "camera_tick_work_ms": 1e3 * self._publish_s / max(ticks - ticks0, 1),
             "lag_s": self.pacer.stats.last_lag_s, "pace_slips": self.pacer.stats.slips,
             "camera_ticks": ticks, "odometry_msgs": self.counts["odometry"],
+            "tf": self.tf_state,
         })
         self._window, self._publish_s = (now, sim_s, ticks), 0.0
         if st.in_collision:
