@@ -1,201 +1,635 @@
-"""``alpamayo demo``: the most complete job the package runs end to end today.
+"""``alpamayo demo`` (``make demo``): the trained policy drives the ROS 2 graph closed loop.
 
-1. Builds AR1 training targets: random smooth driving plans are integrated with the
-   unicycle model, logged with 5 cm pose noise, and fitted back to (a, kappa) controls by
-   regularized least squares; it reports the fit error against the clean plan and the
-   jerk of the fit against finite differences of the noisy poses.
-2. Ships the fitted plans across a real ROS 2 graph: a child process publishes each plan
-   as ``alpamayo_ros/Trajectory`` + ``nav_msgs/Path`` + ``MarkerArray`` (with the DDS
-   profile the package applies), this process subscribes, checks every plan arrives
-   intact with its camera stamp, and reports transport latency.
+For each scenario of a short suite of held-out scenarios (test seeds, several decision
+types) it starts the processes of the ``simulation`` bring-up exactly as ``alpamayo up`` /
+``ros2 launch`` start them (same commands, parameter files and arguments): the policy
+node (camera sync + policy, the shipped weights unless ``--weights``) and the controller
+first; once the policy node reports its lifecycle state *active* it starts the simulator
+(``on_end:=stop``), so the episode begins with the driver engaged. A recorder process
+writes every topic to an MCAP bag. This process listens on the graph like RViz would:
 
-It lives in ``alpamayo_ros.ros`` because it runs ROS processes; the fitting stage uses
-only the pure core. Every number printed is measured in this run. The closed-loop
-simulation demo replaces this once the simulator, policy and controller nodes exist.
+- while it runs, the terminal shows each plan's reasoning, decisions, speed and the
+  controller's safety state;
+- at the end of each episode it stops the processes (SIGINT) and computes the
+  closed-loop metrics of :mod:`alpamayo_ros.eval.closed_loop` from what it received
+  (odometry, obstacles, plans, safety status): at-fault collisions, off-road, progress
+  against the expert on the same scenario, comfort and safety interventions;
+- at the end it prints the per-scenario table, writes ``summary.json``, ``summary.md`` and
+  a self-contained ``report.html`` (camera mosaics with the plan drawn into the front
+  camera, a bird's-eye view, the reasoning at each plan) and lists the bags.
+
+It fails loudly (exit 1) when the graph does not drive: no plans, every plan rejected,
+no progress, or an at-fault collision in a scenario where the expert has none.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from alpamayo_ros import unicycle
-from alpamayo_ros.trajectory import Trajectory
+from alpamayo_ros import graph, topics
+from alpamayo_ros.ros.up import node_command
+
+NS_PER_S = 1_000_000_000
+REPORT_FRAME_PERIOD_S = 2.0  # camera mosaics in the report: one plan every 2 s
 
 
-def random_plans(count: int, seed: int) -> list[tuple[np.ndarray, np.ndarray, float]]:
-    """Smooth random controls (sums of slow sinusoids) and initial speeds."""
-    rng = np.random.default_rng(seed)
-    t = unicycle.DT_S * np.arange(unicycle.NUM_WAYPOINTS)
-    plans = []
-    for _ in range(count):
-        accel = sum(rng.uniform(-0.8, 0.8) * np.sin(t / rng.uniform(0.8, 3.0) + rng.uniform(0, 6))
-                    for _ in range(2))
-        curv = sum(rng.uniform(-0.04, 0.04) * np.sin(t / rng.uniform(1.0, 4.0) + rng.uniform(0, 6))
-                   for _ in range(2))
-        plans.append((accel, curv, float(rng.uniform(2.0, 15.0))))
-    return plans
+@dataclass(frozen=True)
+class DemoScenario:
+    """One scenario of the demo suite."""
+
+    family: str
+    seed: int
+    title: str
 
 
-def fit_targets(count: int, seed: int, noise_m: float,
-                base_stamp_ns: int = 0) -> tuple[list[Trajectory], dict]:
-    """Fit controls to noisy poses of random plans; return fitted plans and statistics.
-
-    Plan ``i`` is stamped ``base_stamp_ns + i * 0.1 s`` (a 10 Hz camera time).
-    """
-    rng = np.random.default_rng(seed + 1)
-    fitted, errors, fit_jerk, fd_jerk = [], [], [], []
-    start = time.perf_counter()
-    for i, (accel, curv, v0) in enumerate(random_plans(count, seed)):
-        clean = unicycle.integrate(accel, curv, v0)
-        noisy_x = clean.x_m + rng.normal(0, noise_m, clean.x_m.shape)
-        noisy_y = clean.y_m + rng.normal(0, noise_m, clean.y_m.shape)
-        fit = unicycle.fit_controls(noisy_x, noisy_y)
-        plan = Trajectory.from_controls(
-            fit.acceleration_mps2, fit.curvature_per_m, float(fit.v0_mps),
-            stamp_ns=base_stamp_ns + i * 100_000_000, frame_id="base_link",
-            model_id="unicycle_fit", model_version="demo")
-        errors.append(float(np.max(np.hypot(plan.x_m - clean.x_m, plan.y_m - clean.y_m))))
-        fit_jerk.append(float(np.max(np.abs(unicycle.jerk_from_controls(fit.acceleration_mps2)))))
-        fd_jerk.append(float(np.median(unicycle.jerk_from_positions(noisy_x, noisy_y))))
-        fitted.append(plan)
-    stats = {
-        "plans": count,
-        "pose_noise_m": noise_m,
-        "fit_error_vs_clean_m": {"median": float(np.median(errors)), "max": float(np.max(errors))},
-        "fitted_max_jerk_mps3_median": float(np.median(fit_jerk)),
-        "noisy_finite_difference_jerk_mps3_median": float(np.median(fd_jerk)),
-        "fit_time_ms_per_plan": 1e3 * (time.perf_counter() - start) / count,
-    }
-    return fitted, stats
+# Held-out seeds (>= 9000: never trained on); one scenario per decision type the issue names.
+DEFAULT_SUITE = (
+    DemoScenario("lead_at_red_light", 9000, "A red light behind a braking lead"),
+    DemoScenario("cut_in", 9000, "A car cuts in"),
+    DemoScenario("hidden_pedestrian", 9000, "A pedestrian steps out from behind a parked van"),
+    DemoScenario("merge", 9000, "Merging onto the main road"),
+    DemoScenario("stop_sign", 9000, "A stop sign"),
+)
 
 
-def _publish_child(args: argparse.Namespace) -> None:
-    """Child process: publish the fitted plans as Trajectory + Path + MarkerArray."""
-    import rclpy
-    from nav_msgs.msg import Path
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from visualization_msgs.msg import MarkerArray
+# --------------------------------------------------------------------------- listening
+@dataclass
+class _Received:
+    """What the listener kept of one episode."""
 
-    from alpamayo_ros.msg import Trajectory as TrajectoryMsg
-    from alpamayo_ros.ros.conversions import plan_markers, trajectory_to_msg, trajectory_to_path
-    from alpamayo_ros.ros.transport import configure_dds_transport
-
-    configure_dds_transport()
-    plans, _ = fit_targets(args.plans, args.seed, args.noise_m, args.base_stamp_ns)
-    rclpy.init()
-    node = rclpy.create_node("alpamayo_demo_planner")
-    qos = QoSProfile(depth=args.plans, reliability=ReliabilityPolicy.RELIABLE)
-    traj_pub = node.create_publisher(TrajectoryMsg, "/alpamayo/trajectory", qos)
-    path_pub = node.create_publisher(Path, "/alpamayo/path", qos)
-    marker_pub = node.create_publisher(MarkerArray, "/alpamayo/markers", qos)
-    deadline = time.monotonic() + 20.0
-    while time.monotonic() < deadline and traj_pub.get_subscription_count() == 0:
-        time.sleep(0.05)
-    time.sleep(0.3)
-    for plan in plans:
-        # Publish each plan when the wall clock reaches its camera stamp, as a planner
-        # keeping up with a 10 Hz camera would; the viewer measures latency from it.
-        while time.time_ns() < plan.stamp_ns:
-            time.sleep(0.001)
-        traj_pub.publish(trajectory_to_msg(plan))
-        path_pub.publish(trajectory_to_path(plan))
-        marker_pub.publish(plan_markers(plan, f"unicycle fit of logged plan {plan.stamp_ns}"))
-    time.sleep(1.0)
-    node.destroy_node()
-    rclpy.try_shutdown()
+    odometry: list[tuple[int, float, float, float, float]] = field(default_factory=list)
+    obstacles: list[tuple[int, np.ndarray, tuple[str, ...]]] = field(default_factory=list)
+    plans: dict[int, Any] = field(default_factory=dict)  # stamp -> core Trajectory
+    reasoning: dict[int, Any] = field(default_factory=dict)  # stamp -> Reasoning msg
+    statuses: list[tuple[int, int, int, tuple[str, ...]]] = field(default_factory=list)
+    frames: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # plan stamp
+    navigation: str = ""
+    sim_finished: bool = False  # the simulator's diagnostics report the episode's end
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    """Run both stages and print a JSON report."""
-    import rclpy
-    from nav_msgs.msg import Path
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
+class Listener:
+    """An rclpy node in this process recording the graph's outputs and printing them live."""
 
-    from alpamayo_ros.msg import Trajectory as TrajectoryMsg
-    from alpamayo_ros.ros.conversions import msg_to_trajectory
-    from alpamayo_ros.ros.transport import configure_dds_transport
+    def __init__(self, cameras: list[str], compressed: bool, echo: bool = True) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from nav_msgs.msg import Odometry
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+        from sensor_msgs.msg import CompressedImage, Image
+        from std_msgs.msg import String
 
-    print(f"[1/2] fitting AR1 (a, kappa) targets to {args.plans} noisy logged plans ...",
-          flush=True)
-    base_stamp_ns = time.time_ns() + 4 * 10**9  # leaves time for the child to start
-    plans, fit_stats = fit_targets(args.plans, args.seed, args.noise_m, base_stamp_ns)
-    print(json.dumps(fit_stats, indent=2), flush=True)
+        from alpamayo_ros.msg import ObstacleArray, Reasoning, SafetyStatus, Trajectory
+        from alpamayo_ros.ros.qos import latched_qos, plan_qos, sensor_qos
 
-    print("[2/2] publishing the plans from a child process over ROS 2 ...", flush=True)
-    configure_dds_transport()
-    child = subprocess.Popen([sys.executable, "-m", "alpamayo_ros.ros.demo", "--child",
-                              "--plans", str(args.plans), "--seed", str(args.seed),
-                              "--noise-m", str(args.noise_m),
-                              "--base-stamp-ns", str(base_stamp_ns)],
-                             env=dict(os.environ))
-    rclpy.init()
-    node = rclpy.create_node("alpamayo_demo_viewer")
-    qos = QoSProfile(depth=args.plans, reliability=ReliabilityPolicy.RELIABLE)
-    received, latencies_ms, paths = {}, [], [0]
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("alpamayo_demo_listener", context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.cameras, self.compressed, self.echo = cameras, compressed, echo
+        self.lock = threading.Lock()
+        self.data = _Received()
+        self.label = ""
+        self._images: deque[tuple[int, dict[str, Any]]] = deque(maxlen=60)
+        self._last_frame_s = -math.inf
+        self._t0_ns: int | None = None
+        node = self.node
+        node.create_subscription(Odometry, topics.ODOMETRY, self._on_odometry, sensor_qos())
+        node.create_subscription(ObstacleArray, topics.OBSTACLES, self._on_obstacles,
+                                 plan_qos())
+        node.create_subscription(Trajectory, topics.TRAJECTORY, self._on_plan, plan_qos())
+        node.create_subscription(Reasoning, topics.REASONING, self._on_reasoning, plan_qos())
+        node.create_subscription(SafetyStatus, topics.SAFETY_STATUS, self._on_status,
+                                 plan_qos())
+        node.create_subscription(String, topics.NAVIGATION, self._on_navigation,
+                                 latched_qos())
+        node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diagnostics,
+                                 plan_qos())
+        image_type = CompressedImage if compressed else Image
+        for cam in cameras:
+            node.create_subscription(image_type, topics.image_topic(cam, compressed),
+                                     lambda m, c=cam: self._on_image(c, m), sensor_qos())
+        self._stop = False
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
 
-    def on_trajectory(msg: TrajectoryMsg) -> None:
+    def _spin(self) -> None:
+        while not self._stop and self.context.ok():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def reset(self, label: str) -> None:
+        """Start a new episode's record."""
+        with self.lock:
+            self.data, self.label = _Received(), label
+            self._images.clear()
+            self._last_frame_s, self._t0_ns = -math.inf, None
+
+    def episode_time_s(self, stamp_ns: int) -> float:
+        """Seconds since the episode's first odometry."""
+        return (stamp_ns - self._t0_ns) / NS_PER_S if self._t0_ns is not None else 0.0
+
+    # ---------------------------------------------------------------- callbacks
+    def _on_odometry(self, msg: Any) -> None:
+        from alpamayo_ros.ros.conversions import odometry_to_pose
+
+        p = odometry_to_pose(msg)
+        with self.lock:
+            if self._t0_ns is None:
+                self._t0_ns = p.stamp_ns
+            self.data.odometry.append((p.stamp_ns, p.x_m, p.y_m, p.heading_rad, p.speed_mps))
+
+    def _on_obstacles(self, msg: Any) -> None:
+        from alpamayo_ros.ros.conversions import obstacles_from_msg
+
+        try:
+            obstacles, stamp_ns = obstacles_from_msg(msg)
+        except ValueError:
+            return
+        arr = np.array([[o.x_m, o.y_m, o.yaw_rad, o.length_m, o.width_m, o.vx_mps, o.vy_mps]
+                        for o in obstacles], dtype=np.float64).reshape(-1, 7)
+        with self.lock:
+            self.data.obstacles.append((stamp_ns, arr, tuple(o.id for o in obstacles)))
+
+    def _on_image(self, camera: str, msg: Any) -> None:
+        from alpamayo_ros.ros.conversions import ns_from_time
+
+        stamp = ns_from_time(msg.header.stamp)
+        with self.lock:
+            if not self._images or self._images[-1][0] != stamp:
+                self._images.append((stamp, {}))
+            for s, imgs in reversed(self._images):
+                if s == stamp:
+                    imgs[camera] = msg
+                    break
+
+    def _on_plan(self, msg: Any) -> None:
+        from alpamayo_ros.ros.conversions import msg_to_trajectory
+
         plan = msg_to_trajectory(msg)
-        latencies_ms.append((time.time_ns() - plan.stamp_ns) / 1e6)
-        received[plan.stamp_ns] = plan
+        with self.lock:
+            self.data.plans[plan.stamp_ns] = plan
+            t = self.episode_time_s(plan.stamp_ns)
+            if t - self._last_frame_s >= REPORT_FRAME_PERIOD_S:
+                found = next((imgs for s, imgs in self._images if s == plan.stamp_ns), None)
+                if found and len(found) == len(self.cameras):
+                    self.data.frames[plan.stamp_ns] = dict(found)  # decoded at the end
+                    self._last_frame_s = t
 
-    node.create_subscription(TrajectoryMsg, "/alpamayo/trajectory", on_trajectory, qos)
-    node.create_subscription(Path, "/alpamayo/path", lambda _m: paths.__setitem__(0, paths[0] + 1),
-                             qos)
-    deadline = time.monotonic() + 60.0 + args.plans * 0.1
+    def _on_reasoning(self, msg: Any) -> None:
+        from alpamayo_ros.ros.conversions import ns_from_time
+
+        stamp = ns_from_time(msg.header.stamp)
+        with self.lock:
+            self.data.reasoning[stamp] = msg
+            speed = self.data.odometry[-1][4] if self.data.odometry else 0.0
+            state = self.data.statuses[-1][1] if self.data.statuses else -1
+            t = self.episode_time_s(stamp)
+        if self.echo:
+            names = {0: "OK", 1: "DEGRADED", 2: "FALLBACK"}
+            decisions = f"{msg.longitudinal_decision or '?'} / {msg.lateral_decision or '?'}"
+            print(f"  [{self.label} t={t:5.1f} s v={speed:4.1f} m/s "
+                  f"{names.get(state, '-'):8}] {decisions}: {msg.text}", flush=True)
+
+    def _on_status(self, msg: Any) -> None:
+        from alpamayo_ros.ros.conversions import ns_from_time
+
+        with self.lock:
+            self.data.statuses.append((ns_from_time(msg.header.stamp), int(msg.state),
+                                       ns_from_time(msg.active_plan_stamp),
+                                       tuple(msg.failed_checks)))
+
+    def _on_diagnostics(self, msg: Any) -> None:
+        for status in msg.status:
+            if status.hardware_id == "alpamayo_sim":  # the simulator node
+                values = {kv.key: kv.value for kv in status.values}
+                if values.get("finished", "").lower() == "true":
+                    with self.lock:
+                        self.data.sim_finished = True
+
+    def _on_navigation(self, msg: Any) -> None:
+        with self.lock:
+            self.data.navigation = msg.data
+
+    def snapshot(self) -> _Received:
+        """The episode's record (the listener keeps filling a new one after reset)."""
+        with self.lock:
+            return self.data
+
+    def close(self) -> None:
+        """Stop spinning and shut the listener's context down."""
+        import rclpy
+
+        self._stop = True
+        self._thread.join(timeout=10.0)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+# --------------------------------------------------------------------------- processes
+def _policy_active(node: Any, timeout_s: float) -> bool:
+    """Whether ``/alpamayo_policy`` reports lifecycle state *active* within ``timeout_s``."""
+    from lifecycle_msgs.msg import State
+    from lifecycle_msgs.srv import GetState
+
+    client = node.create_client(GetState, "/alpamayo_policy/get_state")
     try:
-        while len(received) < len(plans) and time.monotonic() < deadline and child.poll() is None:
-            rclpy.spin_once(node, timeout_sec=0.1)
-        for _ in range(10):
-            rclpy.spin_once(node, timeout_sec=0.05)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if client.wait_for_service(timeout_sec=0.5):
+                future = client.call_async(GetState.Request())
+                end = time.monotonic() + 2.0
+                while not future.done() and time.monotonic() < end:
+                    time.sleep(0.05)
+                result = future.result() if future.done() else None
+                if result is not None and result.current_state.id == State.PRIMARY_STATE_ACTIVE:
+                    return True
+            time.sleep(0.5)
+        return False
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-        child.wait(timeout=30)
-    intact = sum(
-        1 for plan in plans if plan.stamp_ns in received
-        and np.allclose(received[plan.stamp_ns].x_m, plan.x_m, atol=1e-9)
-        and np.allclose(received[plan.stamp_ns].curvature_per_m, plan.curvature_per_m, atol=1e-12))
-    report = {
-        "trajectories_received_intact": f"{intact}/{len(plans)}",
-        "paths_received": paths[0],
-        "trajectory_latency_ms": {
-            "median": float(np.median(latencies_ms)) if latencies_ms else None,
-            "max": float(np.max(latencies_ms)) if latencies_ms else None,
-        },
-        "method": ("each plan is published when the wall clock reaches its camera stamp;"
-                   " latency = receive wall time - header stamp"),
-    }
-    print(json.dumps(report, indent=2))
-    ok = intact == len(plans)
-    print("demo " + ("OK" if ok else "FAILED: plans lost or changed in transit"))
-    return 0 if ok else 1
+        node.destroy_client(client)
+
+
+def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    handle = open(log, "w")  # noqa: SIM115 - lives as long as the process
+    return subprocess.Popen(cmd, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def _stop(procs: list[subprocess.Popen], grace_s: float = 15.0) -> list[int]:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + grace_s
+    codes = []
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        codes.append(proc.returncode)
+    return codes
+
+
+def bringup_commands(values: dict[str, str]) -> dict[str, list[str]]:
+    """The ``simulation`` bring-up's commands by node name (``alpamayo up``'s)."""
+    resolved = graph.resolve("simulation", values)
+    return {spec.name: node_command(spec, resolved) for spec in graph.nodes("simulation")}
+
+
+# --------------------------------------------------------------------------- one episode
+@dataclass
+class EpisodeResult:
+    """One scenario's outcome."""
+
+    scenario: DemoScenario
+    metrics: dict[str, Any]
+    expert_collision: bool
+    report: Any  # alpamayo_ros.eval.report.ReportScenario
+    bag: Path | None
+    failures: list[str]
+    wall_s: float
+
+
+def run_episode(scn: DemoScenario, args: argparse.Namespace, env: dict[str, str],
+                listener: Listener, out: Path) -> EpisodeResult:
+    """Run one scenario through the graph and evaluate what arrived."""
+    from alpamayo_ros.data.scenarios import FAMILY_DURATION_S
+
+    label = f"{scn.family} {scn.seed}"
+    duration_s = args.duration or FAMILY_DURATION_S.get(scn.family, 20.0)
+    values = {"weights_dir": args.weights, "device": args.device, "family": scn.family,
+              "seed": str(scn.seed), "compressed": "true", "use_sim_time": "true"}
+    if args.max_reasoning_tokens:
+        values["max_reasoning_tokens"] = str(args.max_reasoning_tokens)
+    commands = bringup_commands(values)
+    commands["alpamayo_sim"] += ["-p", "on_end:=stop", "-p", f"duration_s:={duration_s}"]
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    name = f"{scn.family}_{scn.seed}"
+    started = time.monotonic()
+    procs: list[subprocess.Popen] = []
+    bag = None
+    if args.bag:
+        bag = out / "bags" / name
+        bag.parent.mkdir(parents=True, exist_ok=True)
+        procs.append(_start([sys.executable, "-m", "alpamayo_ros.cli", "record", "--all",
+                             "--out", str(bag), "--ros-args", "-p", "use_sim_time:=true"],
+                            env, logs / f"{name}_recorder.log"))
+    for node_name in ("alpamayo_policy", "alpamayo_controller"):
+        procs.append(_start(commands[node_name], env, logs / f"{name}_{node_name}.log"))
+    failures: list[str] = []
+    try:
+        if not _policy_active(listener.node, args.startup_timeout):
+            raise RuntimeError(f"{label}: the policy node did not become active within "
+                               f"{args.startup_timeout:g} s (log: "
+                               f"{logs / f'{name}_alpamayo_policy.log'})")
+        listener.reset(label)
+        print(f"[demo] {scn.title} ({label}, {duration_s:g} s): driving", flush=True)
+        procs.append(_start(commands["alpamayo_sim"], env, logs / f"{name}_alpamayo_sim.log"))
+        budget_s = args.startup_timeout + 6.0 * duration_s
+        deadline = time.monotonic() + budget_s
+        while time.monotonic() < deadline:
+            if listener.snapshot().sim_finished:  # on_end:=stop: the episode is over
+                break
+            dead = [p for p in procs if p.poll() is not None]
+            if dead:
+                raise RuntimeError(f"{label}: a process exited early ({dead[0].args[:3]}, "
+                                   f"code {dead[0].returncode}); logs in {logs}")
+            time.sleep(0.2)
+        else:
+            failures.append(f"the simulator did not finish its {duration_s:g} s episode "
+                            f"within {budget_s:g} s")
+    finally:
+        # The simulator first (its last frames stop), then the others.
+        codes = _stop(procs[::-1])
+    if any(c not in (0, None) for c in codes):
+        print(f"[demo] {label}: exit codes {codes[::-1]} (logs in {logs})", flush=True)
+    data = listener.snapshot()
+    metrics, expert_collision, report = evaluate_episode(scn, data, duration_s)
+    failures += episode_failures(metrics, expert_collision)
+    return EpisodeResult(scn, metrics, expert_collision, report, bag, failures,
+                         time.monotonic() - started)
+
+
+def episode_failures(metrics: dict[str, Any], expert_collision: bool) -> list[str]:
+    """Why an episode shows that the graph did not drive (empty: it drove)."""
+    failures = []
+    if not metrics["plans"]:
+        failures.append("no plan arrived")
+    elif metrics["accepted_plans"] == 0:
+        failures.append(f"every plan ({metrics['plans']}) was rejected by the safety monitor")
+    if metrics["progress_m"] <= 1.0:
+        failures.append(f"no progress ({metrics['progress_m']:.1f} m)")
+    if metrics["collision"] and not expert_collision:
+        failures.append("an at-fault collision where the expert has none")
+    return failures
+
+
+def _decode(msg: Any) -> np.ndarray:
+    from alpamayo_ros.ros.images import compressed_to_rgb, image_to_rgb
+
+    return compressed_to_rgb(msg) if hasattr(msg, "format") else image_to_rgb(msg)
+
+
+def evaluate_episode(scn: DemoScenario, data: _Received, duration_s: float
+                     ) -> tuple[dict[str, Any], bool, Any]:
+    """Closed-loop metrics of what arrived, the expert's collision flag, the report entry."""
+    from alpamayo_ros.data.cameras import make_rig
+    from alpamayo_ros.data.scenarios import make_scenario
+    from alpamayo_ros.eval import closed_loop as cl
+    from alpamayo_ros.eval.report import ReportFrame, ReportPlan, ReportScenario
+    from alpamayo_ros.sim.ego import frenet_from_world
+    from alpamayo_ros.sim.simulator import off_road
+
+    world = make_scenario(scn.family, scn.seed, duration_s).world
+    road, ego = world.road, world.ego
+    trace = cl.Trace(scn.family, scn.seed, "demo", ego_size_m=(ego.length_m, ego.width_m))
+    odom = sorted(data.odometry)
+    t0 = odom[0][0] if odom else 0
+    obstacles = sorted(data.obstacles, key=lambda o: o[0])
+    obstacle_stamps = [o[0] for o in obstacles]
+    track = []
+    next_t = 0.0
+    s_hint = ego.s
+    for stamp, x, y, h, v in odom:  # 10 Hz samples, like the in-process suite
+        t = (stamp - t0) / NS_PER_S
+        if t + 1e-6 < next_t:
+            continue
+        next_t = round(t / cl.TRACE_DT_S) * cl.TRACE_DT_S + cl.TRACE_DT_S
+        s, _ = frenet_from_world(road, x, y, s_hint=s_hint)
+        s_hint = s
+        k = int(np.searchsorted(obstacle_stamps, stamp, side="right")) - 1
+        agents, ids = (obstacles[k][1], obstacles[k][2]) if k >= 0 else (np.zeros((0, 7)), ())
+        trace.add(t, x, y, h, v, s,
+                  off_road(world, x, y, h, ego.length_m, ego.width_m, s_hint=s),
+                  agents, ids)
+        track.append((t, x, y, h, v))
+    accepted = {s[2] for s in data.statuses if s[2]}
+    trace.control_cycles = len(data.statuses)
+    trace.fallback_cycles = sum(1 for s in data.statuses if s[1] != 0)
+    plans = []
+    pose_stamps = [o[0] for o in odom]
+    for stamp in sorted(data.plans):
+        plan = data.plans[stamp]
+        msg = data.reasoning.get(stamp)
+        text = msg.text if msg is not None else ""
+        decisions = ((msg.longitudinal_decision, msg.lateral_decision) if msg is not None
+                     else ("", ""))
+        later = [s for s in data.statuses if s[0] >= stamp]
+        failed = next((s[3] for s in later if s[3]), ())
+        state = later[0][1] if later else -1
+        was_accepted = stamp in accepted
+        trace.rejected_plans += not was_accepted
+        trace.plans.append({"t_s": round((stamp - t0) / NS_PER_S, 2), "accepted": was_accepted,
+                            "reasoning": text, "decisions": list(decisions)})
+        k = max(int(np.searchsorted(pose_stamps, stamp)) - 1, 0)
+        _, px, py, ph, _ = odom[k] if odom else (0, 0.0, 0.0, 0.0, 0.0)
+        xy = np.stack([plan.x_m, plan.y_m], axis=1)
+        c, s = math.cos(ph), math.sin(ph)
+        xy_map = np.stack([px + c * xy[:, 0] - s * xy[:, 1], py + s * xy[:, 0] + c * xy[:, 1]],
+                          axis=1)
+        plans.append(ReportPlan(
+            t_s=(stamp - t0) / NS_PER_S, plan_xy_ego=xy, plan_xy_map=xy_map, reasoning=text,
+            decisions=decisions, accepted=was_accepted,
+            failed_checks=tuple(failed) if not was_accepted else (),
+            safety_state={0: "OK", 1: "DEGRADED", 2: "FALLBACK"}.get(state, "-")))
+    config = cl.ClosedLoopConfig(families=(scn.family,), seeds=(scn.seed,),
+                                 duration_s=duration_s)
+    expert = cl.expert_trace(scn.family, scn.seed, config)
+    expert_metrics = cl.scenario_metrics(expert, None)
+    metrics = cl.scenario_metrics(trace, expert_metrics["progress_m"])
+    metrics["accepted_plans"] = len(accepted & set(data.plans))
+    metrics["navigation"] = data.navigation
+    metrics["expert_progress_m"] = expert_metrics["progress_m"]
+    frames = []
+    for stamp, msgs in sorted(data.frames.items()):
+        plan = data.plans.get(stamp)
+        frames.append(ReportFrame(
+            t_s=(stamp - t0) / NS_PER_S, images={c: _decode(m) for c, m in msgs.items()},
+            plan_xy_ego=np.stack([plan.x_m, plan.y_m], axis=1) if plan is not None else None))
+    agents_track = [((s - t0) / NS_PER_S, a, i) for s, a, i in obstacles]
+    report = ReportScenario(
+        family=scn.family, seed=scn.seed, title=scn.title, metrics=metrics,
+        ego_track=np.array(track, dtype=np.float64).reshape(-1, 5),
+        agents_track=agents_track, plans=plans, frames=frames, world=world,
+        rig=make_rig("ar1"))
+    return metrics, bool(expert_metrics["collision"]), report
+
+
+# --------------------------------------------------------------------------- summary
+TABLE_COLUMNS = ("scenario", "decisions taken", "cited cause", "collision", "off-road",
+                 "progress", "comfort", "interventions", "PDMS")
+
+
+def _cause(example: str) -> str:
+    """The cause clause of a reasoning text: what follows 'because'/'since', or its start."""
+    lowered = example.lower()
+    for word in ("because ", "since ", "as "):
+        i = lowered.find(word)
+        if i >= 0:
+            return example[i + len(word):].split(".")[0].split(";")[0][:70]
+    return example.split(".")[0][:70]
+
+
+def summary_rows(results: list[EpisodeResult]) -> list[dict[str, str]]:
+    """One printable row per scenario."""
+    rows = []
+    for r in results:
+        m = r.metrics
+        dec = m.get("decisions") or {}
+        lon = next(iter(dec.get("longitudinal", {})), "–")
+        lat = next(iter(dec.get("lateral", {})), "–")
+        rows.append({
+            "scenario": f"{r.scenario.title} ({r.scenario.family} {r.scenario.seed})",
+            "decisions taken": f"{lon} / {lat}",
+            "cited cause": _cause(dec.get("example", "")) if dec else "–",
+            "collision": ("at fault" if m["collision"] else
+                          "not at fault" if m["collisions"] else "none"),
+            "off-road": "yes" if m["off_road"] else "no",
+            "progress": f"{m['progress_m']:.0f} m ({100 * m['progress_ratio']:.0f} % of expert)",
+            "comfort": "yes" if m["comfort"] else "no",
+            "interventions": (f"{m['rejected_plans']}/{m['plans']} plans rejected, "
+                              f"{100 * m['fallback_share']:.0f} % fallback"),
+            "PDMS": f"{m['pdm_score']:.2f}",
+        })
+    return rows
+
+
+def summary_markdown(rows: list[dict[str, str]]) -> str:
+    """The rows as a markdown table."""
+    lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
+    lines += ["| " + " | ".join(r[c].replace("|", "/") for c in TABLE_COLUMNS) + " |"
+              for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- command
+def _parse_scenarios(items: list[str]) -> tuple[DemoScenario, ...]:
+    from alpamayo_ros.data.scenarios import FAMILIES
+
+    out = []
+    for item in items:
+        family, _, seed = item.partition(":")
+        if family not in FAMILIES or not seed.isdigit():
+            raise ValueError(f"--scenarios takes family:seed with a family of "
+                             f"{sorted(FAMILIES)}, got {item!r}")
+        out.append(DemoScenario(family, int(seed), family.replace("_", " ")))
+    return tuple(out)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Demo options."""
-    parser.add_argument("--plans", type=int, default=20, help="number of logged plans")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--noise-m", type=float, default=0.05, help="pose noise std (m)")
-    parser.add_argument("--base-stamp-ns", type=int, default=0, help=argparse.SUPPRESS)
+    """Arguments of ``alpamayo demo``."""
+    parser.add_argument("--scenarios", nargs="+", default=None, metavar="FAMILY:SEED",
+                        help="scenarios to drive (default: the held-out demo suite)")
+    parser.add_argument("--weights", default="",
+                        help="policy weights (default: the shipped weights/default)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--duration", type=float, default=0.0,
+                        help="seconds per scenario (0: the family's own, 20 or 24 s)")
+    parser.add_argument("--max-reasoning-tokens", type=int, default=0)
+    parser.add_argument("--out", default="out/demo", help="output directory")
+    parser.add_argument("--no-bag", dest="bag", action="store_false",
+                        help="do not record the MCAP bags")
+    parser.add_argument("--no-report", dest="report", action="store_false",
+                        help="do not write report.html")
+    parser.add_argument("--startup-timeout", type=float, default=90.0,
+                        help="seconds the policy node may take to become active")
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Run the suite; 0 when the graph drove every scenario, 1 otherwise."""
+    from alpamayo_ros.data.cameras import make_rig
+    from alpamayo_ros.ros.transport import configure_dds_transport
+
+    try:
+        suite = _parse_scenarios(args.scenarios) if args.scenarios else DEFAULT_SUITE
+    except ValueError as exc:
+        print(f"alpamayo demo: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        import shutil
+
+        shutil.rmtree(out)  # the demo's own output of an earlier run
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    configure_dds_transport(env)
+    configure_dds_transport()  # this process receives 7 camera streams too
+    env["PYTHONUNBUFFERED"] = "1"
+    weights = args.weights or "shipped weights/default"
+    print(f"[demo] {len(suite)} held-out scenarios through the simulation bring-up "
+          f"(policy: {weights}); output in {out}", flush=True)
+    listener = Listener([c.name for c in make_rig("ar1").cameras], compressed=True)
+    results: list[EpisodeResult] = []
+    started = time.monotonic()
+    try:
+        for scn in suite:
+            result = run_episode(scn, args, env, listener, out)
+            results.append(result)
+            m = result.metrics
+            verdict = "FAILED: " + "; ".join(result.failures) if result.failures else "ok"
+            print(f"[demo] {scn.family} {scn.seed}: progress {m['progress_m']:.0f} m, "
+                  f"collision {m['collision']}, off-road {m['off_road']}, "
+                  f"{m['accepted_plans']}/{m['plans']} plans accepted, PDMS "
+                  f"{m['pdm_score']:.2f} ({result.wall_s:.0f} s) -> {verdict}", flush=True)
+    finally:
+        listener.close()
+    rows = summary_rows(results)
+    table = summary_markdown(rows)
+    failures = [f"{r.scenario.family} {r.scenario.seed}: {f}" for r in results
+                for f in r.failures]
+    summary = {"scenarios": [{"family": r.scenario.family, "seed": r.scenario.seed,
+                              "title": r.scenario.title, "metrics": r.metrics,
+                              "expert_collision": r.expert_collision,
+                              "bag": str(r.bag) if r.bag else None,
+                              "failures": r.failures, "wall_s": round(r.wall_s, 1)}
+                             for r in results],
+               "weights": weights, "wall_s": round(time.monotonic() - started, 1),
+               "failures": failures}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    (out / "summary.md").write_text(table)
+    print("\n" + table, flush=True)
+    if args.report:
+        from alpamayo_ros.eval.report import write_report
+
+        notes = [f"policy: {weights}; every scenario on a held-out test seed (>= 9000)",
+                 "metrics: alpamayo_ros/eval/closed_loop.py, computed from the topics the "
+                 "demo received", *failures]
+        path = write_report([r.report for r in results], out / "report.html",
+                            "alpamayo_ros closed-loop demo", table, notes)
+        print(f"[demo] report: {path}", flush=True)
+    for r in results:
+        if r.bag:
+            print(f"[demo] bag: {r.bag} (ros2 bag info / Foxglove)", flush=True)
+    print(f"[demo] {len(results)} scenarios in {time.monotonic() - started:.0f} s", flush=True)
+    if failures:
+        print("demo FAILED: the graph did not drive:\n  " + "\n  ".join(failures), flush=True)
+        return 1
+    print("demo OK", flush=True)
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``alpamayo demo``."""
-    parser = subparsers.add_parser("demo", help="run the end-to-end demo (real, measured)")
-    add_arguments(parser)
-    parser.set_defaults(func=run_demo)
-
-
-if __name__ == "__main__":
-    cli = argparse.ArgumentParser()
-    cli.add_argument("--child", action="store_true")
-    add_arguments(cli)
-    parsed = cli.parse_args()
-    sys.exit(_publish_child(parsed) if parsed.child else run_demo(parsed))
+    p = subparsers.add_parser("demo", help="the trained policy drives the ROS graph closed "
+                                           "loop over held-out scenarios",
+                              description=__doc__.splitlines()[0])
+    add_arguments(p)
+    p.set_defaults(func=demo)
