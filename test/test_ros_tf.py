@@ -5,6 +5,7 @@
   process looks up ``map -> front_wide`` at odometry stamps and compares it with the
   odometry pose composed with the rig's mounting. The test steers the ego on a circle
   (constant curvature commands) so that the heading, and with it the rotation, changes.
+  Every frame that RViz shows (rviz/alpamayo.rviz) resolves to its fixed frame ``map``.
 - The policy node, given a ``camera_rig`` rig.json and a TF calibration that differs from
   it, hands the model TF's mounting (read back from its diagnostics, which report what the
   runner holds), falls back to the rig for cameras without a TF frame and says so.
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from test.helpers.ros_harness import (
     Probe,
@@ -37,6 +39,7 @@ needs_tf2 = pytest.mark.skipif(
     reason="tf2_ros is not importable (ROS 2 package absent from the pip wheels; see "
     "../shared/ros2-upstream)")
 
+ROOT = Path(__file__).resolve().parents[1]
 AR1 = ["front_wide", "front_tele", "cross_left", "cross_right", "rear_left", "rear_right",
        "rear_tele"]
 
@@ -87,11 +90,13 @@ def test_transform_and_scene_marker_messages() -> None:
 def test_sim_broadcasts_the_ego_pose_and_the_rig_as_tf(ros_env, tmp_path) -> None:
     from nav_msgs.msg import Odometry
     from rclpy.time import Time
+    from visualization_msgs.msg import MarkerArray
 
     from alpamayo_ros import topics
     from alpamayo_ros.calibration import ego_pose_matrix
     from alpamayo_ros.data.cameras import make_rig
-    from alpamayo_ros.msg import ControlCommand
+    from alpamayo_ros.inference.config import PolicyNodeConfig
+    from alpamayo_ros.msg import ControlCommand, ObstacleArray
     from alpamayo_ros.ros.conversions import yaw_from_quaternion
     from alpamayo_ros.ros.qos import plan_qos, sensor_qos
 
@@ -102,6 +107,8 @@ def test_sim_broadcasts_the_ego_pose_and_the_rig_as_tf(ros_env, tmp_path) -> Non
     probe = Probe(domain_id(ros_env))
     try:
         probe.record(Odometry, topics.ODOMETRY, sensor_qos())
+        probe.record(ObstacleArray, topics.OBSTACLES, plan_qos())
+        probe.record(MarkerArray, topics.SIM_MARKERS, plan_qos())
         buffer, _listener_keepalive = _listener(probe)
         steer = probe.node.create_publisher(ControlCommand, topics.CONTROL_COMMAND, plan_qos())
         probe.node.create_timer(0.05, lambda: steer.publish(
@@ -137,6 +144,19 @@ def test_sim_broadcasts_the_ego_pose_and_the_rig_as_tf(ros_env, tmp_path) -> Non
         turned = (yaw_from_quaternion(odoms[-1].pose.pose.orientation)
                   - yaw_from_quaternion(odoms[0].pose.pose.orientation))
         assert abs(turned) > 0.05  # ... and turns: the rotation is checked too
+
+        # RViz's fixed frame reaches every frame it draws, at the messages' own stamps
+        fixed = yaml.safe_load((ROOT / "rviz" / "alpamayo.rviz").read_text())[
+            "Visualization Manager"]["Global Options"]["Fixed Frame"]
+        assert fixed == "map"
+        stamp = odoms[-1].header.stamp  # plans are stamped with camera = odometry times
+        drawn = [(PolicyNodeConfig().frame_id, stamp), (odoms[-1].header.frame_id, stamp),
+                 (probe.messages(topics.OBSTACLES)[-1].header.frame_id, stamp)]
+        drawn += [(m.header.frame_id, m.header.stamp)
+                  for m in probe.messages(topics.SIM_MARKERS)[-3].markers]
+        assert {frame for frame, _ in drawn} == {"map", "base_link"}
+        for frame, at in drawn:
+            assert buffer.can_transform(fixed, frame, Time.from_msg(at)), (frame, at)
     finally:
         probe.close()
         assert stop_process(proc) == 0, log.read_text()
