@@ -320,6 +320,10 @@ def run_episode(scn: DemoScenario, args: argparse.Namespace, env: dict[str, str]
         values["max_reasoning_tokens"] = str(args.max_reasoning_tokens)
     commands = bringup_commands(values)
     commands["alpamayo_sim"] += ["-p", "on_end:=stop", "-p", f"duration_s:={duration_s}"]
+    if args.torch_threads:
+        # The whole graph shares this machine: torch's default (every core) oversubscribes
+        # it while the simulator renders (docs/RESULTS.md, "Latency").
+        commands["alpamayo_policy"] += ["-p", f"torch_threads:={args.torch_threads}"]
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     name = f"{scn.family}_{scn.seed}"
@@ -549,6 +553,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not record the MCAP bags")
     parser.add_argument("--no-report", dest="report", action="store_false",
                         help="do not write report.html")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="the policy's torch CPU threads (0: torch's default)")
     parser.add_argument("--startup-timeout", type=float, default=90.0,
                         help="seconds the policy node may take to become active")
 
