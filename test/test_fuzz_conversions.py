@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 from nav_msgs.msg import Odometry
 
@@ -40,9 +40,9 @@ from alpamayo_ros.ros.conversions import (
 from alpamayo_ros.safety.collision import obstacles_in_frame
 from alpamayo_ros.sync.odometry import OdometryBuffer
 from alpamayo_ros.trajectory import Trajectory
+from test.helpers.fuzz import fuzz_settings
 
-FUZZ = settings(max_examples=120, derandomize=True, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = fuzz_settings(120)
 S = 1_000_000_000
 
 any_float = st.floats(allow_nan=True, allow_infinity=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 from sensor_msgs.msg import CompressedImage, Image
 
@@ -26,9 +26,9 @@ from alpamayo_ros.ros.images import (
     image_to_array,
     image_to_rgb,
 )
+from test.helpers.fuzz import fuzz_settings
 
-FUZZ = settings(max_examples=150, derandomize=True, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = fuzz_settings(150)
 
 encodings = st.sampled_from(sorted(ENCODINGS)) | st.text(max_size=8) | st.sampled_from(
     ["RGB8", "16UC3", "32FC1", "bayer_rggb8", "yuv422", "mono16", "8UC3"])
@@ -201,7 +201,7 @@ def test_compressed_arbitrary_and_corrupted(fmt: str, data: bytes) -> None:
     _decode_both(_compressed(fmt, data))
 
 
-@settings(max_examples=40, derandomize=True, deadline=None, database=None)
+@fuzz_settings(40)
 @given(height=st.integers(1, 16), width=st.integers(1, 16),
        channels=st.sampled_from([1, 3, 4]), fmt=st.sampled_from(["jpeg", "png"]),
        seed=st.integers(0, 2**16))

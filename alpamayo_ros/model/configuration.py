@@ -15,6 +15,7 @@ Every field is checked in ``__post_init__`` with a message naming it.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -36,6 +37,15 @@ def _positive(obj: Any, *names: str) -> None:
         value = getattr(obj, name)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ValueError(f"{type(obj).__name__}.{name} must be a positive int, got {value!r}")
+
+
+def _number(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            raise ValueError(f"{type(obj).__name__}.{name} must be a finite number, "
+                             f"got {value!r}")
 
 
 def _choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
@@ -66,7 +76,10 @@ class VisionConfig:
         _positive(self, "image_height_px", "image_width_px", "patch_size_px", "hidden_size",
                   "num_heads", "fusion_layers", "tokens_per_timestep", "num_frames",
                   "max_cameras")
-        if not isinstance(self.encoder_layers, int) or self.encoder_layers < 0:
+        if not isinstance(self.pretrained, bool):
+            raise ValueError(f"VisionConfig.pretrained must be a bool, got {self.pretrained!r}")
+        if not isinstance(self.encoder_layers, int) or isinstance(self.encoder_layers, bool) \
+                or self.encoder_layers < 0:
             raise ValueError(f"VisionConfig.encoder_layers must be an int >= 0, "
                              f"got {self.encoder_layers!r}")
         if self.hidden_size % self.num_heads:
@@ -113,6 +126,11 @@ class BackboneConfig:
 
     def __post_init__(self) -> None:
         _choice(self, "kind", ("own", "hf"))
+        for name, kind in (("hf_source", str), ("hf_gguf_file", str), ("hf_config", dict)):
+            if not isinstance(getattr(self, name), kind):
+                raise ValueError(f"BackboneConfig.{name} must be a {kind.__name__}, "
+                                 f"got {getattr(self, name)!r}")
+        _number(self, "rope_theta")
         if self.kind == "hf" and not (self.hf_source or self.hf_config):
             raise ValueError("BackboneConfig.hf_source (or hf_config) is required when "
                              "BackboneConfig.kind == 'hf'")
@@ -153,6 +171,11 @@ class ExpertConfig:
 
     def __post_init__(self) -> None:
         _positive(self, "hidden_size", "num_layers", "intermediate_size", "flow_steps")
+        _number(self, "time_beta_alpha", "time_beta_beta", "time_shift")
+        if not isinstance(self.layer_map, list) or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in self.layer_map):
+            raise ValueError(f"ExpertConfig.layer_map must be a list of ints, "
+                             f"got {self.layer_map!r}")
         for name in ("time_beta_alpha", "time_beta_beta"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"ExpertConfig.{name} must be > 0, got {getattr(self, name)}")
@@ -219,6 +242,7 @@ class PolicyConfig:
         if not isinstance(self.decision_heads, bool):
             raise ValueError(f"PolicyConfig.decision_heads must be a bool, "
                              f"got {self.decision_heads!r}")
+        _number(self, "ego_position_scale_m", "speed_scale_mps")
         for name in ("ego_position_scale_m", "speed_scale_mps"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"PolicyConfig.{name} must be > 0, got {getattr(self, name)}")

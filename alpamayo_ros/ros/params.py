@@ -134,15 +134,16 @@ def declare_config(node: Node, cls: type[T], prefix: str = "") -> T:
         descriptor = ParameterDescriptor(
             description=_field_doc(cls, field.name),
             dynamic_typing=kind in ("float", "float_list"))
-        if isinstance(default, list) and not default:
-            param = node.declare_parameter(name, _PARAM_TYPES[kind], descriptor)
-            value = param.value if param.type_ != Parameter.Type.NOT_SET else []
-        else:
-            try:
-                param = node.declare_parameter(name, default, descriptor)
-            except Exception as exc:  # rclpy's InvalidParameterTypeException et al.
-                raise ConfigError(f"parameter {name!r} ({cls.__name__}): {exc}") from exc
-            value = param.value
+        # an empty list has no ROS type of its own: declare the field's type instead
+        empty_list = isinstance(default, list) and not default
+        try:
+            param = node.declare_parameter(
+                name, _PARAM_TYPES[kind] if empty_list else default, descriptor)
+        except Exception as exc:  # rclpy's InvalidParameterTypeException et al.
+            raise ConfigError(f"parameter {name!r} ({cls.__name__}): {exc}") from exc
+        value = param.value
+        if empty_list and param.type_ == Parameter.Type.NOT_SET:
+            value = []
         if value is None:
             value = []
         values[field.name] = value
@@ -167,9 +168,11 @@ def load_params_file(path: str | Path, node_name: str = "") -> dict[str, Any]:
     """
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read parameters file {path}: {exc}") from exc
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise ConfigError(f"cannot read parameters file {path}: nested too deeply") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: expected a mapping of node names to ros__parameters")
     out: dict[str, Any] = {}
