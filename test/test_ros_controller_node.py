@@ -45,7 +45,10 @@ def controller(ros_env, tmp_path_factory):
     log = Path(tmp_path_factory.mktemp("controller")) / "controller.log"
     proc = start_node_process(
         "alpamayo_ros.nodes.controller_node",
-        ["--params-file", "config/safety.yaml", "-p", f"policy_timeout_s:={POLICY_TIMEOUT_S}"],
+        # obstacles are published once, by one test; their timeout (a soft stop once they
+        # stop arriving) is tested in test_faults_controller.py
+        ["--params-file", "config/safety.yaml", "-p", f"policy_timeout_s:={POLICY_TIMEOUT_S}",
+         "-p", "obstacles_timeout_s:=1000.0"],
         ros_env, log)
     probe = Probe(domain_id(ros_env))
     probe.record(ControlCommand, topics.CONTROL_COMMAND, plan_qos())

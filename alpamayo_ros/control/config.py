@@ -30,6 +30,13 @@ class ControllerConfig:
     - ``mrm_*``: the FALLBACK minimal-risk stop (Autoware emergency stop operator).
     - ``min/max_command_accel_mps2``: envelope of every acceleration command.
     - ``standstill_speed_mps``: below this the vehicle counts as stopped.
+    - ``odometry_timeout_s`` / ``obstacles_timeout_s``: an input stream that has delivered
+      and then stays silent this long is a fault (design choice: 25 cycles of 50 Hz
+      odometry -> minimal-risk stop; 10 cycles of 10 Hz perception -> soft stop, since no
+      plan can be checked against current obstacles). A stream never seen is not timed
+      (a graph without perception runs with no obstacles).
+    - ``clock_jump_reset_s``: an odometry stamp this far behind the newest (bag loop,
+      simulator restart) clears the odometry buffer instead of being rejected forever.
     """
 
     control_rate_hz: float = 50.0
@@ -44,6 +51,9 @@ class ControllerConfig:
     min_command_accel_mps2: float = -9.8  # Autoware validator |accel| 9.8 m/s^2
     max_command_accel_mps2: float = 9.8
     standstill_speed_mps: float = 0.1
+    odometry_timeout_s: float = 0.5
+    obstacles_timeout_s: float = 1.0
+    clock_jump_reset_s: float = 1.0
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -52,7 +62,8 @@ class ControllerConfig:
             if not math.isfinite(value):
                 raise ValueError(f"{name} must be finite, got {value!r}")
         for name in ("control_rate_hz", "policy_timeout_s", "soft_stop_jerk_mps3",
-                     "mrm_jerk_mps3", "max_command_accel_mps2"):
+                     "mrm_jerk_mps3", "max_command_accel_mps2", "odometry_timeout_s",
+                     "obstacles_timeout_s", "clock_jump_reset_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("speed_gain_per_s", "max_feedback_accel_mps2", "lookahead_s",

@@ -10,6 +10,19 @@ stays active until a newer valid plan replaces it, it expires, or a newer obstac
 update puts it on a collision course (then nothing valid is left: FALLBACK). A valid
 plan older (by stamp) than the active one is not adopted. ``step`` always returns a
 command.
+
+Input streams: the node calls :meth:`ControllerCore.note_input` when odometry or
+obstacles arrive; a stream that has delivered and then stays silent longer than its
+``*_timeout_s`` is listed by name (``odometry_timeout_s``, ``obstacles_timeout_s``) in
+the status' ``failed_checks`` and forces FALLBACK (odometry) or DEGRADED (obstacles)
+until it delivers again.
+
+Time going backwards between two :meth:`ControllerCore.step` calls (bag loop, simulator
+restart on ``/clock``) drops everything stamped on the old timeline: the active plan
+(its stamp would be in the future, so no new plan would ever be newer), the policy and
+input arrival times (silence would be negative, so no timeout could fire) and the latest
+report. The next cycle is FALLBACK (no valid plan) until a plan of the new timeline passes;
+the stop ramp continues from the previous command (counted in ``time_resets``).
 """
 
 from __future__ import annotations
@@ -33,6 +46,8 @@ from alpamayo_ros.safety.monitor import CheckResult, SafetyMonitor, SafetyReport
 from alpamayo_ros.trajectory import Trajectory
 
 S_TO_NS = 1_000_000_000
+# input stream -> the ControllerConfig field that times it out
+INPUT_TIMEOUTS = {"odometry": "odometry_timeout_s", "obstacles": "obstacles_timeout_s"}
 
 
 @dataclass(frozen=True)
@@ -41,7 +56,7 @@ class ControllerStatus:
 
     stamp_ns: int
     state: SafetyState
-    failed_checks: tuple[str, ...]  # rejecting checks failed by the latest plan
+    failed_checks: tuple[str, ...]  # rejecting checks failed by the latest plan + stale inputs
     checks: tuple[CheckResult, ...]  # every check run on the latest plan
     active_plan_stamp_ns: int  # 0 when none
     policy_silence_s: float  # inf before the first trajectory
@@ -66,6 +81,9 @@ class ControllerCore:
         self._last_arrival_ns: int | None = None
         self._obstacles: tuple[Obstacle, ...] = ()
         self._obstacles_stamp_ns: int | None = None
+        self._input_arrival_ns: dict[str, int] = {}
+        self._last_step_ns: int | None = None
+        self.time_resets = 0
 
     @property
     def active_plan(self) -> Trajectory | None:
@@ -142,29 +160,63 @@ class ControllerCore:
                 f"active plan on a collision course (time to collision {value:.2f} s)")
             return report
 
+    def note_input(self, name: str, now_ns: int) -> None:
+        """Input ``name`` (``odometry`` or ``obstacles``) delivered at ``now_ns``."""
+        if name not in INPUT_TIMEOUTS:
+            raise ValueError(f"unknown input {name!r}; expected one of {list(INPUT_TIMEOUTS)}")
+        with self._lock:
+            self._input_arrival_ns[name] = int(now_ns)
+
+    def stale_inputs(self, now_ns: int) -> tuple[tuple[str, float], ...]:
+        """``(timeout parameter, seconds silent)`` of every stream past its timeout."""
+        out = []
+        for name, param in INPUT_TIMEOUTS.items():
+            arrival = self._input_arrival_ns.get(name)
+            if arrival is None:
+                continue
+            silent_s = (int(now_ns) - arrival) / S_TO_NS
+            if silent_s > getattr(self.config, param):
+                out.append((param, silent_s))
+        return tuple(out)
+
     def policy_silence_s(self, now_ns: int) -> float:
         """Seconds since the last trajectory arrived (inf before the first)."""
         if self._last_arrival_ns is None:
             return math.inf
         return (int(now_ns) - self._last_arrival_ns) / S_TO_NS
 
+    def _forget_timeline(self) -> None:
+        """Drop what is stamped on a timeline the clock has left (caller holds the lock)."""
+        self.time_resets += 1
+        self._active = None
+        self._latest_report = None
+        self._latest_rejected = False
+        self._last_arrival_ns = None
+        self._input_arrival_ns.clear()
+        self._invalid_reason = "clock jumped back; plans of the old timeline dropped"
+
     def step(self, now_ns: int, ego_speed_mps: float) -> tuple[Command, ControllerStatus]:
         """One control cycle: always a command and a status."""
         with self._lock:
+            if self._last_step_ns is not None and int(now_ns) < self._last_step_ns:
+                self._forget_timeline()
+            self._last_step_ns = int(now_ns)
             plan = self._active
             target = None if plan is None else self.tracker.track(plan, now_ns, ego_speed_mps)
             report = self._latest_report
             silence = self.policy_silence_s(now_ns)
+            stale = self.stale_inputs(now_ns)
             inputs = FallbackInputs(
                 now_ns=int(now_ns), ego_speed_mps=float(ego_speed_mps), plan=plan,
                 target=target, latest_rejected=self._latest_rejected,
                 policy_silence_s=silence,
                 rejected_checks=report.failed_checks if report is not None else (),
-                invalid_reason=self._invalid_reason)
+                invalid_reason=self._invalid_reason, stale_inputs=stale)
             command, state, reason = self.fallback.step(inputs)
+            failed = report.failed_checks if report is not None else ()
             status = ControllerStatus(
                 stamp_ns=int(now_ns), state=state,
-                failed_checks=report.failed_checks if report is not None else (),
+                failed_checks=failed + tuple(name for name, _ in stale),
                 checks=report.checks if report is not None else (),
                 active_plan_stamp_ns=plan.stamp_ns if plan is not None else 0,
                 policy_silence_s=silence, reason=reason)

@@ -4,14 +4,16 @@ States (``msg/SafetyStatus.msg``) and the command each produces:
 
 - **OK**: a valid plan is active, the latest plan passed, the policy is alive ->
   the tracker's command (``SOURCE_POLICY``).
-- **DEGRADED**: the latest plan was rejected (it is never executed) but the last valid
-  plan is still within its horizon and the policy is alive -> soft stop on the last
+- **DEGRADED**: the latest plan was rejected (it is never executed), or obstacles stopped
+  arriving for ``obstacles_timeout_s``, but the last valid plan is still within its
+  horizon and the policy is alive -> soft stop on the last
   valid plan (``SOURCE_SOFT_STOP``): the acceleration ramps from the previous command
   toward ``soft_stop_accel_mps2`` at ``soft_stop_jerk_mps3`` (Autoware comfortable
   stop: -1.0 m/s^2, 0.3 m/s^3), and never above the plan's own acceleration (if the
   valid plan brakes harder, that is kept).
-- **FALLBACK**: no valid plan (none yet, horizon expired, invalidated by an obstacle)
-  or the policy silent for ``policy_timeout_s`` -> minimal-risk stop
+- **FALLBACK**: no valid plan (none yet, horizon expired, invalidated by an obstacle),
+  odometry silent for ``odometry_timeout_s`` or the policy silent for
+  ``policy_timeout_s`` -> minimal-risk stop
   (``SOURCE_MINIMAL_RISK_STOP``): ramp toward ``mrm_accel_mps2`` at ``mrm_jerk_mps3``
   (Autoware emergency stop: -2.5 m/s^2, 1.5 m/s^3), again never above a still-valid
   plan's acceleration.
@@ -78,6 +80,8 @@ class FallbackInputs:
     policy_silence_s: float
     rejected_checks: tuple[str, ...] = ()
     invalid_reason: str = ""  # why there is no valid plan, when known
+    # input streams that stopped: {timeout parameter name: seconds silent}
+    stale_inputs: tuple[tuple[str, float], ...] = ()
 
 
 def approach(value: float, target: float, max_step: float) -> float:
@@ -114,12 +118,21 @@ class FallbackManager:
         if inp.plan is None:
             why = inp.invalid_reason or "no valid plan received yet"
             return SafetyState.FALLBACK, f"{why}: minimal-risk stop"
+        stale = dict(inp.stale_inputs)
+        if "odometry_timeout_s" in stale:
+            return SafetyState.FALLBACK, (
+                f"odometry silent for {stale['odometry_timeout_s']:.2f} s (timeout "
+                f"{cfg.odometry_timeout_s:.2f} s): minimal-risk stop")
         if inp.policy_silence_s > cfg.policy_timeout_s:
             return SafetyState.FALLBACK, (
                 f"policy silent for {inp.policy_silence_s:.2f} s "
                 f"(timeout {cfg.policy_timeout_s:.2f} s): minimal-risk stop")
         if inp.target is None:
             return SafetyState.FALLBACK, "last valid plan expired: minimal-risk stop"
+        if "obstacles_timeout_s" in stale:
+            return SafetyState.DEGRADED, (
+                f"obstacles silent for {stale['obstacles_timeout_s']:.2f} s (timeout "
+                f"{cfg.obstacles_timeout_s:.2f} s): soft stop on the last valid plan")
         if inp.latest_rejected:
             checks = ", ".join(inp.rejected_checks) or "safety checks"
             return SafetyState.DEGRADED, (

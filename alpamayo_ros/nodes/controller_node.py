@@ -15,7 +15,12 @@ and never stops publishing them. All decisions are the pure
   that stamp the plan cannot be checked for collisions and is rejected (failed check
   ``localization_at_plan_stamp``);
 - a malformed obstacle message (non-finite or negative size/pose) is discarded and
-  counted; the previous obstacle set stays in force.
+  counted; the previous obstacle set stays in force;
+- odometry or obstacles that stop arriving (``odometry_timeout_s``,
+  ``obstacles_timeout_s``) are reported in ``failed_checks`` and force a minimal-risk
+  stop (odometry) or a soft stop (obstacles) until they resume; an odometry stamp more
+  than ``clock_jump_reset_s`` behind the newest (bag loop, simulator restart) clears the
+  odometry buffer (counted in ``odometry_resets``) so the stream is accepted again.
 """
 
 from __future__ import annotations
@@ -64,8 +69,9 @@ class ControllerNode(Node):
         self._lock = threading.Lock()
         self._obstacles_map: list[Obstacle] = []
         self._obstacles_stamp_ns: int | None = None
+        self._last_odometry_ns: int | None = None
         self.counts = {"plans": 0, "accepted": 0, "rejected": 0, "malformed_plans": 0,
-                       "malformed_obstacles": 0, "commands": 0}
+                       "malformed_obstacles": 0, "commands": 0, "odometry_resets": 0}
         self._last_status = None
         inputs = MutuallyExclusiveCallbackGroup()
         self.create_subscription(TrajectoryMsg, topics.TRAJECTORY, self._on_trajectory,
@@ -96,8 +102,20 @@ class ControllerNode(Node):
         return self.get_clock().now().nanoseconds
 
     def _on_odometry(self, msg: Odometry) -> None:
+        pose = odometry_to_pose(msg)
+        jump_ns = int(self.config.clock_jump_reset_s * 1e9)
         with self._lock:
-            self.odometry.add(odometry_to_pose(msg))
+            # a jump between two consecutive messages, not a stream drifting backwards
+            previous, self._last_odometry_ns = self._last_odometry_ns, pose.stamp_ns
+            if previous is not None and pose.stamp_ns < previous - jump_ns:
+                self.odometry.clear()
+                self.counts["odometry_resets"] += 1
+                self.get_logger().warning(
+                    f"odometry time jumped back by {(previous - pose.stamp_ns) / 1e9:.2f}"
+                    " s: odometry buffer cleared")
+            accepted = self.odometry.add(pose)
+        if accepted:
+            self.core.note_input("odometry", self._now_ns())
 
     def _obstacles_for(self, stamp_ns: int) -> list[Obstacle] | None:
         """Obstacles in the ego frame at ``stamp_ns`` (None: no pose there)."""
@@ -145,6 +163,7 @@ class ControllerNode(Node):
             return
         with self._lock:
             self._obstacles_map, self._obstacles_stamp_ns = obstacles, stamp_ns
+        self.core.note_input("obstacles", self._now_ns())
         active = self.core.active_plan
         if active is not None:
             in_plan_frame = self._obstacles_for(active.stamp_ns)
@@ -176,6 +195,9 @@ class ControllerNode(Node):
             level, message = diagnostics.WARN, "starting"
         else:
             values["schedule_overruns"] = self.schedule.overruns
+            values["time_resets"] = self.core.time_resets
+            values["odometry_rejected_out_of_order"] = self.odometry.rejected_out_of_order
+            values["odometry_rejected_non_finite"] = self.odometry.rejected_non_finite
             values.update({"state": status.state.name, "policy_silence_s":
                            status.policy_silence_s, "failed_checks":
                            ",".join(status.failed_checks)})
