@@ -4,7 +4,10 @@
 vocabulary size, the special token ids and the SHA-256 of ``model.safetensors``. Loading
 is strict and never unpickles: a missing file, another format version, a config that does
 not validate, a checksum or parse failure (a corrupt file), a missing/unexpected tensor or
-a shape mismatch each raise :class:`WeightsError` with what is wrong and where.
+a shape mismatch each raise :class:`WeightsError` with what is wrong and where. The
+tensor names and shapes are checked against the safetensors header *before* the model is
+allocated (the config builds a skeleton on PyTorch's meta device), so a config.json that
+asks for a huge model fails with a WeightsError instead of exhausting memory.
 """
 
 from __future__ import annotations
@@ -86,9 +89,10 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu"
             raise WeightsError(f"weights directory {root} is missing {name} "
                                f"(expected {', '.join(REQUIRED_FILES)})")
     try:
-        meta = json.loads((root / CONFIG_FILE).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise WeightsError(f"{root / CONFIG_FILE} is not valid JSON (corrupt?): {exc}") from exc
+        meta = json.loads((root / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise WeightsError(f"{root / CONFIG_FILE} is not valid JSON (corrupt?): "
+                           f"{exc or 'nested too deeply'}") from exc
     version = meta.get("format_version") if isinstance(meta, dict) else None
     if version != FORMAT_VERSION:
         hints = {
@@ -105,8 +109,8 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu"
         ids = SpecialIds(**meta["special_ids"])
         vocab_size = int(meta["vocab_size"])
         expected_sha = str(meta["weights_sha256"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise WeightsError(f"{root / CONFIG_FILE} is invalid: {exc}") from exc
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise WeightsError(f"{root / CONFIG_FILE} is invalid: {exc!r}") from exc
     weights_path = root / WEIGHTS_FILE
     if _sha256(weights_path) != expected_sha:
         raise WeightsError(f"{weights_path} does not match the SHA-256 in {CONFIG_FILE} "
@@ -115,32 +119,77 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu"
         tokenizer = CocTokenizer.load(root / TOKENIZER_FILE, config.tokenizer.trajectory_bins)
     except Exception as exc:  # tokenizers raises its own exception type
         raise WeightsError(f"{root / TOKENIZER_FILE} cannot be read: {exc}") from exc
+    except BaseException as exc:  # a Rust panic in tokenizers (pyo3 PanicException)
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise WeightsError(f"{root / TOKENIZER_FILE} cannot be read: {exc}") from None
     if tokenizer.vocab_size != vocab_size or SpecialIds.from_tokenizer(tokenizer) != ids:
         raise WeightsError(f"{root / TOKENIZER_FILE} does not match {CONFIG_FILE} "
                            f"(vocab {tokenizer.vocab_size} vs {vocab_size})")
-    try:
-        state = load_file(str(weights_path))
+    try:  # the header only: names, shapes, metadata
         from safetensors import safe_open
 
         with safe_open(str(weights_path), framework="pt") as f:
+            shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
             aliases = json.loads((f.metadata() or {}).get("aliases", "{}"))
-    except (SafetensorError, OSError, json.JSONDecodeError) as exc:
+    except (SafetensorError, OSError, ValueError, RecursionError) as exc:
         raise WeightsError(f"{weights_path} cannot be parsed (corrupt?): {exc}") from exc
+    if not isinstance(aliases, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()):
+        raise WeightsError(f"{weights_path}: metadata 'aliases' must map tensor names to "
+                           f"tensor names, got {aliases!r:.200}")
     for alias, target in aliases.items():
-        if target in state:
-            state[alias] = state[target]
-    model = AlpamayoModel(config, vocab_size, ids)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+        if target not in shapes:
+            raise WeightsError(f"{weights_path}: alias {alias!r} names the tensor {target!r}, "
+                               "which the file does not hold")
+        shapes[alias] = shapes[target]
+    _check_layer_counts(meta["policy"], len(shapes), root / CONFIG_FILE)
+    try:
+        with torch.device("meta"):  # shapes without allocating anything
+            skeleton = AlpamayoModel(config, vocab_size, ids)
+    except Exception as exc:  # whatever torch/transformers raise for a bad shape
+        raise WeightsError(f"{root / CONFIG_FILE}: the config does not build a model: "
+                           f"{exc!r:.300}") from exc
+    expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
     if missing or unexpected:
         raise WeightsError(f"{weights_path} does not fit the config: missing tensors "
                            f"{missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected "
                            f"{unexpected[:5]}{'...' if len(unexpected) > 5 else ''}")
-    for name, tensor in expected.items():
-        if tuple(state[name].shape) != tuple(tensor.shape):
-            raise WeightsError(f"{weights_path}: tensor {name} has shape "
-                               f"{tuple(state[name].shape)}, the config needs "
-                               f"{tuple(tensor.shape)}")
-    model.load_state_dict(state, strict=True)
+    for name, shape in expected.items():
+        if shapes[name] != shape:
+            raise WeightsError(f"{weights_path}: tensor {name} has shape {shapes[name]}, "
+                               f"the config needs {shape}")
+    try:
+        state = load_file(str(weights_path))
+    except (SafetensorError, OSError) as exc:
+        raise WeightsError(f"{weights_path} cannot be parsed (corrupt?): {exc}") from exc
+    for alias, target in aliases.items():
+        state[alias] = state[target]
+    model = AlpamayoModel(config, vocab_size, ids)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # e.g. a tensor of a dtype that cannot be copied
+        raise WeightsError(f"{weights_path} cannot be loaded: {exc}") from exc
     return model.to(device).eval(), tokenizer
+
+
+def _check_layer_counts(policy: dict, num_tensors: int, where: Path) -> None:
+    """Every ``*layers`` count in the config is at most the file's tensor count.
+
+    Each layer holds at least one tensor, so a larger count cannot match the file; checked
+    before the skeleton model is built because building it takes time per layer.
+    """
+    stack = [policy]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if (isinstance(key, str) and key.endswith("layers") and isinstance(value, int)
+                        and value > num_tensors):
+                    raise WeightsError(f"{where}: {key} = {value} but the weights file holds "
+                                       f"{num_tensors} tensors")
+                stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
