@@ -9,12 +9,28 @@ ABS_VENV = $(abspath $(VENV))
 BUILD_DIR := build/msgs
 MSG_FILES := $(wildcard msg/*.msg)
 
+# Upstream ROS 2 sources that PyPI does not serve (launch, launch_testing, message_filters,
+# tf2_ros, the ros2 CLI), e.g. ../shared/ros2-upstream (its README.md). Set it here or in
+# the environment: `make setup` then builds and installs them into the venv (stamped; a
+# rebuild only when a file there changes or the variable names another folder). Unset:
+# they are not installed and the tests that need them skip, naming what is missing.
+ROS2_UPSTREAM ?=
+ifneq ($(strip $(ROS2_UPSTREAM)),)
+ifeq ($(wildcard $(ROS2_UPSTREAM)/build.sh),)
+$(error ROS2_UPSTREAM=$(ROS2_UPSTREAM) has no build.sh: not a ros2-upstream folder)
+endif
+UPSTREAM_DIR := $(abspath $(ROS2_UPSTREAM))
+UPSTREAM_FILES := $(shell find $(UPSTREAM_DIR) -type f -not -path '*/build/*' \
+  -not -path '*.egg-info/*' -not -name '*.pyc')
+UPSTREAM_STAMP := $(VENV)/.ros2-upstream-stamp
+endif
+
 # Environment for every command that runs the package from this checkout.
 RUN_ENV = AMENT_PREFIX_PATH=$(ABS_VENV) CMAKE_PREFIX_PATH=$(ABS_VENV) \
   PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} PYTHONDONTWRITEBYTECODE=1
 
-.PHONY: setup test lint demo bench clean distclean
-setup: $(VENV)/.msgs-stamp $(VENV)/.cli-stamp
+.PHONY: setup test lint demo bench clean distclean FORCE
+setup: $(VENV)/.msgs-stamp $(VENV)/.cli-stamp $(UPSTREAM_STAMP)
 
 $(VENV)/.deps-stamp: requirements.txt
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -22,9 +38,13 @@ $(VENV)/.deps-stamp: requirements.txt
 	  | { grep -v "^WARNING: Location '" || true; }
 	@touch $@
 
-# Generate and install the messages into the venv prefix. The Python sources are not
-# installed (ALPAMAYO_INSTALL_PYTHON=OFF): this checkout stays the code that runs.
-$(VENV)/.msgs-stamp: $(VENV)/.deps-stamp $(MSG_FILES) CMakeLists.txt package.xml
+# Generate and install the messages into the venv prefix, with what `ros2 run` and
+# `ros2 launch` need: share/alpamayo_ros/{launch,config,rviz,weights}/ holding symlinks to
+# this checkout's files and launchers lib/alpamayo_ros/<scripts/*> (CMakeLists.txt). The
+# Python sources are not installed (ALPAMAYO_INSTALL_PYTHON=OFF): this checkout stays the
+# code that runs.
+SHARE_FILES := $(shell find launch config rviz weights scripts -type f 2>/dev/null)
+$(VENV)/.msgs-stamp: $(VENV)/.deps-stamp $(MSG_FILES) CMakeLists.txt package.xml $(SHARE_FILES)
 	@echo "building alpamayo_ros messages into $(VENV)"
 	@mkdir -p build
 	$(RUN_ENV) cmake -S . -B $(BUILD_DIR) -DCMAKE_INSTALL_PREFIX=$(ABS_VENV) \
@@ -40,6 +60,19 @@ $(VENV)/.msgs-stamp: $(VENV)/.deps-stamp $(MSG_FILES) CMakeLists.txt package.xml
 # message build's alpamayo_ros package; see alpamayo_ros/devenv.py).
 $(VENV)/.cli-stamp: $(VENV)/.deps-stamp alpamayo_ros/devenv.py
 	$(RUN_ENV) $(PY) -m alpamayo_ros.devenv $(ABS_VENV)
+	@touch $@
+
+# The upstream ROS 2 packages (only when ROS2_UPSTREAM is set): see tools/install_ros2_upstream.sh.
+$(VENV)/.ros2-upstream-path: FORCE
+	@mkdir -p $(VENV)
+	@echo '$(UPSTREAM_DIR)' | cmp -s - $@ || echo '$(UPSTREAM_DIR)' > $@
+
+$(VENV)/.ros2-upstream-stamp: $(VENV)/.deps-stamp $(VENV)/.ros2-upstream-path $(UPSTREAM_FILES) \
+    tools/install_ros2_upstream.sh
+	@echo "installing the ROS 2 upstream packages of $(UPSTREAM_DIR) into $(VENV) (1-3 min)"
+	@mkdir -p build
+	tools/install_ros2_upstream.sh $(UPSTREAM_DIR) $(VENV) > build/ros2-upstream.log 2>&1 \
+	  || (tail -40 build/ros2-upstream.log; exit 1)
 	@touch $@
 
 lint: $(VENV)/.deps-stamp

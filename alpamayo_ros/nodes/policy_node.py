@@ -442,33 +442,19 @@ class PolicyNode(LifecycleNode):
 
 def main(args: list[str] | None = None) -> None:
     """``ros2 run alpamayo_ros policy_node``: camera sync + policy in one process."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from alpamayo_ros.ros.runner import run_node
 
-    from alpamayo_ros.ros.transport import configure_dds_transport
-
-    configure_dds_transport()
-    rclpy.init(args=args)
-    nodes: list[Any] = []
-    try:
+    def make_nodes() -> list[Any]:
         sync = CameraSyncNode()
-        nodes.append(sync)
-        nodes.append(PolicyNode(sync))
+        return [sync, PolicyNode(sync)]
+
+    try:
         # Callbacks are short (inference runs on the worker thread); a
         # MultiThreadedExecutor measured ~1 s stalls between timer callbacks here.
-        executor = SingleThreadedExecutor()
-        for node in nodes:
-            executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        run_node(make_nodes, args)
     except (RuntimeError, ValueError) as exc:
         print(f"[alpamayo_policy] fatal: {exc}", flush=True)
         raise SystemExit(1) from None
-    finally:
-        for node in reversed(nodes):
-            node.destroy_node()
-        rclpy.try_shutdown()
 
 
 if __name__ == "__main__":

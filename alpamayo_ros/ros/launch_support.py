@@ -8,16 +8,42 @@ Every process is required: when one exits the launch shuts down. Node names come
 the code (the policy process runs two nodes, so no ``name=`` remap is applied).
 ``launch`` and ``launch_ros`` are imported here only, so the rest of the package works
 where they are not installed.
+
+Stopping a bring-up: SIGINT (Ctrl-C) to ``ros2 launch``; it sends SIGINT to every
+process, which shut down cleanly with exit code 0. A ``ros2 launch`` started in the
+background by a script inherits SIGINT as ignored and would not react to it:
+:func:`generate` restores Python's default SIGINT handling in the launch process then.
+SIGTERM makes ``ros2 launch`` exit at once without stopping its processes (upstream
+behaviour); each of our nodes then receives SIGTERM from the kernel as its parent ended
+(:mod:`alpamayo_ros.ros.lifetime`) and shuts down cleanly.
 """
 
 from __future__ import annotations
+
+import signal
+import threading
 
 from alpamayo_ros import graph
 from alpamayo_ros.paths import share_dir
 
 
+def restore_sigint() -> bool:
+    """Handle SIGINT again in this (launch) process if it was inherited as ignored.
+
+    ``launch`` reacts to signals through :func:`signal.set_wakeup_fd`, which only fires
+    for a signal that has a Python handler. Returns whether it changed anything.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        return False
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    return True
+
+
 def generate(bringup: str):
     """The ``LaunchDescription`` of a bring-up."""
+    restore_sigint()
     from launch.actions import DeclareLaunchArgument, Shutdown
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node

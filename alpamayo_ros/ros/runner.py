@@ -1,12 +1,32 @@
 """Process entry helper for rclpy nodes: transport setup, init, spin and clean shutdown.
 
+Every node process of the package ends the same way on SIGINT and SIGTERM, with exit
+code 0: the signal only sets a flag; the spin loop returns within ``POLL_S``; each node's
+``destroy_node`` stops its own threads (inference worker, simulator, bag player) and
+closes what it writes (bags) while the context is still valid; then the context shuts
+down. rclpy's own signal handlers are not installed: they shut the context down inside
+the handler, under callbacks and threads that are still publishing (a controller died of
+``RCLError: publisher's context is invalid`` in 1 of 4 shutdowns that way), and they let
+a second ``KeyboardInterrupt`` land in the middle of ``destroy_node``. Later signals
+during the shutdown are ignored (``ros2 launch`` escalates to SIGKILL if it hangs).
+SIGINT is handled even when the process inherited it as ignored (a ``ros2 launch``
+started in the background by a script), so ``ros2 launch`` can stop its nodes; and the
+process receives SIGTERM when the process that started it ends
+(:mod:`alpamayo_ros.ros.lifetime`), so no node outlives ``ros2 launch``.
+
+A node may also end its process itself by shutting its context down (``max_duration_s``
+of the recorder, the end of a bag).
+
 Uses ``rclpy.init()`` plus ``try/finally`` rather than ``with rclpy.init()`` so the same
 code runs on Jazzy (where the context manager does not exist) and Kilted.
 """
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Callable, Sequence
+from types import FrameType
 
 import rclpy
 from rclpy.executors import (
@@ -15,33 +35,82 @@ from rclpy.executors import (
     SingleThreadedExecutor,
 )
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
+from alpamayo_ros.ros.lifetime import die_with_parent
 from alpamayo_ros.ros.transport import configure_dds_transport
 
+POLL_S = 0.1  # longest wait between a signal and the end of spinning
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None,
-             threads: int = 1) -> None:
-    """Create the node after ``rclpy.init(args)`` and spin it until shutdown.
 
-    ``threads == 1`` (the default) spins a SingleThreadedExecutor, else a
+class ShutdownRequest:
+    """SIGINT/SIGTERM handlers that record the request instead of raising.
+
+    Installed only from the main thread (Python delivers signals there); elsewhere
+    :attr:`installed` is False and the caller keeps rclpy's default handling.
+    """
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self.installed = threading.current_thread() is threading.main_thread()
+        self._previous: dict[int, object] = {}
+        if self.installed:
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
+
+    @property
+    def requested(self) -> bool:
+        """True once a stop signal arrived."""
+        return self.signal is not None
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.signal is None:
+            self.signal = signum
+
+    def restore(self) -> None:
+        """Put back the handlers that were installed before."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+        self._previous = {}
+
+
+def run_node(make_node: Callable[[], Node | Sequence[Node]],
+             args: Sequence[str] | None = None, threads: int = 1) -> None:
+    """Create the node(s) after ``rclpy.init(args)`` and spin them until shutdown.
+
+    ``make_node`` returns one node or several (spun by one executor, destroyed in reverse
+    order). ``threads == 1`` (the default) spins a SingleThreadedExecutor, else a
     MultiThreadedExecutor with that many threads. Every node of the package keeps its
     callbacks short (long work runs on its own thread), and with rclpy's
     MultiThreadedExecutor we measured stalls of about 1 s between a 50 Hz timer's
     callbacks (controller commands at 7-40 Hz in 2 of 3 runs; 50 Hz with the
-    single-threaded one in 4 of 4).
+    single-threaded one in 4 of 4). Returns normally on SIGINT/SIGTERM (exit code 0);
+    an exception from a node propagates after the cleanup.
     """
     configure_dds_transport()
-    rclpy.init(args=args)
-    node = None
+    stop = ShutdownRequest()
+    if stop.installed and not die_with_parent(signal.SIGTERM):
+        stop.signal = signal.SIGTERM  # the process that started this one is gone
+    options = SignalHandlerOptions.NO if stop.installed else None
+    rclpy.init(args=list(args) if args is not None else None, signal_handler_options=options)
+    context = rclpy.get_default_context()
+    nodes: list[Node] = []
+    executor = None
     try:
-        node = make_node()
+        made = make_node()
+        nodes = [made] if isinstance(made, Node) else list(made)
         executor = (SingleThreadedExecutor() if threads == 1
                     else MultiThreadedExecutor(num_threads=threads))
-        executor.add_node(node)
-        executor.spin()
+        for node in nodes:
+            executor.add_node(node)
+        while not stop.requested and context.ok():
+            executor.spin_once(timeout_sec=POLL_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        if node is not None:
+        if executor is not None:
+            executor.shutdown(timeout_sec=POLL_S)
+        for node in reversed(nodes):
             node.destroy_node()
         rclpy.try_shutdown()
+        stop.restore()

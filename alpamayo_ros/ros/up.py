@@ -6,7 +6,8 @@ starts each process the way ``ros2 launch`` would: ``python -m <module> [cli arg
 Every line a process prints is prefixed with its node name. Like a launch file whose
 nodes are all required, the bring-up stops when any process exits with an error, and
 Ctrl-C (SIGINT) or SIGTERM stops every process (SIGINT, then SIGKILL after a grace
-period). ``--dry-run`` prints the commands.
+period). The exit code is 0 when every process ended with 0, else the first failure's
+(128 + N for a process killed by signal N). ``--dry-run`` prints the commands.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 
 from alpamayo_ros import graph
 from alpamayo_ros.paths import share_dir
+from alpamayo_ros.ros.lifetime import die_with_parent
 
 
 def parse_assignments(items: Sequence[str]) -> dict[str, str]:
@@ -50,16 +52,6 @@ def node_command(spec: graph.NodeSpec, values: dict[str, str],
             continue  # an unset string argument keeps the YAML/dataclass default
         cmd += ["-p", f"{param}:={value}"]
     return cmd
-
-
-def _die_with_parent() -> None:
-    """In the child: receive SIGTERM if ``alpamayo up`` dies (Linux), so no node outlives it."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def _pump(name: str, stream, lock: threading.Lock) -> None:
@@ -97,7 +89,7 @@ def up(bringup: str, values: dict[str, str], dry_run: bool = False,
         for spec, cmd in commands:
             proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True,
-                                    start_new_session=True, preexec_fn=_die_with_parent)
+                                    start_new_session=True, preexec_fn=die_with_parent)
             threading.Thread(target=_pump, args=(spec.name, proc.stdout, lock),
                              daemon=True).start()
             procs.append((spec, proc))
@@ -109,24 +101,34 @@ def up(bringup: str, values: dict[str, str], dry_run: bool = False,
                 if rc is not None:
                     print(f"[alpamayo up] {spec.name} exited with {rc}; stopping the bring-up",
                           flush=True)
-                    code = rc or 0
+                    code = _exit_status(rc)
                     stopping.set()
                     break
             stopping.wait(0.2)
     finally:
-        for _, proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
+        running = [(spec, proc) for spec, proc in procs if proc.poll() is None]
+        for _, proc in running:
+            proc.send_signal(signal.SIGINT)
         deadline = time.monotonic() + grace_s
-        for _, proc in procs:
+        for spec, proc in running:
             try:
-                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+                rc = proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
+                print(f"[alpamayo up] {spec.name} still running {grace_s:g} s after SIGINT: "
+                      "killing it", flush=True)
                 proc.kill()
-                proc.wait()
+                rc = proc.wait()
+            if rc != 0:
+                print(f"[alpamayo up] {spec.name} exited with {rc} on shutdown", flush=True)
+                code = code or _exit_status(rc)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return code
+
+
+def _exit_status(returncode: int) -> int:
+    """A child's return code as a process exit status (killed by signal N: 128 + N)."""
+    return 128 - returncode if returncode < 0 else returncode
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
