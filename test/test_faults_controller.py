@@ -243,10 +243,12 @@ def wall(ros_env, tmp_path_factory):
         stop_process(proc)
 
 
-def _statuses(probe: Probe, since_ns: int) -> list:
+def _statuses(probe: Probe, since_ns: int, since_wall: float = 0.0) -> list:
+    """Statuses stamped at/after ``since_ns`` that arrived after monotonic ``since_wall``."""
     from alpamayo_ros import topics
 
-    return [s for s in probe.messages(topics.SAFETY_STATUS) if _ns(s.header.stamp) >= since_ns]
+    return [s for s in probe.messages(topics.SAFETY_STATUS, since=since_wall)
+            if _ns(s.header.stamp) >= since_ns]
 
 
 def _wait_ok(probe, graph, proc, log, timeout_s: float = 10.0) -> int:
@@ -262,17 +264,19 @@ def _wait_ok(probe, graph, proc, log, timeout_s: float = 10.0) -> int:
     return graph.now_ns()
 
 
-def _first(probe, since_ns: int, pred) -> object | None:
-    return next((s for s in _statuses(probe, since_ns) if pred(s)), None)
+def _first(probe, since_ns: int, pred, since_wall: float = 0.0) -> object | None:
+    return next((s for s in _statuses(probe, since_ns, since_wall) if pred(s)), None)
 
 
-def _command_gaps(probe, t0_ns: int, t1_ns: int) -> tuple[float, float]:
+def _command_gaps(probe, t0_ns: int, t1_ns: int, since_wall: float = 0.0
+                  ) -> tuple[float, float]:
     """Largest ControlCommand interval (ms) in node stamps and in probe arrival."""
     from alpamayo_ros import topics
 
     with probe._lock:
         items = list(probe.received.get(topics.CONTROL_COMMAND, []))
-    items = [(t, m) for t, m in items if t0_ns <= _ns(m.header.stamp) <= t1_ns]
+    items = [(t, m) for t, m in items
+             if t >= since_wall and t0_ns <= _ns(m.header.stamp) <= t1_ns]
     stamps = np.array([_ns(m.header.stamp) for _, m in items], dtype=np.int64)
     arrivals = np.array([t for t, _ in items])
     assert len(stamps) > 10, "no commands in the window"
@@ -311,29 +315,30 @@ def run_fault(ctx, area: str, fault: str, behaviour: str, inject: Callable[[], N
         return s.state == state and any(n in list(s.failed_checks) or n in s.reason
                                         for n in names)
     t_inject = graph.now_ns()
+    wall = 0.0
     inject()
-    if clock_jump:  # measure on the new timeline
-        t_inject = graph.now_ns()
-    assert probe.wait_for(lambda: _first(probe, t_inject, names_it) is not None, 5.0, proc,
+    if clock_jump:  # measure on the new timeline: stamps after it, arrivals after the jump
+        t_inject, wall = graph.now_ns(), time.monotonic()
+    assert probe.wait_for(lambda: _first(probe, t_inject, names_it, wall) is not None, 5.0, proc,
                           log), \
         f"{fault}: no state {state} naming {check}: " \
         f"{[(s.state, s.reason) for s in _statuses(probe, t_inject)[-3:]]}"
-    detected = _first(probe, t_inject, names_it)
+    detected = _first(probe, t_inject, names_it, wall)
     detection_ms = (_ns(detected.header.stamp) - t_inject) / 1e6
     time.sleep(hold_s)
     t_clear = graph.now_ns()
     # while the fault lasted: never OK, never a command following a bad plan
-    during = [s for s in _statuses(probe, _ns(detected.header.stamp)) if
+    during = [s for s in _statuses(probe, _ns(detected.header.stamp), wall) if
               _ns(s.header.stamp) < t_clear]
     assert during and all(s.state != OK for s in during), f"{fault}: OK during the fault"
     clear()
-    assert probe.wait_for(lambda: _first(probe, t_clear, lambda s: s.state == OK) is not None,
+    assert probe.wait_for(lambda: _first(probe, t_clear, lambda s: s.state == OK, wall) is not None,
                           10.0, proc, log), f"{fault}: no recovery " \
         f"{[(s.state, s.reason) for s in _statuses(probe, t_clear)[-3:]]}"
-    recovered = _first(probe, t_clear, lambda s: s.state == OK)
+    recovered = _first(probe, t_clear, lambda s: s.state == OK, wall)
     recovery_ms = (_ns(recovered.header.stamp) - t_clear) / 1e6
     time.sleep(0.3)
-    commands = [m for m in probe.messages(topics.CONTROL_COMMAND)
+    commands = [m for m in probe.messages(topics.CONTROL_COMMAND, since=wall)
                 if _ns(m.header.stamp) >= t_inject - (0 if clock_jump else 5 * 10**8)]
     assert not graph.bad_stamps & {_ns(c.plan_stamp) for c in commands}, \
         f"{fault}: a command followed a bad plan"
@@ -349,7 +354,7 @@ def run_fault(ctx, area: str, fault: str, behaviour: str, inject: Callable[[], N
             f"{fault}: /diagnostics did not report {check}"
     gap_stamp_ms, gap_arrival_ms = _command_gaps(
         probe, t_inject - (0 if clock_jump else 5 * 10**8),
-        _ns(recovered.header.stamp) + 3 * 10**8)
+        _ns(recovered.header.stamp) + 3 * 10**8, wall)
     assert gap_stamp_ms <= 2 * PERIOD_NS / 1e6 + 1e-6, (fault, gap_stamp_ms)
     return record(area, fault, behaviour, test, detection_ms=detection_ms,
                   recovery_ms=recovery_ms, gap_stamp_ms=gap_stamp_ms,
