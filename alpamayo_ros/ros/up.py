@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 
 from alpamayo_ros import graph
-from alpamayo_ros.paths import share_dir
+from alpamayo_ros.paths import default_weights_dir, share_dir
 from alpamayo_ros.ros.lifetime import die_with_parent
 
 
@@ -147,6 +147,10 @@ def run(args: argparse.Namespace) -> int:
     if args.show_args:
         for a in graph.arguments(args.bringup):
             print(f"{a.name}:={a.default!r}  {a.description}")
+            if a.name == "weights_dir" and not a.default:
+                path = default_weights_dir()
+                found = "found" if (path / "config.json").is_file() else "MISSING"
+                print(f"    empty weights_dir here = {path} ({found})")
         return 0
     try:
         values = parse_assignments(args.assignments)
