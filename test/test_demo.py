@@ -106,6 +106,7 @@ def test_demo_drives_a_held_out_scenario_through_the_graph(ros_env, tmp_path) ->
     assert not scn["failures"]
     html = (out / "report.html").read_text()
     assert "data:image/" in html and "cruise" in html
+    assert (out / "preview.png").stat().st_size > 10_000
     # The bag holds every topic of the graph, readable with the MCAP ROS 2 reader.
     from mcap.reader import make_reader
 

@@ -16,7 +16,8 @@ writes every topic to an MCAP bag. This process listens on the graph like RViz w
   against the expert on the same scenario, comfort and safety interventions;
 - at the end it prints the per-scenario table, writes ``summary.json``, ``summary.md`` and
   a self-contained ``report.html`` (camera mosaics with the plan drawn into the front
-  camera, a bird's-eye view, the reasoning at each plan) and lists the bags.
+  camera, a bird's-eye view, the reasoning at each plan), ``preview.png`` (the first
+  scenario's middle frame and bird's-eye view: the README's picture) and lists the bags.
 
 It fails loudly (exit 1) when the graph does not drive: no plans, every plan rejected,
 no progress, or an at-fault collision in a scenario where the expert has none.
@@ -613,7 +614,7 @@ def demo(args: argparse.Namespace) -> int:
     (out / "summary.md").write_text(table)
     print("\n" + table, flush=True)
     if args.report:
-        from alpamayo_ros.eval.report import write_report
+        from alpamayo_ros.eval.report import write_preview_png, write_report
 
         notes = [f"policy: {weights}; every scenario on a held-out test seed (>= 9000)",
                  "metrics: alpamayo_ros/eval/closed_loop.py, computed from the topics the "
@@ -621,6 +622,10 @@ def demo(args: argparse.Namespace) -> int:
         path = write_report([r.report for r in results], out / "report.html",
                             "alpamayo_ros closed-loop demo", table, notes)
         print(f"[demo] report: {path}", flush=True)
+        if results:
+            preview = write_preview_png(results[0].report, out / "preview.png",
+                                        max_bytes=400_000)
+            print(f"[demo] preview picture: {preview}", flush=True)
     for r in results:
         if r.bag:
             print(f"[demo] bag: {r.bag} (ros2 bag info / Foxglove)", flush=True)
