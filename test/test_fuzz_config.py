@@ -227,3 +227,23 @@ def test_policy_config_from_dict_with_arbitrary_values(edits: list) -> None:
         PolicyConfig.from_dict(data)
     except ValueError:
         pass
+
+
+@FUZZ
+@given(bringup=st.sampled_from(["policy", "vehicle", "simulation", "replay"]),
+       items=st.lists(st.text(max_size=12) | st.builds(
+           lambda n, v: f"{n}:={v}", st.sampled_from(["weights_dir", "device", "rate_hz", "bag",
+                                                      "family", "seed", "nope", ""]),
+           st.text(max_size=10)), max_size=4))
+def test_launch_arguments_arbitrary(bringup: str, items: list[str]) -> None:
+    """``alpamayo up <bring-up> name:=value ...``: ValueError (exit 2) or node commands."""
+    from alpamayo_ros import graph
+    from alpamayo_ros.ros.up import node_command, parse_assignments
+
+    try:
+        values = graph.resolve(bringup, parse_assignments(items))
+    except ValueError:
+        return
+    for spec in graph.nodes(bringup):
+        command = node_command(spec, values)
+        assert all(isinstance(word, str) for word in command)
