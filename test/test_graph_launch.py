@@ -1,7 +1,8 @@
 """One graph definition for ``ros2 launch`` and ``alpamayo up``: consistency checks.
 
-``launch`` / ``launch_ros`` are not installable here; where they are (vehicles), the
-last test builds every launch description and compares it with the graph.
+Where ``launch_ros`` is installed (a vehicle's ROS 2, or ``make setup ROS2_UPSTREAM=...``)
+the last test builds every launch description and compares it with the graph;
+test/test_launch_bringups.py runs them.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ def test_launch_file_generates_its_bringup_from_the_graph(bringup: str) -> None:
 def test_launch_files_are_exactly_the_bringups() -> None:
     files = {p.name.removesuffix(".launch.py") for p in (ROOT / "launch").glob("*.launch.py")}
     assert files == set(graph.BRINGUPS)
+    # ... and each has its launch_testing test (run by test/test_launch_bringups.py).
+    tests = {p.stem for p in (ROOT / "test" / "launch_tests").glob("*.py")}
+    assert tests - {"__init__", "common"} == set(graph.BRINGUPS)
 
 
 def test_up_command_lines_carry_params_files_and_argument_values() -> None:
@@ -70,7 +74,8 @@ def test_up_command_lines_carry_params_files_and_argument_values() -> None:
 
 
 def test_launch_descriptions_match_the_graph_where_launch_ros_is_installed() -> None:
-    pytest.importorskip("launch_ros", reason="launch_ros is not installable from PyPI here")
+    pytest.importorskip("launch_ros", reason="launch_ros is not installed (PyPI has none): "
+                        "make setup ROS2_UPSTREAM=<ros2-upstream folder> installs it")
     from launch_ros.actions import Node
 
     from alpamayo_ros.ros.launch_support import generate

@@ -33,6 +33,14 @@ plain=(launch/launch_testing/launch_testing launch_ros/launch_testing_ros/launch
 for path in "${dists[@]}" "${plain[@]}" build.sh; do
   [ -e "$upstream/$path" ] || { echo "$upstream has no $path (see its README.md)" >&2; exit 1; }
 done
+# Optional: rosidl_runtime_py (pure Python; PyPI has no wheel) lets ros2 lifecycle, service,
+# topic echo/pub and param run; without it those verbs fail to load.
+if [ -f "$upstream/rosidl_runtime_py/setup.py" ]; then
+  dists+=(rosidl_runtime_py)
+else
+  echo "ros2-upstream: no rosidl_runtime_py in $upstream: ros2 lifecycle/service/topic echo" \
+       "will not load" >&2
+fi
 
 echo "ros2-upstream: build tools for tf2 (PyPI)" >&2
 "$python" -m pip install --quiet --disable-pip-version-check ros-ament-cmake-ros \

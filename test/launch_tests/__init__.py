@@ -1,0 +1,1 @@
+"""launch_testing tests of every bring-up (launch/*.launch.py); see common.py."""
