@@ -11,8 +11,8 @@ checked:
   placeholders (:data:`PLACEHOLDERS`) are filled in;
 - ``dry-run``: a bring-up that runs until stopped: run with ``--dry-run`` appended (the
   arguments resolve, the node commands are printed); ``test_ros_closed_loop.py`` runs one;
-- ``start``: a node that runs until stopped: started as written, stopped (SIGINT) once it
-  logged that it runs, and it must exit cleanly;
+- ``start``: a node that runs until stopped: started as written, still running 2 s after
+  its first log line, then stopped with SIGINT, and it must exit cleanly;
 - ``parse``: too long to run in the suite (minutes to an hour): the real parser of the
   command parses it (every subcommand, flag and choice exists) and the repository files
   it names exist;
@@ -240,8 +240,9 @@ def test_long_running_nodes_start_as_written(scratch: Path,
                 output.append(line)
                 if "[INFO]" in line or time.monotonic() > deadline:
                     break
-            assert proc.poll() is None, f"{command} exited:\n{''.join(output)}"
             assert any("[INFO]" in line for line in output), ''.join(output)
+            time.sleep(2.0)  # still running a moment after it logged that it started
+            assert proc.poll() is None, f"{command} exited:\n{''.join(output)}"
             os.killpg(proc.pid, signal.SIGINT)
             rc = proc.wait(timeout=30)
         finally:
