@@ -332,3 +332,24 @@ def test_expensive_commands_parse_and_name_existing_files(kind: str) -> None:
         (_parse if kind == PARSE else _static)(words, command)
         checked += 1
     assert checked, f"no README command of kind {kind}"
+
+
+def test_ros2_launch_lines_show_their_arguments_where_ros2_is_installed(
+        scratch: Path, reader_env: dict[str, str]) -> None:
+    """``ros2 launch`` lines run with ``--show-args`` where the venv has the ros2 CLI.
+
+    ``make setup ROS2_UPSTREAM=<ros2-upstream>`` installs it; the launch file loads and
+    lists its arguments, nothing starts.
+    """
+    if not (ROOT / ".venv" / "bin" / "ros2").exists():
+        pytest.skip("the ros2 CLI is not in .venv (make setup ROS2_UPSTREAM=<ros2-upstream>)")
+    launches = [c for _, c in shell_commands() if key(c).startswith("ros2 launch ")]
+    assert launches
+    for command in launches:
+        words = shlex.split(command, comments=True)
+        proc = subprocess.run(
+            ["bash", "-c", f"cd {scratch} && source .venv/bin/activate && "
+                           f"{shlex.join(words)} --show-args"],
+            env=reader_env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0 and "weights_dir" in proc.stdout, (
+            f"{command} --show-args:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
