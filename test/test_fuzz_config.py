@@ -157,6 +157,7 @@ def test_declare_config_wrong_type_for_an_empty_list_default(rclpy_context) -> N
 @example(text="[" * 5000)  # deep nesting
 @example(text="/**: {ros__parameters: 5}")
 @example(text="\x00\xff")
+@example(text="/**: {ros__parameters: {rate_hz: \ud800}}")  # not UTF-8: UnicodeDecodeError
 def test_load_params_file_arbitrary_text(tmp_path_factory, text: str) -> None:
     path = tmp_path_factory.mktemp("p") / "params.yaml"
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
@@ -215,6 +216,10 @@ POLICY_PATHS = [p for p in _paths(POLICY) if p]
 @FUZZ
 @given(edits=st.lists(st.tuples(st.sampled_from(POLICY_PATHS), json_like), min_size=1,
                       max_size=3))
+# found by this test: None/str in float fields reached comparisons (TypeError, no field name)
+@example(edits=[(("backbone", "rope_theta"), None)])
+@example(edits=[(("expert", "layer_map"), ["a", "b"])])
+@example(edits=[(("vision", "pretrained"), "yes")])
 def test_policy_config_from_dict_with_arbitrary_values(edits: list) -> None:
     data = preset("tiny").to_dict()
     for path, value in edits:
@@ -225,8 +230,8 @@ def test_policy_config_from_dict_with_arbitrary_values(edits: list) -> None:
             node[path[-1]] = value
     try:
         PolicyConfig.from_dict(data)
-    except ValueError:
-        pass
+    except ValueError as exc:
+        assert "Config." in str(exc) or "PolicyConfig" in str(exc)  # names the field
 
 
 @FUZZ
