@@ -103,6 +103,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "alpamayo eval --weights weights/default --data artifacts/datasets/default --split test "
     "--out out/eval": (PARSE, "needs the dataset; minutes"),
     "alpamayo bench transport": (PARSE, "a benchmark of two processes per setting (~30 s)"),
+    "make setup ROS2_UPSTREAM=../shared/ros2-upstream": (
+        SKIP, "builds the upstream ROS 2 packages (1-3 min); .ci/run sets it, and "
+              "test_launch_bringups.py runs what it installs"),
+    "alpamayo bench cycles --cycles 20": (PARSE, "20 bring-up start/stop cycles (~4 min)"),
 }
 
 LANGUAGES = {"bash": "commands", "text": "diagram, not run",

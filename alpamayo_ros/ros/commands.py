@@ -1,4 +1,4 @@
-"""ROS-side ``alpamayo`` commands: ``alpamayo up``, ``alpamayo bench transport|latency``."""
+"""ROS-side ``alpamayo`` commands: ``alpamayo up``, ``alpamayo bench transport|latency|cycles``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 
 
 def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
-    """Add ``alpamayo bench transport`` and ``alpamayo bench latency``."""
+    """Add ``alpamayo bench transport``, ``latency`` and ``cycles``."""
     from alpamayo_ros.ros import transport_bench
 
     parser = bench_subparsers.add_parser(
@@ -20,6 +20,13 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
         "latency", help="camera stamp -> Trajectory through camera sync + policy, per stage")
     latency_bench.add_arguments(parser)
     parser.set_defaults(func=latency_bench.bench)
+
+    from alpamayo_ros.ros import cycles_bench
+
+    parser = bench_subparsers.add_parser(
+        "cycles", help="start/stop the simulation bring-up N times: exit codes, leftovers")
+    cycles_bench.add_arguments(parser)
+    parser.set_defaults(func=cycles_bench.bench)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
