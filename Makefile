@@ -43,8 +43,14 @@ $(VENV)/.deps-stamp: requirements.txt
 # this checkout's files and launchers lib/alpamayo_ros/<scripts/*> (CMakeLists.txt). The
 # Python sources are not installed (ALPAMAYO_INSTALL_PYTHON=OFF): this checkout stays the
 # code that runs.
-SHARE_FILES := $(shell find launch config rviz weights scripts -type f 2>/dev/null)
-$(VENV)/.msgs-stamp: $(VENV)/.deps-stamp $(MSG_FILES) CMakeLists.txt package.xml $(SHARE_FILES)
+# Only adding or removing such a file needs a reinstall (edits go through the links):
+# .share-files holds their list and changes only when the list does.
+$(VENV)/.share-files: FORCE
+	@mkdir -p $(VENV)
+	@find launch config rviz weights scripts -type f 2>/dev/null | LC_ALL=C sort > $@.new
+	@cmp -s $@.new $@ && rm $@.new || mv $@.new $@
+
+$(VENV)/.msgs-stamp: $(VENV)/.deps-stamp $(MSG_FILES) CMakeLists.txt package.xml $(VENV)/.share-files
 	@echo "building alpamayo_ros messages into $(VENV)"
 	@mkdir -p build
 	$(RUN_ENV) cmake -S . -B $(BUILD_DIR) -DCMAKE_INSTALL_PREFIX=$(ABS_VENV) \
