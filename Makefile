@@ -47,7 +47,8 @@ $(VENV)/.deps-stamp: requirements.txt
 # .share-files holds their list and changes only when the list does.
 $(VENV)/.share-files: FORCE
 	@mkdir -p $(VENV)
-	@find launch config rviz weights scripts -type f 2>/dev/null | LC_ALL=C sort > $@.new
+	@find launch config rviz weights scripts -type f -not -path '*/__pycache__/*' \
+	  -not -name '*.pyc' 2>/dev/null | LC_ALL=C sort > $@.new
 	@cmp -s $@.new $@ && rm $@.new || mv $@.new $@
 
 $(VENV)/.msgs-stamp: $(VENV)/.deps-stamp $(MSG_FILES) CMakeLists.txt package.xml $(VENV)/.share-files
