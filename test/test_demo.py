@@ -80,6 +80,8 @@ def test_cause_is_the_clause_after_because() -> None:
     assert demo._cause("I slow down because the light ahead is red. I keep my lane.") == \
         "the light ahead is red"
     assert demo._cause("Stopping for the stop sign") == "Stopping for the stop sign"
+    assert demo._cause("The road ahead is clear and the speed limit applies; I go on.",
+                       limit=30) == "The road ahead is clear and …"
 
 
 def test_scenarios_argument_is_validated() -> None:

@@ -483,14 +483,19 @@ TABLE_COLUMNS = ("scenario", "decisions taken", "cited cause", "collision", "off
                  "progress", "comfort", "interventions", "PDMS")
 
 
-def _cause(example: str) -> str:
+def _cause(example: str, limit: int = 70) -> str:
     """The cause clause of a reasoning text: what follows 'because'/'since', or its start."""
     lowered = example.lower()
+    clause = example.split(".")[0]
     for word in ("because ", "since ", "as "):
         i = lowered.find(word)
         if i >= 0:
-            return example[i + len(word):].split(".")[0].split(";")[0][:70]
-    return example.split(".")[0][:70]
+            clause = example[i + len(word):].split(".")[0]
+            break
+    clause = clause.split(";")[0].strip()
+    if len(clause) > limit:
+        clause = clause[:limit].rsplit(" ", 1)[0] + " …"
+    return clause
 
 
 def summary_rows(results: list[EpisodeResult]) -> list[dict[str, str]]:
