@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import random
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Last resort against a hang inside a C call that holds the GIL (seen once: the probe's
+# executor thread looping in Fast DDS' rcl_take), where pytest-timeout's SIGALRM handler
+# never runs: faulthandler's watchdog thread needs no GIL; it dumps every thread's stack
+# and ends the run, so CI fails loudly instead of sitting until its own limit.
+HANG_WATCHDOG_S = 600.0
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):  # noqa: ANN001, ANN201 - pytest hook
+    """Arm the hang watchdog for each test (setup, call and teardown)."""
+    faulthandler.dump_traceback_later(HANG_WATCHDOG_S, exit=True, file=sys.stderr)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 _USED_DOMAINS: set[int] = set()
