@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from alpamayo_ros.ros.lifetime import alive, descendants
 from test.helpers.ros_harness import REPO_ROOT
 
 pytestmark = pytest.mark.ros
@@ -42,35 +43,6 @@ def tiny_weights(tmp_path_factory) -> Path:
 
 def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # as bash does for `cmd &` in a script
-
-
-def descendants(pid: int) -> set[int]:
-    """Every process below ``pid`` (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def wait_for_text(log: Path, text: str, proc: subprocess.Popen, timeout_s: float) -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from alpamayo_ros import graph
+from alpamayo_ros.ros.lifetime import alive, descendants
 
 BRINGUP = "simulation"  # produces plans and commands on its own
 LEFTOVER_WAIT_S = 15.0
@@ -47,31 +48,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--startup-timeout-s", type=float, default=240.0)
     parser.add_argument("--stop-timeout-s", type=float, default=60.0)
     parser.add_argument("--out", default="", help="also write the JSON here")
-
-
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 class _Listener:
@@ -149,7 +125,7 @@ def _cycle(index: int, args: argparse.Namespace, weights: str, env: dict[str, st
             time.sleep(0.2)
         result["ready"] = listener.counts["plans"] >= 1 and listener.counts["commands"] >= 10
         result["first_plan_s"] = round(time.monotonic() - started, 1)
-        nodes = _descendants(proc.pid)
+        nodes = descendants(proc.pid)
         result["processes"] = len(nodes)
         stop_start = time.monotonic()
         if proc.poll() is None:
@@ -162,12 +138,12 @@ def _cycle(index: int, args: argparse.Namespace, weights: str, env: dict[str, st
             proc.wait()
         result["stop_s"] = round(time.monotonic() - stop_start, 2)
         deadline = time.monotonic() + LEFTOVER_WAIT_S
-        while time.monotonic() < deadline and any(_alive(p) for p in nodes):
+        while time.monotonic() < deadline and any(alive(p) for p in nodes):
             time.sleep(0.2)
-        result["left_running"] = sorted(p for p in nodes if _alive(p))
+        result["left_running"] = sorted(p for p in nodes if alive(p))
     finally:
-        for pid in nodes | _descendants(proc.pid):
-            if _alive(pid):
+        for pid in nodes | descendants(proc.pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
     text = log.read_text(errors="replace")
     expected = len(graph.nodes(BRINGUP))
