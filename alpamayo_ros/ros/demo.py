@@ -399,7 +399,7 @@ def evaluate_episode(scn: DemoScenario, data: _Received, duration_s: float
     from alpamayo_ros.data.cameras import make_rig
     from alpamayo_ros.data.scenarios import make_scenario
     from alpamayo_ros.eval import closed_loop as cl
-    from alpamayo_ros.eval.report import ReportFrame, ReportPlan, ReportScenario
+    from alpamayo_ros.eval.report import ReportFrame, ReportPlan, ReportScenario, plan_to_map
     from alpamayo_ros.sim.ego import frenet_from_world
     from alpamayo_ros.sim.simulator import off_road
 
@@ -447,9 +447,7 @@ def evaluate_episode(scn: DemoScenario, data: _Received, duration_s: float
         k = max(int(np.searchsorted(pose_stamps, stamp)) - 1, 0)
         _, px, py, ph, _ = odom[k] if odom else (0, 0.0, 0.0, 0.0, 0.0)
         xy = np.stack([plan.x_m, plan.y_m], axis=1)
-        c, s = math.cos(ph), math.sin(ph)
-        xy_map = np.stack([px + c * xy[:, 0] - s * xy[:, 1], py + s * xy[:, 0] + c * xy[:, 1]],
-                          axis=1)
+        xy_map = plan_to_map(xy, px, py, ph)
         plans.append(ReportPlan(
             t_s=(stamp - t0) / NS_PER_S, plan_xy_ego=xy, plan_xy_map=xy_map, reasoning=text,
             decisions=decisions, accepted=was_accepted,
