@@ -51,9 +51,12 @@ _first("PYTHONPATH", CHECKOUT)
 _first("AMENT_PREFIX_PATH", VENV)
 _first("CMAKE_PREFIX_PATH", VENV)
 sys.path.insert(0, CHECKOUT)
-from alpamayo_ros.cli import main  # noqa: E402
+# The guard: multiprocessing's spawned workers (alpamayo dataset build --workers N)
+# import this file again as __mp_main__ and must not run the command a second time.
+if __name__ == "__main__":
+    from alpamayo_ros.cli import main
 
-sys.exit(main())
+    sys.exit(main())
 '''
 
 _HOOK = '''{begin}

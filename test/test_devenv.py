@@ -100,3 +100,21 @@ def test_venv_launcher_runs_this_checkout_from_anywhere(tmp_path: Path) -> None:
     assert probe.returncode == 0, probe.stderr
     lines = probe.stdout.splitlines()
     assert lines == [str(ROOT / "alpamayo_ros" / "cli.py"), str(ROOT), str(VENV)]
+
+
+@pytest.mark.parametrize("script", ["venv", "train", "policy_node", "controller_node",
+                                    "camera_sync_node", "sim_node", "bag_player",
+                                    "bag_recorder"])
+def test_launchers_do_nothing_when_imported_by_a_spawned_worker(scratch_venv: Path,
+                                                                script: str) -> None:
+    # multiprocessing's spawn start method imports the parent's main file again as
+    # __mp_main__ in every worker (alpamayo dataset build --workers 2 did, and each worker
+    # ran the whole command again until the pool broke): the launchers must be guarded.
+    devenv.install(scratch_venv)
+    path = scratch_venv / "bin" / "alpamayo" if script == "venv" else ROOT / "scripts" / script
+    code = ("import runpy, sys; sys.argv = ['x', '--help']; "
+            f"runpy.run_path({str(path)!r}, run_name='__mp_main__'); print('imported')")
+    proc = subprocess.run([str(VENV / "bin" / "python"), "-c", code], env=_clean_env(),
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "imported", proc.stdout

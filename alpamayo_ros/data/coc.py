@@ -186,7 +186,7 @@ def label_episode(episode: Episode, config: LabelConfig = LabelConfig(),
     """Keyframes with CoC labels for an episode (deterministic for a given episode)."""
     stats = stats if stats is not None else LabelStats()
     n = len(episode.frames)
-    first = config.history_steps - 1
+    first = max(config.history_steps - 1, episode.first_sample_index)
     last = n - 1 - config.future_steps
     out = []
     for start, end, lon, lat in decision_segments(episode, config.debounce_s,

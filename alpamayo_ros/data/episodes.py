@@ -32,6 +32,7 @@ do not touch images (decision ids, keyframes, controls, texts).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -102,18 +103,21 @@ def build_episode(spec: DatasetSpec, root: str | Path, split: str, family: str,
     from alpamayo_ros.data.dataset import _label_json
     from alpamayo_ros.data.labels import label_steps
     from alpamayo_ros.data.perception_targets import episode_perception_targets
+    from alpamayo_ros.data.recovery import draw_disturbance
     from alpamayo_ros.data.render import SceneRenderer
     from alpamayo_ros.data.scenarios import make_scenario, simulate
     from alpamayo_ros.taxonomy import decision_class_ids
 
     t0 = time.perf_counter()
     out = episode_dir(root, split, family, seed)
-    ep_hash = spec.episode_hash()
+    ep_hash = spec.episode_hash(split)
     skipped = _already_built(out, ep_hash, split, family, seed)
     if skipped is not None:
         return skipped
 
-    episode = simulate(make_scenario(family, seed, spec.duration_s))
+    disturbance = (draw_disturbance(spec.recovery_config(), family, seed)
+                   if split == "train" else None)
+    episode = simulate(make_scenario(family, seed, spec.duration_s), disturbance)
     steps = label_steps(episode)[::spec.stride]
     if not steps:
         raise ValueError(f"{family}/{seed}: no step has a full history and future window")
@@ -161,6 +165,8 @@ def build_episode(spec: DatasetSpec, root: str | Path, split: str, family: str,
         "history_frames": spec.history_frames,
         "cameras": [_stored_geometry(c.geometry(), h, w) for c in cams],
         "no_text_reasons": [s.reason for s in steps],
+        "disturbance": None if disturbance is None else dataclasses.asdict(disturbance),
+        "first_sample_index": episode.first_sample_index,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".tmp-{out.name}-{os.getpid()}"
@@ -237,11 +243,12 @@ def build_dataset(spec: DatasetSpec, root: str | Path,
     root.mkdir(parents=True, exist_ok=True)
     (root / SPEC_FILE).write_text(json.dumps(
         {"spec": spec.to_dict(), "content_hash": spec.content_hash(),
-         "episode_hash": spec.episode_hash()}, indent=1, sort_keys=True))
-    ep_hash = spec.episode_hash()
+         "episode_hash": spec.episode_hash(), "train_episode_hash": spec.episode_hash("train")},
+        indent=1, sort_keys=True))
     jobs = []
     skipped = []
     for split in splits:
+        ep_hash = spec.episode_hash(split)
         for family, seed in spec.episodes(split, seeds):
             done_before = _already_built(episode_dir(root, split, family, seed), ep_hash,
                                          split, family, seed)

@@ -32,7 +32,7 @@ class StepLabel:
 
 def label_range(episode: Episode, config: LabelConfig = LabelConfig()) -> range:
     """Frame indices with a full history and future window (same as label_episode)."""
-    first = config.history_steps - 1
+    first = max(config.history_steps - 1, episode.first_sample_index)
     last = len(episode.frames) - 1 - config.future_steps
     return range(first, max(first, last + 1))
 

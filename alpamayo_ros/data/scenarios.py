@@ -16,6 +16,7 @@ expert's intent; the others get, by seed, no command or a neutral one.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from alpamayo_ros.data.expert import DecisionRecord, Expert, ExpertConfig, Intent, Turn
+from alpamayo_ros.data.recovery import Disturbance
 from alpamayo_ros.data.world import (
     BRAKING_MPS2,
     COLOURS,
@@ -109,6 +111,9 @@ class Episode:
     world: World  # final state; static elements are what the renderer draws
     frames: list[Frame] = field(default_factory=list)
     navigation: str = ""  # the scenario's route command, the same for every frame
+    # Frames before this one are a disturbed start's drift (alpamayo_ros.data.recovery):
+    # samples and keyframes begin here, so every future is the expert's own driving.
+    first_sample_index: int = 0
 
     def ego_xyhv(self) -> np.ndarray:
         """Ego (x, y, heading, speed) per frame, (T, 4)."""
@@ -134,17 +139,30 @@ def ego_snapshot(world: World) -> AgentSnapshot:
                          e.v_mps, e.s, e.d, False, e.accel_mps2, e.accel_mps2 < BRAKING_MPS2)
 
 
-def simulate(scenario: Scenario) -> Episode:
-    """Run ``scenario`` for its duration at 10 Hz and record every step."""
+def simulate(scenario: Scenario, disturbance: Disturbance | None = None) -> Episode:
+    """Run ``scenario`` for its duration at 10 Hz and record every step.
+
+    With a ``disturbance`` the ego starts off its path and drifts until the expert takes
+    over (:mod:`alpamayo_ros.data.recovery`); ``Episode.first_sample_index`` is then the
+    takeover step.
+    """
     world, expert = scenario.world, scenario.expert
     episode = Episode(scenario.family, scenario.seed, world, navigation=scenario.navigation)
     steps = int(round(scenario.duration_s / DT_S))
-    for _ in range(steps):
+    drifting = disturbance is not None
+    centre_d = disturbance.start(world.ego) if disturbance is not None else 0.0
+    for k in range(steps):
         ego_snap = ego_snapshot(world)
         agents = [agent_snapshot(world, a) for a in world.agents]
         lights = {tl.id: tl.state(world.time_s) for tl in world.lights}
         accel = world.ego.accel_mps2
+        before = dataclasses.replace(world.ego) if drifting else None
         record = expert.step(world)
+        if drifting:
+            drifting = (disturbance.drift(world.ego, before, centre_d)
+                        and k + 1 < disturbance.drift_steps)
+            if not drifting:
+                episode.first_sample_index = k + 1
         episode.frames.append(Frame(record.time_s, ego_snap, accel, agents, lights, record))
         world.step_agents()
     return episode

@@ -47,6 +47,9 @@ class DatasetSpec:
     stride: int = 1  # steps between samples
     history_frames: int = 2  # camera frames per sample (the last ones, oldest first)
     duration_s: float | None = None  # clip length; None: the family's default
+    # Disturbed starts of train episodes (alpamayo_ros.data.recovery.RecoveryConfig);
+    # val and test episodes are never disturbed.
+    recovery: dict = field(default_factory=dict)
     name: str = ""  # free text, not hashed
     extra: dict = field(default_factory=dict)  # free notes, not hashed
 
@@ -97,6 +100,9 @@ class DatasetSpec:
             raise ValueError(f"stride must be >= 1, got {self.stride}")
         if self.history_frames < 1:
             raise ValueError(f"history_frames must be >= 1, got {self.history_frames}")
+        from alpamayo_ros.data.recovery import RecoveryConfig
+
+        self.recovery = RecoveryConfig.from_dict(self.recovery).to_dict()
         if self.duration_s is not None and not 8.5 <= float(self.duration_s) <= 600.0:
             raise ValueError(f"duration_s must be in [8.5, 600] (16 history + 64 future "
                              f"steps) or null, got {self.duration_s}")
@@ -139,14 +145,24 @@ class DatasetSpec:
             list(self.train_seeds), list(self.val_seeds), list(self.test_seeds))
         return d
 
-    def episode_hash(self) -> str:
-        """Hash of everything that changes one stored episode (not the split sizes)."""
+    def episode_hash(self, split: str | None = None) -> str:
+        """Hash of everything that changes one stored episode of ``split`` (not the split
+        sizes). The recovery settings change train episodes only; ``None`` is any other
+        split."""
         keys = ("rig", "cameras", "image_height_px", "image_width_px", "stride",
                 "history_frames", "duration_s")
         d = {k: self.to_dict()[k] for k in keys}
         d["cameras"] = self.camera_names()
         d["format"] = DATASET_FORMAT_VERSION
+        if split == "train" and self.recovery_config().share > 0.0:
+            d["recovery"] = self.recovery
         return _sha(d)
+
+    def recovery_config(self):
+        """The disturbed-start settings (alpamayo_ros.data.recovery.RecoveryConfig)."""
+        from alpamayo_ros.data.recovery import RecoveryConfig
+
+        return RecoveryConfig.from_dict(self.recovery)
 
     def content_hash(self) -> str:
         """Hash of the whole spec (families resolved), names and notes excluded."""
