@@ -57,6 +57,7 @@ def test_an_episode_that_drives_is_evaluated_and_passes() -> None:
     rows = demo.summary_rows([demo.EpisodeResult(scn, metrics, False, report, None, [], 1.0)])
     assert rows[0]["progress"].startswith(f"{metrics['progress_m']:.0f} m (")
     assert rows[0]["collision"] == "none" and rows[0]["off-road"] == "no"
+    assert rows[0]["red light"] == "no" and metrics["oncoming_share"] == 0.0
     assert "| cruise (cruise 9000) |" in demo.summary_markdown(rows)
 
 

@@ -117,6 +117,41 @@ def test_constant_velocity_run_records_a_10_hz_trace_and_drives() -> None:
     assert m["rejected_plans"] == 0
 
 
+def test_red_light_counts_a_front_bumper_crossing_the_stop_line_on_red_only() -> None:
+    # stop line at s = 52.4: the front bumper (centre + 2.4 m) crosses it between the
+    # samples at s = 49.5 and 50.5 (t = 0.1 s)
+    light = ("tl0", 52.4, [(0.0, "red"), (5.0, "green")])
+    tr = _trace([(49.5, 0, 0, 10), (50.5, 0, 0, 10), (51.5, 0, 0, 10)], [[], [], []])
+    tr.lights = [light]
+    assert cl.red_light_violations(tr) == [{"t_s": 0.1, "light": "tl0"}]
+    assert cl.scenario_metrics(tr, None)["red_light"]
+    tr.lights = [("tl0", 52.4, [(0.0, "green")])]  # green: no violation
+    assert cl.red_light_violations(tr) == []
+    tr.lights = [("tl0", 52.4, [(0.0, "yellow")])]  # yellow: not counted
+    assert cl.red_light_violations(tr) == []
+    stopped = _trace([(49.5, 0, 0, 0), (49.6, 0, 0, 0)], [[], []])  # stopped before it
+    stopped.lights = [light]
+    assert cl.red_light_violations(stopped) == []
+    assert cl.light_colour(light[2], 4.99) == "red" and cl.light_colour(light[2], 5.0) == "green"
+
+
+def test_oncoming_share_and_the_expert_stops_at_red_lights() -> None:
+    tr = _trace([(0, 0, 0, 10)] * 4, [[]] * 4)
+    tr.oncoming = [False, True, True, False]
+    assert cl.scenario_metrics(tr, None)["oncoming_share"] == 0.5
+    cfg = cl.ClosedLoopConfig(families=("red_light",), seeds=(9000,), rig="tiny")
+    expert = cl.expert_trace("red_light", 9000, cfg)
+    assert expert.lights, "the red_light family has a light"
+    m = cl.scenario_metrics(expert, None)
+    assert not m["red_light"] and m["oncoming_share"] == 0.0
+    # the same run with the light's red phase moved to when the expert passed: counted
+    line = expert.lights[0][1]
+    k = next(i for i, s in enumerate(expert.s_m) if s + EGO[0] / 2 >= line)
+    t = expert.t_s[k]
+    expert.lights = [(expert.lights[0][0], line, [(0.0, "green"), (t - 0.5, "red")])]
+    assert cl.scenario_metrics(expert, None)["red_light"]
+
+
 def test_config_validation_names_the_field() -> None:
     with pytest.raises(ValueError, match="families"):
         cl.ClosedLoopConfig(families=("nope",))

@@ -29,6 +29,11 @@ the agents' boxes, one definition for every row):
 - ``close_encounter``: no collision, but at some step an agent ahead would overlap the
   ego within :data:`TTC_HORIZON_S` at constant velocities (NAVSIM's TTC term);
 - ``off_road``: an ego corner left the paved area;
+- ``red_light``: the ego's front bumper crossed a traffic light's stop line while the
+  light was red (NAVSIM v2's traffic-light compliance; yellow is not counted);
+- ``oncoming_share``: the share of the run with the ego's centre in an oncoming lane.
+  Not a violation by itself (the expert overtakes and nudges out of its lane through the
+  oncoming lane), so it is reported, with the expert's, rather than scored;
 - ``progress_m``: distance along the route (Frenet ``s``); ``progress_ratio`` is it over
   the expert's in the same scenario, capped at 1 (NAVSIM's ego progress);
 - ``comfort``: the executed motion stayed within AR1's comfort bounds
@@ -69,16 +74,16 @@ from alpamayo_ros.unicycle import NUM_WAYPOINTS
 if TYPE_CHECKING:
     from alpamayo_ros.inference.runner import PolicyRunner
 
-RESULTS_VERSION = 1
+RESULTS_VERSION = 2  # 2: red_light, oncoming_share
 NS_PER_S = 1_000_000_000
 STOPPED_SPEED_MPS = 0.5  # below this a collision is not the ego's fault (NAVSIM)
 TTC_HORIZON_S = 1.0  # NAVSIM's time-to-collision horizon
 TTC_STEP_S = 0.1
 TRACE_DT_S = 0.1  # metrics are computed on 10 Hz samples of every row
 HISTORY_STRIDE_S = 0.1  # the model's frames are 0.1 s apart (config/sync.yaml)
-COLUMNS = ("collision_rate", "close_encounter_rate", "off_road_rate", "progress_ratio",
-           "progress_m", "comfort", "rejected_plans", "fallback_share", "pdm_score",
-           "scenarios")
+COLUMNS = ("collision_rate", "close_encounter_rate", "off_road_rate", "red_light_rate",
+           "oncoming_share", "progress_ratio", "progress_m", "comfort", "rejected_plans",
+           "fallback_share", "pdm_score", "scenarios")
 
 
 # --------------------------------------------------------------------------- config
@@ -254,6 +259,9 @@ class Trace:
     ego: list[tuple[float, float, float, float]] = field(default_factory=list)  # x y h v
     s_m: list[float] = field(default_factory=list)  # route progress (Frenet s)
     off_road: list[bool] = field(default_factory=list)
+    oncoming: list[bool] = field(default_factory=list)  # centre in an oncoming lane
+    # the scenario's traffic lights: (id, stop line s in m, [(start s, colour), ...])
+    lights: list[tuple[str, float, list[tuple[float, str]]]] = field(default_factory=list)
     # per step: (N, 7) agents x, y, yaw, length, width, vx, vy (map frame) and their ids
     agents: list[np.ndarray] = field(default_factory=list)
     agent_ids: list[tuple[str, ...]] = field(default_factory=list)
@@ -265,14 +273,28 @@ class Trace:
     inference_s: list[float] = field(default_factory=list)
 
     def add(self, t_s: float, x: float, y: float, h: float, v: float, s: float,
-            is_off_road: bool, agents: np.ndarray, ids: tuple[str, ...]) -> None:
+            is_off_road: bool, agents: np.ndarray, ids: tuple[str, ...],
+            in_oncoming_lane: bool = False) -> None:
         """One 10 Hz sample."""
         self.t_s.append(t_s)
         self.ego.append((x, y, h, v))
         self.s_m.append(s)
         self.off_road.append(bool(is_off_road))
+        self.oncoming.append(bool(in_oncoming_lane))
         self.agents.append(agents)
         self.agent_ids.append(ids)
+
+
+def trace_lights(world: Any) -> list[tuple[str, float, list[tuple[float, str]]]]:
+    """A world's traffic lights as :attr:`Trace.lights` holds them."""
+    return [(tl.id, float(tl.stop_line_s), [(float(t), str(c)) for t, c in tl.schedule])
+            for tl in world.lights]
+
+
+def in_oncoming_lane(world: Any, d_m: float) -> bool:
+    """Whether lateral offset ``d_m`` lies in one of the road's oncoming lanes."""
+    road = world.road
+    return road.lane_direction(road.lane_of(d_m)) < 0
 
 
 def _obstacle_array(obstacles: Sequence[ObstacleState]) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -312,6 +334,27 @@ def collisions(trace: Trace) -> list[dict[str, Any]]:
             out.append({"t_s": round(t, 2), "agent": ids[i], "ego_speed_mps": round(v, 2),
                         "at_fault": not (rear_ended or stopped)})
         touching = {ids[i] for i in hits}
+    return out
+
+
+def light_colour(schedule: Sequence[tuple[float, str]], t_s: float) -> str:
+    """A light's colour at ``t_s`` from its schedule (as world.TrafficLight.state)."""
+    current = schedule[0][1]
+    for start, colour in schedule:
+        if t_s + 1e-9 >= start:
+            current = colour
+    return current
+
+
+def red_light_violations(trace: Trace) -> list[dict[str, Any]]:
+    """Every stop line the ego's front bumper crossed while its light was red."""
+    out = []
+    half = trace.ego_size_m[0] / 2
+    for k in range(1, len(trace.s_m)):
+        before, after = trace.s_m[k - 1] + half, trace.s_m[k] + half
+        for light_id, line_s, schedule in trace.lights:
+            if before < line_s <= after and light_colour(schedule, trace.t_s[k]) == "red":
+                out.append({"t_s": round(trace.t_s[k], 2), "light": light_id})
     return out
 
 
@@ -400,10 +443,14 @@ def scenario_metrics(trace: Trace, expert_progress_m: float | None) -> dict[str,
         ratio = min(max(progress_m / expert_progress_m, 0.0), 1.0)
     comfortable, broken = motion_comfort(trace)
     left_road = any(trace.off_road)
+    red = red_light_violations(trace)
     return {
         "family": trace.family, "seed": trace.seed,
         "collision": at_fault, "collisions": hits,
         "close_encounter": encounter, "off_road": left_road,
+        "red_light": bool(red), "red_lights": red,
+        "oncoming_share": (round(float(np.mean(trace.oncoming)), 4) if trace.oncoming
+                           else 0.0),
         "progress_m": round(progress_m, 2), "progress_ratio": round(ratio, 4),
         "comfort": comfortable, "comfort_broken": broken,
         "rejected_plans": trace.rejected_plans, "plans": len(trace.plans),
@@ -450,7 +497,8 @@ def run_planner(planner: Planner, family: str, seed: int, config: ClosedLoopConf
                                   else UnmonitoredController(ctl_cfg))
     odometry = OdometryBuffer(horizon_s=EGO_HISTORY_STEPS * 0.1 + 1.0)
     trace = Trace(family, seed, planner.name,
-                  ego_size_m=(sim.world.ego.length_m, sim.world.ego.width_m))
+                  ego_size_m=(sim.world.ego.length_m, sim.world.ego.width_m),
+                  lights=trace_lights(sim.world))
     navigation = sim.navigation if config.navigation else ""
     rate = sim_cfg.physics_rate_hz
     ticks_per_plan = int(round(rate / config.policy_rate_hz))
@@ -481,7 +529,7 @@ def run_planner(planner: Planner, family: str, seed: int, config: ClosedLoopConf
         if tick % ticks_per_trace == 0:
             trace.add(sim.episode_time_s, pose.x_m, pose.y_m, pose.heading_rad,
                       pose.speed_mps, sim.world.ego.s, sim.status.off_road, obstacle_array,
-                      obstacle_ids)
+                      obstacle_ids, in_oncoming_lane(sim.world, sim.world.ego.d))
         if tick % ticks_per_plan == 0 and tick > 0 and len(frames) == config.history_frames:
             stamps = [s for s, _ in frames]
             regular = all(b - a == int(HISTORY_STRIDE_S * NS_PER_S)
@@ -527,7 +575,8 @@ def expert_trace(family: str, seed: int, config: ClosedLoopConfig) -> Trace:
     scenario = make_scenario(family, seed, config.duration_s or None)
     world = scenario.world
     ego = world.ego
-    trace = Trace(family, seed, "expert", ego_size_m=(ego.length_m, ego.width_m))
+    trace = Trace(family, seed, "expert", ego_size_m=(ego.length_m, ego.width_m),
+                  lights=trace_lights(world))
     episode = simulate(scenario)
     for frame in episode.frames:
         e = frame.ego
@@ -536,7 +585,7 @@ def expert_trace(family: str, seed: int, config: ClosedLoopConfig) -> Trace:
                            for a in frame.agents], dtype=np.float64).reshape(-1, 7)
         trace.add(frame.time_s, e.x, e.y, e.heading, e.v_mps, e.s,
                   off_road(world, e.x, e.y, e.heading, e.length_m, e.width_m, s_hint=e.s),
-                  agents, tuple(a.id for a in frame.agents))
+                  agents, tuple(a.id for a in frame.agents), in_oncoming_lane(world, e.d))
     return trace
 
 
@@ -562,7 +611,8 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
     return {
         "collision_rate": mean("collision"), "close_encounter_rate": mean("close_encounter"),
-        "off_road_rate": mean("off_road"), "progress_ratio": mean("progress_ratio"),
+        "off_road_rate": mean("off_road"), "red_light_rate": mean("red_light"),
+        "oncoming_share": mean("oncoming_share"), "progress_ratio": mean("progress_ratio"),
         "progress_m": mean("progress_m"), "comfort": mean("comfort"),
         "rejected_plans": round(float(np.sum([r["rejected_plans"] for r in records])) /
                                 max(1, sum(r["plans"] for r in records)), 4),
@@ -597,7 +647,7 @@ def run_suite(rows: Sequence[Row], config: ClosedLoopConfig, progress: bool = Tr
                 r = records[-1]
                 print(f"  [{name}] {i + 1}/{len(scenarios)} {family} {seed}: "
                       f"progress {r['progress_m']:.0f} m, collision {r['collision']}, "
-                      f"off-road {r['off_road']}, pdms {r['pdm_score']:.2f}",
+                      f"off-road {r['off_road']}, red light {r['red_light']}, pdms {r['pdm_score']:.2f}",
                       file=sys.stderr, flush=True)
         out_rows.append({"name": name, "description": row.description or (
             row.planner.description if row.planner else "the data engine's expert driver"),

@@ -405,7 +405,8 @@ def evaluate_episode(scn: DemoScenario, data: _Received, duration_s: float
 
     world = make_scenario(scn.family, scn.seed, duration_s).world
     road, ego = world.road, world.ego
-    trace = cl.Trace(scn.family, scn.seed, "demo", ego_size_m=(ego.length_m, ego.width_m))
+    trace = cl.Trace(scn.family, scn.seed, "demo", ego_size_m=(ego.length_m, ego.width_m),
+                     lights=cl.trace_lights(world))
     odom = sorted(data.odometry)
     t0 = odom[0][0] if odom else 0
     obstacles = sorted(data.obstacles, key=lambda o: o[0])
@@ -418,13 +419,13 @@ def evaluate_episode(scn: DemoScenario, data: _Received, duration_s: float
         if t + 1e-6 < next_t:
             continue
         next_t = round(t / cl.TRACE_DT_S) * cl.TRACE_DT_S + cl.TRACE_DT_S
-        s, _ = frenet_from_world(road, x, y, s_hint=s_hint)
+        s, d = frenet_from_world(road, x, y, s_hint=s_hint)
         s_hint = s
         k = int(np.searchsorted(obstacle_stamps, stamp, side="right")) - 1
         agents, ids = (obstacles[k][1], obstacles[k][2]) if k >= 0 else (np.zeros((0, 7)), ())
         trace.add(t, x, y, h, v, s,
                   off_road(world, x, y, h, ego.length_m, ego.width_m, s_hint=s),
-                  agents, ids)
+                  agents, ids, cl.in_oncoming_lane(world, d))
         track.append((t, x, y, h, v))
     accepted = {s[2] for s in data.statuses if s[2]}
     trace.control_cycles = len(data.statuses)
@@ -478,7 +479,7 @@ def evaluate_episode(scn: DemoScenario, data: _Received, duration_s: float
 
 # --------------------------------------------------------------------------- summary
 TABLE_COLUMNS = ("scenario", "decisions taken", "cited cause", "collision", "off-road",
-                 "progress", "comfort", "interventions", "PDMS")
+                 "red light", "progress", "comfort", "interventions", "PDMS")
 
 
 def _cause(example: str, limit: int = 70) -> str:
@@ -511,6 +512,7 @@ def summary_rows(results: list[EpisodeResult]) -> list[dict[str, str]]:
             "collision": ("at fault" if m["collision"] else
                           "not at fault" if m["collisions"] else "none"),
             "off-road": "yes" if m["off_road"] else "no",
+            "red light": "ran it" if m["red_light"] else "no",
             "progress": f"{m['progress_m']:.0f} m ({100 * m['progress_ratio']:.0f} % of expert)",
             "comfort": "yes" if m["comfort"] else "no",
             "interventions": (f"{m['rejected_plans']}/{m['plans']} plans rejected, "
