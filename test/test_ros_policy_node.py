@@ -234,3 +234,32 @@ def test_bad_configuration_fails_at_start_with_a_clear_error(fault, ros_env, tin
     assert proc.returncode != 0, text
     for part in expected:
         assert part in text, text
+
+
+def test_timer_trigger_still_plans_at_its_rate(ros_env, tiny_weights, tmp_path) -> None:
+    """``trigger: timer`` (the free-running timer; the default is on frame sets)."""
+    from alpamayo_ros import topics
+    from alpamayo_ros.msg import Trajectory
+    from alpamayo_ros.ros.qos import plan_qos
+
+    log = tmp_path / "timer.log"
+    proc = start_node_process(
+        "alpamayo_ros.nodes.policy_node",
+        ["--params-file", "config/sync.yaml", "--params-file", "config/policy.yaml",
+         "-p", f"weights_dir:={tiny_weights}", "-p", "device:=cpu", "-p", "trigger:=timer",
+         "-p", f"rate_hz:={RATE_HZ}", "-p", "max_reasoning_tokens:=8"], ros_env, log)
+    probe = Probe(domain_id(ros_env))
+    probe.record(Trajectory, topics.TRAJECTORY, plan_qos())
+    sensors = SyntheticSensors(probe, RIG)
+    try:
+        assert probe.wait_for(lambda: len(probe.messages(topics.TRAJECTORY)) >= 1, 60.0,
+                              proc, log), log.read_text()
+        start = time.monotonic()
+        time.sleep(3.0)
+        rate = len(probe.messages(topics.TRAJECTORY, start)) / 3.0
+        assert 0.6 * RATE_HZ <= rate <= 1.4 * RATE_HZ, rate
+        assert "trigger" not in log.read_text() or "Traceback" not in log.read_text()
+        assert sensors.camera_stamps_ns
+    finally:
+        probe.close()
+        stop_process(proc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from alpamayo_ros.inference.trigger import TRIGGERS
 from alpamayo_ros.sync.config import AR1_CAMERA_NAMES
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -19,6 +20,11 @@ class PolicyNodeConfig:
     - ``device``: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
     - ``rate_hz``: inference ticks per second; a tick that finds the previous inference
       still running is dropped and counted, never queued (openpilot modeld).
+    - ``trigger``: what starts a tick. ``frames`` (the default): the camera sync node
+      completing a frame set, at most ``rate_hz`` by camera time
+      (:class:`~alpamayo_ros.inference.trigger.FrameTrigger`), so no set waits for a
+      timer; ``timer``: a free-running ``rate_hz`` timer on the node clock (a set then
+      waits half a period on average).
     - ``flow_steps``: Euler steps of the flow-matching expert (AR1: 10; 5 allowed).
     - ``flow_noise_scale``: multiplies the flow's initial noise (1: the trained
       distribution; 0: the flow's mode, every sample the same); ``Policy.predict``'s
@@ -62,6 +68,7 @@ class PolicyNodeConfig:
     weights_dir: str = ""
     device: str = "auto"
     rate_hz: float = 2.0
+    trigger: str = "frames"
     flow_steps: int = 10
     flow_noise_scale: float = 0.0
     reasoning: bool = True
@@ -89,6 +96,8 @@ class PolicyNodeConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                     math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if self.trigger not in TRIGGERS:
+            raise ValueError(f"trigger must be one of {TRIGGERS}, got {self.trigger!r}")
         for name, low in (("flow_steps", 1), ("num_samples", 1), ("max_reasoning_tokens", 0),
                           ("warmup_runs", 0), ("seed", -1), ("torch_threads", 0)):
             value = getattr(self, name)

@@ -19,16 +19,26 @@ directly (no image is copied or re-published between them, like a composed conta
 with intra-process communication); run on its own (``ros2 run alpamayo_ros
 camera_sync_node``) it is a synchronization monitor for a vehicle or a replayed bag.
 
-Bad input: an image whose size, step or encoding is inconsistent is dropped at once and
-counted per camera (raw images are validated on arrival, compressed ones when decoded
-for the model); odometry with NaN is rejected by the buffer and counted; a stamp far
-behind the newest (bag loop, simulator restart) resets the synchronizer, history and
-odometry instead of mixing two timelines.
+Bad input: an image whose size, step or encoding is inconsistent, or with more than
+``max_image_bytes`` of data, is dropped at once and counted per camera (``<camera>/
+malformed``; raw images are fully validated on arrival; compressed ones by format, magic
+bytes and end marker, so a truncated jpeg/png never reaches the synchronizer, and
+completely when decoded for the model); odometry with NaN is rejected by the buffer and
+counted; a stamp far behind the newest (bag loop, simulator restart) resets the
+synchronizer, history and odometry instead of mixing two timelines.
+
+Frozen cameras: every frame's bytes are digested (:func:`~alpamayo_ros.sync.frames.
+frame_digest`); a camera repeating the same bytes for ``frozen_camera_timeout_s`` while
+the ego moves (odometry speed) is refused until its content changes, so no set is
+emitted with it and the policy plans nothing from it (the controller then stops on its
+policy timeout); ``/diagnostics`` WARNs naming it. Sets that stall (a camera beyond
+``slop_s``) are WARNed too, naming the cameras out of slop.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -53,6 +63,7 @@ from alpamayo_ros.ros.params import declare_config
 from alpamayo_ros.ros.qos import latched_qos, sensor_qos
 from alpamayo_ros.sync import CameraSync, HistoryWindow, SyncConfig
 from alpamayo_ros.sync.config import CameraInputConfig
+from alpamayo_ros.sync.frames import compressed_integrity_error, frame_digest
 from alpamayo_ros.sync.odometry import EgoHistory, OdometryBuffer
 from alpamayo_ros.sync.synchronizer import (
     ApproximateTimeSynchronizer,
@@ -151,6 +162,7 @@ class CameraSyncNode(Node):
         self.sync_config = declare_config(self, SyncConfig)
         self.input_config = declare_config(self, CameraInputConfig)
         self._lock = threading.Lock()
+        self._set_listeners: list[Callable[[int], None]] = []
         self._names = self.sync_config.camera_names
         self.backend = resolve_backend(self.input_config.sync_backend)
         self._core = self._new_core()
@@ -203,28 +215,49 @@ class CameraSyncNode(Node):
         if self._newest_stamp_ns is None or stamp_ns > self._newest_stamp_ns:
             self._newest_stamp_ns = stamp_ns
 
+    def _invalid_reason(self, msg: Image | CompressedImage) -> str | None:
+        """Why a frame is refused on arrival, or None (cheap: no decoding)."""
+        if len(msg.data) > self.input_config.max_image_bytes:
+            return (f"{len(msg.data)} B of data exceed max_image_bytes "
+                    f"({self.input_config.max_image_bytes})")
+        if isinstance(msg, CompressedImage):
+            return compressed_integrity_error(msg.format, msg.data)
+        try:
+            image_to_array(msg)  # size/step/encoding checks, zero copy
+        except ImageConversionError as exc:
+            return str(exc)
+        return None
+
     def _valid(self, index: int, msg: Image | CompressedImage) -> bool:
-        if isinstance(msg, Image):
-            try:
-                image_to_array(msg)  # size/step/encoding checks, zero copy
-            except ImageConversionError as exc:
-                self.malformed[self._names[index]] += 1
-                self.get_logger().warning(
-                    f"dropping malformed image from {self._names[index]}: {exc}",
-                    throttle_duration_sec=5.0)
-                return False
-        elif not msg.data:
+        reason = self._invalid_reason(msg)
+        if reason is None:
+            return True
+        with self._lock:
             self.malformed[self._names[index]] += 1
-            return False
-        return True
+        self.get_logger().warning(f"dropping malformed image from {self._names[index]}: "
+                                  f"{reason}", throttle_duration_sec=5.0)
+        return False
+
+    def add_set_listener(self, callback: Callable[[int], None]) -> None:
+        """Call ``callback(stamp_ns)`` after each completed frame set.
+
+        It runs on the executor thread (the policy node's frame trigger).
+        """
+        self._set_listeners.append(callback)
 
     def _on_image(self, index: int, msg: Image | CompressedImage) -> None:
         if not self._valid(index, msg):
             return
         stamp_ns = ns_from_time(msg.header.stamp)
+        digest = frame_digest(msg.data)
         with self._lock:
             self._check_clock_jump(stamp_ns)
-            self._core.add(index, stamp_ns, msg, self._now_ns())
+            latest = self.odometry.latest
+            speed = latest.speed_mps if latest is not None else None
+            completed = self._core.add(index, stamp_ns, msg, self._now_ns(), digest, speed)
+        if completed is not None:
+            for callback in self._set_listeners:
+                callback(completed.stamp_ns)
 
     def _on_info(self, name: str, msg: CameraInfo) -> None:
         k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)

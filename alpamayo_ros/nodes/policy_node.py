@@ -5,7 +5,10 @@ warms the model up, *activate* starts the inference timer, *deactivate* stops it
 *cleanup* releases the model. With ``autostart`` (the default) it configures and
 activates itself at start-up; a failed configure then ends the process with the reason.
 
-Each tick (``rate_hz``) takes the camera sync node's newest history window. A tick is
+A tick starts when the camera sync node completes a frame set, at most ``rate_hz`` by
+camera time (``trigger: frames``, :class:`~alpamayo_ros.inference.trigger.FrameTrigger`),
+or on a free-running ``rate_hz`` timer (``trigger: timer``). Each tick takes the camera
+sync node's newest history window. A tick is
 skipped and counted when there is no window yet, when the window is older than
 ``max_frame_age_s``, when it is the window already used, or when the ego history is
 unknown; when the previous inference is still running the tick is dropped and counted,
@@ -58,6 +61,7 @@ from alpamayo_ros.inference.runner import (
     PolicyRunner,
     load_rig_geometry,
 )
+from alpamayo_ros.inference.trigger import FrameTrigger
 from alpamayo_ros.inference.worker import LatestOnlyWorker
 from alpamayo_ros.msg import Reasoning
 from alpamayo_ros.msg import Trajectory as TrajectoryMsg
@@ -105,6 +109,9 @@ class PolicyNode(LifecycleNode):
         self.runner: PolicyRunner | None = None
         self.worker: LatestOnlyWorker | None = None
         self._timer = None
+        self._frame_trigger = FrameTrigger(self.config.period_s)
+        if self.config.trigger == "frames":
+            sync.add_set_listener(self._on_frame_set)
         self._active = False
         self._lock = threading.Lock()
         self.skipped = {reason: 0 for reason in SKIP_REASONS}
@@ -174,8 +181,9 @@ class PolicyNode(LifecycleNode):
             f"reasoning {'on' if cfg.reasoning else 'off'}")
 
     def _activate(self) -> None:
+        self._frame_trigger.reset()
         self._active = True
-        if self._timer is None:
+        if self.config.trigger == "timer" and self._timer is None:
             self._timer = self.create_timer(self.config.period_s, self._tick)
 
     def _deactivate(self) -> None:
@@ -245,6 +253,11 @@ class PolicyNode(LifecycleNode):
         with self._lock:
             self.skipped[reason] += 1
 
+    def _on_frame_set(self, stamp_ns: int) -> None:
+        """Camera sync completed a set (its executor thread): a tick when one is due."""
+        if self._active and self._frame_trigger.due(stamp_ns):
+            self._tick()
+
     def _tick(self) -> None:
         if not self._active or self.runner is None or self.worker is None:
             self._skip("inactive")
@@ -263,6 +276,7 @@ class PolicyNode(LifecycleNode):
             return
         if self.worker.submit(lambda: self._infer(snapshot, now_ns)):
             self._last_window_stamp_ns = stamp_ns
+            self._frame_trigger.submitted(stamp_ns)
 
     def _infer(self, snapshot: SyncSnapshot, tick_ns: int) -> None:
         """Worker thread: decode, build the sample, run the model, publish."""
