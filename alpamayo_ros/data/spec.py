@@ -146,9 +146,11 @@ class DatasetSpec:
         return d
 
     def episode_hash(self, split: str | None = None) -> str:
-        """Hash of everything that changes one stored episode of ``split`` (not the split
-        sizes). The recovery settings change train episodes only; ``None`` is any other
-        split."""
+        """Hash of everything that changes one stored episode of ``split``.
+
+        Not the split sizes. The recovery settings change train episodes only; ``None``
+        is any other split.
+        """
         keys = ("rig", "cameras", "image_height_px", "image_width_px", "stride",
                 "history_frames", "duration_s")
         d = {k: self.to_dict()[k] for k in keys}

@@ -647,7 +647,8 @@ def run_suite(rows: Sequence[Row], config: ClosedLoopConfig, progress: bool = Tr
                 r = records[-1]
                 print(f"  [{name}] {i + 1}/{len(scenarios)} {family} {seed}: "
                       f"progress {r['progress_m']:.0f} m, collision {r['collision']}, "
-                      f"off-road {r['off_road']}, red light {r['red_light']}, pdms {r['pdm_score']:.2f}",
+                      f"off-road {r['off_road']}, red light {r['red_light']}, "
+                      f"pdms {r['pdm_score']:.2f}",
                       file=sys.stderr, flush=True)
         out_rows.append({"name": name, "description": row.description or (
             row.planner.description if row.planner else "the data engine's expert driver"),
