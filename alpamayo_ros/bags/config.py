@@ -91,6 +91,10 @@ class BagRecorderConfig:
     - ``exclude``: topics left out of ``all_topics``.
     - ``discovery_period_s``: how often the graph is checked for new topics.
     - ``max_duration_s``: stop by itself after this long (0 = until SIGINT/SIGTERM).
+    - ``flush_period_s``: write the messages received so far to the file this often
+      (closes the open MCAP chunk): a recorder killed with SIGKILL loses at most this
+      long of messages (recover the bag with ``alpamayo recover``). Design choice: 1 s
+      (one small chunk per second; rosbags alone writes a chunk per 1 MiB).
     """
 
     out_dir: str = ""
@@ -99,9 +103,12 @@ class BagRecorderConfig:
     exclude: tuple[str, ...] = DEFAULT_EXCLUDED_TOPICS
     discovery_period_s: float = 0.5
     max_duration_s: float = 0.0
+    flush_period_s: float = 1.0
 
     def __post_init__(self) -> None:
         _check_numbers(self)
+        if not self.flush_period_s > 0:
+            raise ValueError(f"flush_period_s must be > 0, got {self.flush_period_s}")
         if not self.discovery_period_s > 0:
             raise ValueError(f"discovery_period_s must be > 0, got {self.discovery_period_s}")
         if self.max_duration_s < 0:
@@ -156,10 +163,14 @@ def add_recorder_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"left out of --all (default {' '.join(DEFAULT_EXCLUDED_TOPICS)})")
     parser.add_argument("--max-duration-s", type=float, default=None,
                         help="stop after this long (default: until Ctrl-C / SIGTERM)")
+    parser.add_argument("--flush-period-s", type=float, default=None,
+                        help="write received messages to the file this often (default 1; "
+                             "bounds what a killed recorder loses)")
 
 
 def recorder_values(ns: argparse.Namespace) -> dict[str, Any]:
     """Parameter values given on the command line."""
     out = {"out_dir": ns.out, "topics": ns.topics, "all_topics": ns.all,
-           "exclude": ns.exclude, "max_duration_s": ns.max_duration_s}
+           "exclude": ns.exclude, "max_duration_s": ns.max_duration_s,
+           "flush_period_s": ns.flush_period_s}
     return {k: v for k, v in out.items() if v is not None}

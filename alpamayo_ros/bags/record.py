@@ -9,6 +9,15 @@ republishes latched topics as latched.
 
 Files are rosbag2 metadata version 9 with MCAP storage (what ``ros2 bag record -s mcap``
 writes on Jazzy and Kilted).
+
+Crash safety: ``rosbags`` keeps the open MCAP chunk in memory until it holds 1 MiB, so a
+recorder killed with SIGKILL would lose everything since the last full chunk (at a few
+kB/s: the whole recording). :meth:`BagWriter.flush` closes the open chunk and hands the
+file's buffer to the operating system; the recorder node calls it every
+``flush_period_s``, which bounds what a SIGKILL loses to that period. Such a bag has no
+summary, footer or ``metadata.yaml``: :func:`alpamayo_ros.bags.recover.recover_bag`
+(``alpamayo recover BAG``) turns its complete chunks into a bag again. Not ``fsync``ed:
+a power cut may lose what the operating system had not yet written.
 """
 
 from __future__ import annotations
@@ -116,6 +125,20 @@ class BagWriter:
                 return False
             self._writer.write(self._connections[topic], int(log_ns), bytes(raw))
             self.counts[topic] += 1
+            return True
+
+    def flush(self) -> bool:
+        """Close the open chunk and flush it to the OS, so that a killed process keeps it.
+
+        Returns whether a chunk was written (False when it held no message or the bag is
+        closed). Uses ``rosbags``' MCAP writer's ``close_chunk`` and file object.
+        """
+        with self._lock:
+            storage = None if self.closed else self._writer.storage
+            if storage is None or not storage.chunk.msgs:
+                return False
+            storage.close_chunk()
+            storage.bio.flush()
             return True
 
     def close(self) -> None:

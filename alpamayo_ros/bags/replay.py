@@ -71,7 +71,10 @@ def _bag_path(path: str | Path) -> Path:
     if p.is_file() and p.suffix in (".mcap", ".db3"):
         p = p.parent
     if not (p / "metadata.yaml").is_file():
-        raise FileNotFoundError(f"bag {path}: no rosbag2 directory (metadata.yaml) there")
+        hint = (f"; it holds {', '.join(f.name for f in p.glob('*.mcap'))} without it: the "
+                f"recorder did not finish (killed?), restore it with `alpamayo recover {p}`"
+                if p.is_dir() and any(p.glob("*.mcap")) else "")
+        raise FileNotFoundError(f"bag {path}: no rosbag2 directory (metadata.yaml) there{hint}")
     return p
 
 

@@ -16,6 +16,9 @@ does). Header stamps inside the messages are kept as they are, so a consumer can
 either. SIGINT and SIGTERM end the recording cleanly: rclpy's signal handler shuts the
 context down, spinning returns and :meth:`BagRecorderNode.destroy_node` closes the bag
 (MCAP summary and ``metadata.yaml`` written); ``max_duration_s`` does the same by itself.
+Every ``flush_period_s`` the messages received so far go to the file, so a recorder
+killed with SIGKILL leaves a bag that ``alpamayo recover`` restores up to at most that
+period before the kill.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class BagRecorderNode(Node):
         self._subs: dict[str, Any] = {}
         self._skipped: set[str] = set()
         self.create_timer(cfg.discovery_period_s, self._discover)
+        self.create_timer(cfg.flush_period_s, self.writer.flush)  # bounds a SIGKILL's loss
         if cfg.max_duration_s > 0:
             self.create_timer(cfg.max_duration_s, self._stop_recording)
         self.get_logger().info(

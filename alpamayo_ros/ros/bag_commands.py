@@ -1,4 +1,4 @@
-"""Simulator-and-bags commands: ``alpamayo replay``, ``record`` and ``bench sim``.
+"""Simulator-and-bags commands: ``alpamayo replay``, ``record``, ``recover``, ``bench sim``.
 
 The replay/record flags are those of the ``bag_player`` / ``bag_recorder`` executables
 (:mod:`alpamayo_ros.bags.config`); anything after ``--ros-args`` goes to rclpy
@@ -23,7 +23,7 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``replay`` and ``record`` subcommands."""
+    """Add the ``replay``, ``record`` and ``recover`` subcommands."""
     from alpamayo_ros.bags.config import add_player_arguments, add_recorder_arguments
 
     p = subparsers.add_parser("replay", help="play a rosbag2 (MCAP) bag with original stamps")
@@ -37,6 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=[],
                    help="ROS arguments for the recorder node (e.g. -p use_sim_time:=true)")
     r.set_defaults(func=_record)
+
+    v = subparsers.add_parser("recover", help="restore a bag whose recorder was killed "
+                              "(complete chunks into a new bag)")
+    v.add_argument("bag", help="the damaged rosbag2 directory (or its .mcap file)")
+    v.add_argument("--out", "-o", default=None,
+                   help="new bag directory (default: BAG_recovered)")
+    v.set_defaults(func=_recover)
 
 
 def _ros_args(args: argparse.Namespace) -> list[str]:
@@ -58,6 +65,17 @@ def _replay(args: argparse.Namespace) -> int:
     from alpamayo_ros.nodes.bag_player import play
 
     play(values, _ros_args(args))
+    return 0
+
+
+def _recover(args: argparse.Namespace) -> int:
+    from alpamayo_ros.bags.recover import RecoveryError, recover_bag
+
+    try:
+        report = recover_bag(args.bag, args.out)
+    except (RecoveryError, OSError) as exc:
+        raise SystemExit(f"alpamayo recover: {exc}") from None
+    print(report.summary())
     return 0
 
 
