@@ -17,6 +17,12 @@ obstacles arrive; a stream that has delivered and then stays silent longer than 
 the status' ``failed_checks`` and forces FALLBACK (odometry) or DEGRADED (obstacles)
 until it delivers again.
 
+An odometry position jump (:meth:`ControllerCore.note_odometry_jump`, detected by the
+node's odometry buffer against ``max_odometry_jump_m``) is a localization fault: the
+active plan, anchored to the pose before the jump, is dropped (FALLBACK, minimal-risk
+stop) and ``max_odometry_jump_m`` stays in ``failed_checks``; plans stamped at or before
+the jump are rejected by that check; the first valid plan stamped after it ends the fault.
+
 Time going backwards between two :meth:`ControllerCore.step` calls (bag loop, simulator
 restart on ``/clock``) drops everything stamped on the old timeline: the active plan
 (its stamp would be in the future, so no new plan would ever be newer), the policy and
@@ -84,6 +90,8 @@ class ControllerCore:
         self._input_arrival_ns: dict[str, int] = {}
         self._last_step_ns: int | None = None
         self.time_resets = 0
+        self._jump: tuple[int, float] | None = None  # (stamp, metres) of an unresolved jump
+        self.odometry_jumps = 0
 
     @property
     def active_plan(self) -> Trajectory | None:
@@ -106,6 +114,10 @@ class ControllerCore:
             if obstacles is None:
                 obstacles, obstacles_stamp_ns = self._obstacles, self._obstacles_stamp_ns
             report = self.monitor.check(traj, now_ns, obstacles, obstacles_stamp_ns)
+            if self._jump is not None and traj.stamp_ns <= self._jump[0]:
+                report = SafetyReport(report.plan_stamp_ns, report.checked_at_ns, (
+                    *report.checks, CheckResult("max_odometry_jump_m", self._jump[1],
+                                                self.config.max_odometry_jump_m, False)))
             self._latest_report = report
             if not report.passed:
                 self._latest_rejected = True
@@ -115,6 +127,7 @@ class ControllerCore:
                 return report, False  # valid but older than the active plan
             self._active = traj
             self._invalid_reason = ""
+            self._jump = None  # a plan made after the jump: localization fault over
             return report, True
 
     def reject_plan(self, traj: Trajectory, now_ns: int, check_name: str,
@@ -160,6 +173,17 @@ class ControllerCore:
                 f"active plan on a collision course (time to collision {value:.2f} s)")
             return report
 
+    def note_odometry_jump(self, stamp_ns: int, distance_m: float) -> None:
+        """Odometry jumped ``distance_m`` at ``stamp_ns``: drop the plan anchored before it."""
+        with self._lock:
+            self.odometry_jumps += 1
+            self._jump = (int(stamp_ns), float(distance_m))
+            self._active = None
+            self._invalid_reason = (
+                f"odometry position jumped {distance_m:.2f} m (max_odometry_jump_m "
+                f"{self.config.max_odometry_jump_m:.2f}): plan anchored to the old pose "
+                "dropped")
+
     def note_input(self, name: str, now_ns: int) -> None:
         """Input ``name`` (``odometry`` or ``obstacles``) delivered at ``now_ns``."""
         if name not in INPUT_TIMEOUTS:
@@ -193,6 +217,7 @@ class ControllerCore:
         self._latest_rejected = False
         self._last_arrival_ns = None
         self._input_arrival_ns.clear()
+        self._jump = None
         self._invalid_reason = "clock jumped back; plans of the old timeline dropped"
 
     def step(self, now_ns: int, ego_speed_mps: float) -> tuple[Command, ControllerStatus]:
@@ -214,6 +239,8 @@ class ControllerCore:
                 invalid_reason=self._invalid_reason, stale_inputs=stale)
             command, state, reason = self.fallback.step(inputs)
             failed = report.failed_checks if report is not None else ()
+            if self._jump is not None and "max_odometry_jump_m" not in failed:
+                failed += ("max_odometry_jump_m",)
             status = ControllerStatus(
                 stamp_ns=int(now_ns), state=state,
                 failed_checks=failed + tuple(name for name, _ in stale),

@@ -169,7 +169,6 @@ class CameraSyncNode(Node):
         self.odometry = OdometryBuffer(self.input_config.odometry_horizon_s)
         self._newest_stamp_ns: int | None = None
         self._intrinsics: dict[str, np.ndarray] = {}
-        self.malformed = {name: 0 for name in self._names}
         self.resets = 0
         msg_type = CompressedImage if self.input_config.compressed else Image
         self._subs: list[Any] = []
@@ -233,7 +232,7 @@ class CameraSyncNode(Node):
         if reason is None:
             return True
         with self._lock:
-            self.malformed[self._names[index]] += 1
+            self._core.reject(index, self._now_ns())
         self.get_logger().warning(f"dropping malformed image from {self._names[index]}: "
                                   f"{reason}", throttle_duration_sec=5.0)
         return False
@@ -294,7 +293,6 @@ class CameraSyncNode(Node):
             extra = {"backend": self.backend, "resets": self.resets,
                      "odometry_rejected_non_finite": self.odometry.rejected_non_finite,
                      "odometry_rejected_out_of_order": self.odometry.rejected_out_of_order}
-            extra.update({f"{n}/malformed": c for n, c in self.malformed.items()})
         return diagnostics.sync_status(report, self.get_name(), extra)
 
     def _publish_report(self) -> None:

@@ -20,7 +20,11 @@ and never stops publishing them. All decisions are the pure
   ``obstacles_timeout_s``) are reported in ``failed_checks`` and force a minimal-risk
   stop (odometry) or a soft stop (obstacles) until they resume; an odometry stamp more
   than ``clock_jump_reset_s`` behind the newest (bag loop, simulator restart) clears the
-  odometry buffer (counted in ``odometry_resets``) so the stream is accepted again.
+  odometry buffer (counted in ``odometry_resets``) so the stream is accepted again;
+- an odometry position more than ``max_odometry_jump_m`` from where the previous sample
+  predicts is a localization fault (counted in ``odometry_jumps``): the buffer restarts
+  at the new pose and the core drops the plan anchored to the old one (minimal-risk stop,
+  ``max_odometry_jump_m`` in ``failed_checks``) until a plan stamped after the jump passes.
 """
 
 from __future__ import annotations
@@ -65,13 +69,16 @@ class ControllerNode(Node):
         self.limits = declare_config(self, SafetyLimits)
         self.config = declare_config(self, ControllerConfig)
         self.core = ControllerCore(self.config, self.limits)
-        self.odometry = OdometryBuffer(horizon_s=10.0)
+        self.odometry = OdometryBuffer(horizon_s=10.0,
+                                       max_jump_m=self.config.max_odometry_jump_m,
+                                       max_jump_gap_s=self.config.odometry_timeout_s)
         self._lock = threading.Lock()
         self._obstacles_map: list[Obstacle] = []
         self._obstacles_stamp_ns: int | None = None
         self._last_odometry_ns: int | None = None
         self.counts = {"plans": 0, "accepted": 0, "rejected": 0, "malformed_plans": 0,
-                       "malformed_obstacles": 0, "commands": 0, "odometry_resets": 0}
+                       "malformed_obstacles": 0, "commands": 0, "odometry_resets": 0,
+                       "odometry_jumps": 0}
         self._last_status = None
         inputs = MutuallyExclusiveCallbackGroup()
         self.create_subscription(TrajectoryMsg, topics.TRAJECTORY, self._on_trajectory,
@@ -113,7 +120,16 @@ class ControllerNode(Node):
                 self.get_logger().warning(
                     f"odometry time jumped back by {(previous - pose.stamp_ns) / 1e9:.2f}"
                     " s: odometry buffer cleared")
+            jumps = self.odometry.jumps
             accepted = self.odometry.add(pose)
+            jumped = self.odometry.jumps != jumps
+            if jumped:
+                self.counts["odometry_jumps"] += 1
+        if jumped:
+            self.core.note_odometry_jump(pose.stamp_ns, self.odometry.last_jump_m)
+            self.get_logger().warning(
+                f"odometry position jumped {self.odometry.last_jump_m:.2f} m at "
+                f"{pose.stamp_ns}: plan dropped until one stamped after the jump passes")
         if accepted:
             self.core.note_input("odometry", self._now_ns())
 

@@ -40,23 +40,37 @@ def array(stamp_ns: int, statuses: list[DiagnosticStatus]) -> DiagnosticArray:
 
 def sync_status(report: SyncReport, node_name: str, extra: Mapping[str, object] = {}
                 ) -> DiagnosticStatus:
-    """Camera synchronization health: drops, skew, per-camera staleness."""
-    stale = report.stale_cameras
+    """Camera synchronization health: drops, skew, per-camera staleness, frozen cameras."""
+    stale, frozen, malformed = (report.stale_cameras, report.frozen_cameras,
+                                report.malformed_cameras)
     if stale and len(stale) == len(report.cameras):
         level, message = ERROR, "no camera is delivering frames"
-    elif stale:
-        level, message = WARN, f"stale cameras: {', '.join(stale)}"
+    elif stale or frozen or malformed:
+        parts = ([f"stale cameras: {', '.join(stale)}"] if stale else []) + (
+            [f"frozen cameras: {', '.join(frozen)}"] if frozen else []) + (
+            [f"malformed frames from: {', '.join(malformed)}"] if malformed else [])
+        level, message = WARN, "; ".join(parts)
+    elif report.sets_stalled:
+        beyond = ", ".join(report.cameras_beyond_slop) or "none identified"
+        level, message = WARN, (f"no synchronized set for {report.set_silence_s:.2f} s "
+                                f"(cameras beyond slop: {beyond})")
     else:
         level, message = OK, f"{len(report.cameras)} cameras synchronized"
     values: dict[str, object] = {
         "sets_emitted": report.sets_emitted, "dropped_sets": report.dropped_sets,
         "drop_ratio": report.drop_ratio, "skew_last_s": report.skew_last_s,
         "skew_mean_s": report.skew_mean_s, "skew_max_s": report.skew_max_s,
+        "set_silence_s": report.set_silence_s,
     }
     for cam in report.cameras:
         values[f"{cam.name}/frames_received"] = cam.frames_received
         values[f"{cam.name}/frames_dropped"] = cam.frames_dropped
         values[f"{cam.name}/staleness_s"] = cam.staleness_s
         values[f"{cam.name}/stale"] = cam.stale
+        values[f"{cam.name}/frozen"] = cam.frozen
+        values[f"{cam.name}/frames_frozen"] = cam.frames_frozen
+        values[f"{cam.name}/frames_out_of_order"] = cam.frames_out_of_order
+        values[f"{cam.name}/offset_s"] = cam.offset_s
+        values[f"{cam.name}/malformed"] = cam.frames_malformed
     values.update(extra)
     return status(f"{node_name}: camera sync", node_name, level, message, values)

@@ -38,6 +38,14 @@ class SyncConfig:
       (like alpamayo-autoware's ``skip_on_bad_history``); ``"pad"`` repeats the nearest
       available set into empty slots and says which.
     - ``skew_window``: emitted sets over which the skew statistics are computed.
+    - ``frozen_camera_timeout_s``: a camera delivering byte-identical images (new stamps)
+      for this long, by header stamps, is *frozen*: its frames are not synchronized until
+      the content changes again (a live camera's sensor noise changes every frame; design
+      choice: 10 frames at 10 Hz).
+    - ``frozen_camera_min_speed_mps``: identical images count toward the timeout only
+      while the ego moves at least this fast (a noiseless camera, e.g. the simulator's
+      renderer, legitimately repeats a static scene while the ego stands still); with no
+      speed known they always count.
     """
 
     camera_names: tuple[str, ...] = AR1_RIG_CAMERA_NAMES
@@ -49,6 +57,8 @@ class SyncConfig:
     history_tolerance_s: float = 0.03
     history_incomplete: str = "skip"
     skew_window: int = 100
+    frozen_camera_timeout_s: float = 1.0
+    frozen_camera_min_speed_mps: float = 0.5
 
     def __post_init__(self) -> None:
         names = self.camera_names
@@ -64,10 +74,16 @@ class SyncConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        for name in ("slop_s", "source_timeout_s", "history_stride_s"):
+        for name in ("slop_s", "source_timeout_s", "history_stride_s",
+                     "frozen_camera_timeout_s"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number > 0 s, got {value!r}")
+        speed = self.frozen_camera_min_speed_mps
+        if isinstance(speed, bool) or not (isinstance(speed, (int, float))
+                                           and math.isfinite(speed) and speed >= 0):
+            raise ValueError(f"frozen_camera_min_speed_mps must be a finite number >= 0 m/s, "
+                             f"got {speed!r}")
         tol = self.history_tolerance_s
         if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
             raise ValueError(f"history_tolerance_s must be a finite number >= 0 s, got {tol!r}")
@@ -96,6 +112,9 @@ class CameraInputConfig:
       importable), ``"builtin"`` with :class:`~alpamayo_ros.sync.ApproximateTimeSynchronizer`
       (same semantics, no ROS package needed), ``"auto"`` the first when importable.
       Drop, skew and staleness accounting is the same for both.
+    - ``max_image_bytes``: an image message with more data than this is rejected on
+      arrival (counted as malformed): 32 MiB holds a 4K (3840 x 2160) rgb8 frame (24.9 MB)
+      with room; far more is a sender fault that would stall decoding.
     """
 
     compressed: bool = False
@@ -103,6 +122,7 @@ class CameraInputConfig:
     odometry_horizon_s: float = 5.0
     clock_jump_reset_s: float = 1.0
     sync_backend: str = "auto"
+    max_image_bytes: int = 32 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not isinstance(self.compressed, bool):
@@ -115,3 +135,6 @@ class CameraInputConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                     math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number > 0 s, got {value!r}")
+        size = self.max_image_bytes
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"max_image_bytes must be an integer >= 1, got {size!r}")

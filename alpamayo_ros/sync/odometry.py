@@ -9,6 +9,11 @@ Defined behaviour on bad input: a sample with a non-finite value, or a position 
 beyond :data:`MAX_ABS_POSITION_M` / :data:`MAX_ABS_SPEED_MPS` (finite, but interpolating or
 transforming it would overflow to inf), is rejected (counted);
 a sample older than the newest one is rejected (counted) so time never runs backwards;
+with ``max_jump_m``, a sample farther than that from where the previous one predicts
+(constant speed and heading; checked when the two are at most ``max_jump_gap_s`` apart)
+is a *position jump* (localization reset, map re-anchoring): poses on either side are
+not comparable, so the buffer restarts from the new sample and the jump is counted
+(``jumps``, ``last_jump_m``, ``last_jump_stamp_ns``) for the caller to react;
 a query after the newest sample by more than ``max_extrapolation_s`` or before the
 oldest is answered with ``None``. History slots older than the buffer are padded (see
 :meth:`OdometryBuffer.history_at`) and the padding is reported.
@@ -58,11 +63,21 @@ def _wrap(angle: float) -> float:
 class OdometryBuffer:
     """Time-ordered ego poses with interpolation (thread-compatible: one writer)."""
 
-    def __init__(self, horizon_s: float = 5.0, max_extrapolation_s: float = 0.2) -> None:
+    def __init__(self, horizon_s: float = 5.0, max_extrapolation_s: float = 0.2,
+                 max_jump_m: float = math.inf, max_jump_gap_s: float = 1.0) -> None:
         if not (math.isfinite(horizon_s) and horizon_s > 0):
             raise ValueError(f"horizon_s must be > 0, got {horizon_s!r}")
         if not (math.isfinite(max_extrapolation_s) and max_extrapolation_s >= 0):
             raise ValueError(f"max_extrapolation_s must be >= 0, got {max_extrapolation_s!r}")
+        if not max_jump_m > 0:
+            raise ValueError(f"max_jump_m must be > 0, got {max_jump_m!r}")
+        if not (math.isfinite(max_jump_gap_s) and max_jump_gap_s > 0):
+            raise ValueError(f"max_jump_gap_s must be > 0, got {max_jump_gap_s!r}")
+        self.max_jump_m = float(max_jump_m)
+        self.max_jump_gap_ns = int(max_jump_gap_s * S_TO_NS)
+        self.jumps = 0
+        self.last_jump_m = math.nan
+        self.last_jump_stamp_ns: int | None = None
         self.horizon_ns = int(horizon_s * S_TO_NS)
         self.max_extrapolation_ns = int(max_extrapolation_s * S_TO_NS)
         self._poses: deque[EgoPose] = deque()
@@ -94,10 +109,26 @@ class OdometryBuffer:
                 return True
             self.rejected_out_of_order += 1
             return False
+        if self._poses and math.isfinite(self.max_jump_m):
+            jump = self._jump_m(self._poses[-1], pose)
+            if jump > self.max_jump_m:
+                self._poses.clear()
+                self.jumps += 1
+                self.last_jump_m, self.last_jump_stamp_ns = jump, pose.stamp_ns
         self._poses.append(pose)
         while self._poses and self._poses[0].stamp_ns < pose.stamp_ns - self.horizon_ns:
             self._poses.popleft()
         return True
+
+    def _jump_m(self, last: EgoPose, pose: EgoPose) -> float:
+        """Distance of ``pose`` from ``last`` driven on to its stamp (0 after a long gap)."""
+        gap_ns = pose.stamp_ns - last.stamp_ns
+        if gap_ns > self.max_jump_gap_ns:
+            return 0.0  # too long apart to predict: accepted as a new start
+        dt = gap_ns / S_TO_NS
+        x = last.x_m + last.speed_mps * dt * math.cos(last.heading_rad)
+        y = last.y_m + last.speed_mps * dt * math.sin(last.heading_rad)
+        return math.hypot(pose.x_m - x, pose.y_m - y)
 
     def clear(self) -> None:
         """Forget every pose (e.g. after a clock jump on bag loop)."""

@@ -34,7 +34,9 @@ class CameraSync:
             ApproximateTimeSynchronizer(len(config.camera_names), config.queue_size,
                                         config.slop_s))
         self.monitor = SyncMonitor(config.camera_names, config.source_timeout_s,
-                                   config.skew_window, config.queue_size)
+                                   config.skew_window, config.queue_size, config.slop_s,
+                                   config.frozen_camera_timeout_s,
+                                   config.frozen_camera_min_speed_mps)
         self.history = FrameHistory(
             config.history_frames, config.history_stride_s, config.history_tolerance_s,
             config.history_incomplete)
@@ -51,11 +53,24 @@ class CameraSync:
             raise IndexError(f"camera index {camera} outside 0..{len(self._index) - 1}")
         return camera
 
-    def add(self, camera: str | int, stamp_ns: int, item: Any, now_ns: int) -> SyncedSet | None:
-        """Feed one frame; return the set it completed, if any."""
+    def add(self, camera: str | int, stamp_ns: int, item: Any, now_ns: int,
+            digest: int | None = None, ego_speed_mps: float | None = None
+            ) -> SyncedSet | None:
+        """Feed one frame; return the set it completed, if any.
+
+        With a ``digest`` (:func:`~alpamayo_ros.sync.frames.frame_digest` of its bytes) the
+        frame is first checked for a frozen camera and refused (None) while it is frozen.
+        """
         index = self.camera_index(camera)
+        if digest is not None and not self.monitor.accept_content(
+                index, stamp_ns, digest, now_ns, ego_speed_mps):
+            return None
         self.monitor.on_frame(index, stamp_ns, now_ns)  # first: it mirrors the queues
         return self.synchronizer.add(index, stamp_ns, item)
+
+    def reject(self, camera: str | int, now_ns: int) -> None:
+        """Count a frame of ``camera`` refused as malformed before synchronization."""
+        self.monitor.on_malformed(self.camera_index(camera), now_ns)
 
     def window(self) -> HistoryWindow | None:
         """The model's multi-frame history (None: not ready, see FrameHistory)."""
