@@ -84,8 +84,8 @@ def test_identical_frames_of_a_standing_ego_are_not_frozen() -> None:
     """A noiseless camera (the simulator) repeats a static scene while the ego stands."""
     sync = _sync()
     for k in range(30):
-        assert len(_tick(sync, k, {"cam_a": 7}, speed=0.0)) == 1
-    assert sync.report(30 * 100 * MS).frozen_cameras == ()
+        assert len(_tick(sync, k, {"cam_a": 7}, speed=0.0 if k < 15 else None)) == 1
+    assert sync.report(30 * 100 * MS).frozen_cameras == ()  # standing, then no odometry
     # starting to move: the repetition is timed from then on
     for k in range(30, 39):
         assert len(_tick(sync, k, {"cam_a": 7}, speed=2.0)) == 1

@@ -29,10 +29,10 @@ synchronizer, history and odometry instead of mixing two timelines.
 
 Frozen cameras: every frame's bytes are digested (:func:`~alpamayo_ros.sync.frames.
 frame_digest`); a camera repeating the same bytes for ``frozen_camera_timeout_s`` while
-the ego moves (odometry speed) is refused until its content changes, so no set is
-emitted with it and the policy plans nothing from it (the controller then stops on its
-policy timeout); ``/diagnostics`` WARNs naming it. Sets that stall (a camera beyond
-``slop_s``) are WARNed too, naming the cameras out of slop.
+the ego moves (odometry speed; never without odometry) is refused until its content
+changes, so no set is emitted with it and the policy plans nothing from it (the
+controller then stops on its policy timeout); ``/diagnostics`` WARNs naming it. Sets
+that stall (a camera beyond ``slop_s``) are WARNed too, naming the cameras out of slop.
 """
 
 from __future__ import annotations

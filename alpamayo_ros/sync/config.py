@@ -45,7 +45,7 @@ class SyncConfig:
     - ``frozen_camera_min_speed_mps``: identical images count toward the timeout only
       while the ego moves at least this fast (a noiseless camera, e.g. the simulator's
       renderer, legitimately repeats a static scene while the ego stands still); with no
-      speed known they always count.
+      odometry (speed unknown) a static scene cannot be told apart: they never count.
     """
 
     camera_names: tuple[str, ...] = AR1_RIG_CAMERA_NAMES

@@ -192,15 +192,16 @@ class SyncMonitor:
         """Frozen-camera check of one frame; False: frozen, refuse it (counted).
 
         Call before :meth:`on_frame`. Identical digests count toward ``frozen_timeout_s``
-        (by header stamps) only while ``ego_speed_mps`` is unknown or at least
-        ``frozen_min_speed_mps``; a frame with new content clears the camera at once.
+        (by header stamps) only while ``ego_speed_mps`` is known and at least
+        ``frozen_min_speed_mps`` (unknown: a static scene cannot be ruled out); a frame
+        with new content clears the camera at once.
         """
         self._see_clock(now_ns)
         i, stamp = input_index, int(stamp_ns)
         if digest != self._digest[i] or self._same_since_ns[i] is None:
             self._digest[i], self._same_since_ns[i], self._frozen[i] = digest, stamp, False
             return True
-        moving = ego_speed_mps is None or abs(ego_speed_mps) >= self.frozen_min_speed_mps
+        moving = ego_speed_mps is not None and abs(ego_speed_mps) >= self.frozen_min_speed_mps
         if not moving and not self._frozen[i]:
             self._same_since_ns[i] = stamp  # a static scene may repeat: restart the timing
         elif stamp - self._same_since_ns[i] >= self.frozen_timeout_ns:
