@@ -16,6 +16,7 @@ import sys
 # (e.g. torch on a ROS-only machine) does not break the other commands.
 COMMAND_MODULES = (
     "alpamayo_ros.ros.demo",
+    "alpamayo_ros.ros.soak",
     "alpamayo_ros.data.commands",
     "alpamayo_ros.data.dataset_commands",
     "alpamayo_ros.model.commands",

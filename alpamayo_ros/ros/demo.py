@@ -35,6 +35,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,9 +126,13 @@ class Listener:
         for cam in cameras:
             node.create_subscription(image_type, topics.image_topic(cam, compressed),
                                      lambda m, c=cam: self._on_image(c, m), sensor_qos())
+        self._subscribe_extra(node)
         self._stop = False
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
+
+    def _subscribe_extra(self, node: Any) -> None:
+        """Subclasses add their subscriptions/publishers here (before spinning starts)."""
 
     def _spin(self) -> None:
         while not self._stop and self.context.ok():
@@ -226,6 +231,11 @@ class Listener:
         with self.lock:
             self.data.navigation = msg.data
 
+    def latest_odometry_ns(self) -> int | None:
+        """Stamp of the newest odometry received this episode (the sim time), or None."""
+        with self.lock:
+            return self.data.odometry[-1][0] if self.data.odometry else None
+
     def snapshot(self) -> _Received:
         """The episode's record (the listener keeps filling a new one after reset)."""
         with self.lock:
@@ -296,6 +306,22 @@ def bringup_commands(values: dict[str, str]) -> dict[str, list[str]]:
 
 # --------------------------------------------------------------------------- one episode
 @dataclass
+class EpisodeRun:
+    """What :func:`run_episode`'s hook sees each turn of its wait loop (every 0.2 s)."""
+
+    label: str
+    listener: Listener
+    procs: dict[str, subprocess.Popen]  # by node name; the hook may replace one (restart)
+    commands: dict[str, list[str]]  # the nodes' command lines
+    env: dict[str, str]
+    logs: Path
+    t_s: float  # simulated seconds since the episode's first odometry (0 before it)
+
+
+EpisodeHook = Callable[[EpisodeRun], None]
+
+
+@dataclass
 class EpisodeResult:
     """One scenario's outcome."""
 
@@ -309,8 +335,13 @@ class EpisodeResult:
 
 
 def run_episode(scn: DemoScenario, args: argparse.Namespace, env: dict[str, str],
-                listener: Listener, out: Path) -> EpisodeResult:
-    """Run one scenario through the graph and evaluate what arrived."""
+                listener: Listener, out: Path, hook: EpisodeHook | None = None
+                ) -> EpisodeResult:
+    """Run one scenario through the graph and evaluate what arrived.
+
+    ``hook`` (``alpamayo soak``'s fault injector) is called every turn of the wait loop
+    while the simulator runs, before the processes are checked.
+    """
     from alpamayo_ros.data.scenarios import FAMILY_DURATION_S
 
     label = f"{scn.family} {scn.seed}"
@@ -329,16 +360,16 @@ def run_episode(scn: DemoScenario, args: argparse.Namespace, env: dict[str, str]
     logs.mkdir(parents=True, exist_ok=True)
     name = f"{scn.family}_{scn.seed}"
     started = time.monotonic()
-    procs: list[subprocess.Popen] = []
+    procs: dict[str, subprocess.Popen] = {}
     bag = None
     if args.bag:
         bag = out / "bags" / name
         bag.parent.mkdir(parents=True, exist_ok=True)
-        procs.append(_start([sys.executable, "-m", "alpamayo_ros.cli", "record", "--all",
-                             "--out", str(bag), "--ros-args", "-p", "use_sim_time:=true"],
-                            env, logs / f"{name}_recorder.log"))
+        procs["recorder"] = _start(
+            [sys.executable, "-m", "alpamayo_ros.cli", "record", "--all", "--out", str(bag),
+             "--ros-args", "-p", "use_sim_time:=true"], env, logs / f"{name}_recorder.log")
     for node_name in ("alpamayo_policy", "alpamayo_controller"):
-        procs.append(_start(commands[node_name], env, logs / f"{name}_{node_name}.log"))
+        procs[node_name] = _start(commands[node_name], env, logs / f"{name}_{node_name}.log")
     failures: list[str] = []
     try:
         if not _policy_active(listener.node, args.startup_timeout):
@@ -347,13 +378,18 @@ def run_episode(scn: DemoScenario, args: argparse.Namespace, env: dict[str, str]
                                f"{logs / f'{name}_alpamayo_policy.log'})")
         listener.reset(label)
         print(f"[demo] {scn.title} ({label}, {duration_s:g} s): driving", flush=True)
-        procs.append(_start(commands["alpamayo_sim"], env, logs / f"{name}_alpamayo_sim.log"))
+        procs["alpamayo_sim"] = _start(commands["alpamayo_sim"], env,
+                                       logs / f"{name}_alpamayo_sim.log")
         budget_s = args.startup_timeout + 6.0 * duration_s
         deadline = time.monotonic() + budget_s
         while time.monotonic() < deadline:
             if listener.snapshot().sim_finished:  # on_end:=stop: the episode is over
                 break
-            dead = [p for p in procs if p.poll() is not None]
+            if hook is not None:
+                stamp = listener.latest_odometry_ns()
+                hook(EpisodeRun(label, listener, procs, commands, env, logs,
+                                listener.episode_time_s(stamp) if stamp is not None else 0.0))
+            dead = [p for p in procs.values() if p.poll() is not None]
             if dead:
                 raise RuntimeError(f"{label}: a process exited early ({dead[0].args[:3]}, "
                                    f"code {dead[0].returncode}); logs in {logs}")
@@ -363,7 +399,7 @@ def run_episode(scn: DemoScenario, args: argparse.Namespace, env: dict[str, str]
                             f"within {budget_s:g} s")
     finally:
         # The simulator first (its last frames stop), then the others.
-        codes = _stop(procs[::-1])
+        codes = _stop(list(procs.values())[::-1])
     if any(c not in (0, None) for c in codes):
         print(f"[demo] {label}: exit codes {codes[::-1]} (logs in {logs})", flush=True)
     data = listener.snapshot()
@@ -548,17 +584,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``alpamayo demo``."""
     parser.add_argument("--scenarios", nargs="+", default=None, metavar="FAMILY:SEED",
                         help="scenarios to drive (default: the held-out demo suite)")
+    add_graph_arguments(parser)
+    parser.add_argument("--out", default="out/demo", help="output directory")
+    parser.add_argument("--no-bag", dest="bag", action="store_false",
+                        help="do not record the MCAP bags")
+    parser.add_argument("--no-report", dest="report", action="store_false",
+                        help="do not write report.html")
+
+
+def add_graph_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments :func:`run_episode` reads (also ``alpamayo soak``'s)."""
     parser.add_argument("--weights", default="",
                         help="policy weights (default: the shipped weights/default)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--duration", type=float, default=0.0,
                         help="seconds per scenario (0: the family's own, 20 or 24 s)")
     parser.add_argument("--max-reasoning-tokens", type=int, default=0)
-    parser.add_argument("--out", default="out/demo", help="output directory")
-    parser.add_argument("--no-bag", dest="bag", action="store_false",
-                        help="do not record the MCAP bags")
-    parser.add_argument("--no-report", dest="report", action="store_false",
-                        help="do not write report.html")
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="the policy's torch CPU threads (0: torch's default)")
     parser.add_argument("--startup-timeout", type=float, default=90.0,
