@@ -192,6 +192,7 @@ class Cameras:
         self.frozen: dict[str, object] = {}  # camera -> the message data it repeats
         self.offset_ns: dict[str, int] = {}
         self.mangle: dict[str, object] = {}  # camera -> function(msg) -> msg
+        self.late_copy_ns: dict[str, int] = {}  # camera -> also send a frame this much older
         self.sent_stamps: list[int] = []
         self._rng = np.random.default_rng(0)
         msg_type = CompressedImage if compressed else Image
@@ -210,6 +211,7 @@ class Cameras:
 
     def reset(self) -> None:
         self.silenced, self.frozen, self.offset_ns, self.mangle = set(), {}, {}, {}
+        self.late_copy_ns = {}
 
     def _tick(self) -> None:
         from std_msgs.msg import Header
@@ -231,6 +233,11 @@ class Cameras:
             if cam in self.mangle:
                 msg = self.mangle[cam](msg)
             pub.publish(msg)
+            if cam in self.late_copy_ns:  # an older frame after the newest: out of order
+                late = (array_to_compressed(img[::-1], "jpeg", header) if self.compressed
+                        else array_to_image(np.ascontiguousarray(img[::-1]), "rgb8", header))
+                late.header.stamp = time_from_ns(stamp - self.late_copy_ns[cam])
+                pub.publish(late)
         self.sent_stamps.append(stamp)
 
     def _tick_odometry(self) -> None:
@@ -389,6 +396,38 @@ def test_a_camera_beyond_slop_stalls_sets(raw_sync) -> None:
         "test_faults_sensors.py::test_a_camera_beyond_slop_stalls_sets")
 
 
+@pytest.mark.ros
+def test_out_of_order_frames_are_counted_and_sets_stay_valid(raw_sync) -> None:
+    """Every cam_b frame is followed by one stamped 150 ms earlier (a reordering link)."""
+    probe, cams, proc, log = raw_sync
+    cams.reset()
+    _, sets_before = _wait_healthy(probe, cams, proc, log)
+    before = int(_sync_statuses(probe, 0)[-1][2]["cam_b/frames_out_of_order"])
+    t_inject = cams.now_ns()
+    cams.late_copy_ns["cam_b"] = 150 * MS
+
+    def counted(v) -> bool:
+        return int(v["cam_b/frames_out_of_order"]) > before
+    try:
+        assert probe.wait_for(lambda: any(counted(v) for _, _, v in
+                                          _sync_statuses(probe, t_inject)), 5.0, proc, log)
+        t_detect = next(t for t, _, v in _sync_statuses(probe, t_inject) if counted(v))
+        time.sleep(1.0)
+    finally:
+        cams.reset()
+    during = _sync_statuses(probe, t_detect)
+    # counted only: the sets go on, every one within slop; the node keeps running
+    assert int(during[-1][2]["sets_emitted"]) >= sets_before + 8
+    assert float(during[-1][2]["skew_max_s"]) < 0.01
+    assert int(during[-1][2]["cam_b/frames_out_of_order"]) >= before + 8
+    assert proc.poll() is None
+    record("sensors", "frames out of order (one camera, 150 ms back after each frame)",
+           "counted per camera (<camera>/frames_out_of_order); sets go on, every set's skew "
+           "< slop_s; stays OK",
+           "test_faults_sensors.py::test_out_of_order_frames_are_counted_and_sets_stay_valid",
+           detection_ms=(t_detect - t_inject) / 1e6, report_period_ms=REPORT_PERIOD_S * 1e3)
+
+
 def _mangled(cams, fault: str):
     def make(msg):
         if fault == "truncated":
@@ -428,7 +467,8 @@ def test_malformed_raw_images_are_refused_and_counted(raw_sync, kind, fault) -> 
     run_sensor_fault(
         raw_sync, fault,
         "refused on arrival, counted in <camera>/malformed, WARN naming the camera; no set "
-        "without it; node keeps running; sets on the first valid frame",
+        "without it; node keeps running; sets on the first valid frame, OK source_timeout_s "
+        f"({SOURCE_TIMEOUT_S} s) after the last malformed one",
         inject, lambda st, v: int(v["cam_b/malformed"]) > before["n"]
         and "malformed frames from: cam_b" in st.message,
         "test_faults_sensors.py::test_malformed_raw_images_are_refused_and_counted",
@@ -458,7 +498,8 @@ def test_truncated_compressed_images_are_refused_and_counted(compressed_sync) ->
     run_sensor_fault(
         compressed_sync, "truncated compressed (jpeg) image",
         "refused on arrival (no jpeg EOI marker), counted in <camera>/malformed, WARN naming "
-        "the camera; no set without it; node keeps running; sets on the first whole jpeg",
+        "the camera; no set without it; node keeps running; sets on the first whole jpeg, "
+        f"OK source_timeout_s ({SOURCE_TIMEOUT_S} s) after the last truncated one",
         inject, lambda st, v: int(v["cam_a/malformed"]) > before["n"]
         and "malformed frames from: cam_a" in st.message,
         "test_faults_sensors.py::test_truncated_compressed_images_are_refused_and_counted",

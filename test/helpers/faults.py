@@ -4,7 +4,8 @@ Each fault test calls :func:`record` with what it measured (detection time, larg
 command gap in the node's stamps and in arrival time at the probe, recovery time). When
 the environment variable ``ALPAMAYO_FAULTS_JSON`` names a file, every record is merged
 into it (keyed by fault name, so reruns replace rows). ``python -m test.helpers.faults
-PATH`` prints the Markdown table of docs/RELIABILITY.md from that file.
+PATH [MODULE]`` prints the Markdown table of docs/RELIABILITY.md from that file (only the
+rows of test module ``MODULE``, e.g. ``test_faults_sensors.py``, when given).
 """
 
 from __future__ import annotations
@@ -58,11 +59,15 @@ def table(rows: dict[str, dict]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m test.helpers.faults PATH``: print the table of a measurements file."""
-    if len(argv) != 1:
-        print("usage: python -m test.helpers.faults MEASUREMENTS.json", file=sys.stderr)
+    """``python -m test.helpers.faults PATH [MODULE]``: print the table of a measurements file."""
+    if len(argv) not in (1, 2):
+        print("usage: python -m test.helpers.faults MEASUREMENTS.json [TEST_MODULE]",
+              file=sys.stderr)
         return 2
-    print(table(json.loads(Path(argv[0]).read_text())))
+    rows = json.loads(Path(argv[0]).read_text())
+    if len(argv) == 2:
+        rows = {k: r for k, r in rows.items() if r["test"].startswith(argv[1] + "::")}
+    print(table(rows))
     return 0
 
 
