@@ -201,9 +201,10 @@ class BagPlayerNode(Node):
 
     def destroy_node(self) -> None:
         """Stop playback, then the node."""
-        self._stop.set()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout=5.0)
+        if hasattr(self, "_thread"):  # absent when __init__ failed (bad bag or parameters)
+            self._stop.set()
+            if self._thread.is_alive() and threading.current_thread() is not self._thread:
+                self._thread.join(timeout=5.0)
         super().destroy_node()
 
 

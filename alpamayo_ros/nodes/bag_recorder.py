@@ -93,10 +93,12 @@ class BagRecorderNode(Node):
 
     def destroy_node(self) -> None:
         """Close the bag (idempotent), then the node."""
-        self.writer.close()
-        counts = ", ".join(f"{t}: {n}" for t, n in sorted(self.writer.counts.items()))
-        print(f"[{NODE_NAME}] wrote {self.writer.path} ({counts or 'no messages'})",
-              flush=True)  # the rclpy logger may already be shut down here
+        writer = getattr(self, "writer", None)  # None: __init__ failed (bad parameters)
+        if writer is not None:
+            writer.close()
+            counts = ", ".join(f"{t}: {n}" for t, n in sorted(writer.counts.items()))
+            print(f"[{NODE_NAME}] wrote {writer.path} ({counts or 'no messages'})",
+                  flush=True)  # the rclpy logger may already be shut down here
         super().destroy_node()
 
 

@@ -237,8 +237,9 @@ class PolicyNode(LifecycleNode):
 
     def destroy_node(self) -> None:
         """Stop the worker thread before the node goes."""
-        if self.worker is not None:
-            self.worker.stop(timeout_s=10.0)
+        worker = getattr(self, "worker", None)  # absent when __init__ failed
+        if worker is not None:
+            worker.stop(timeout_s=10.0)
         super().destroy_node()
 
     # ------------------------------------------------------------------ ticks

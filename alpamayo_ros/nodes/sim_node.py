@@ -401,9 +401,10 @@ class SimNode(Node):
 
     def destroy_node(self) -> None:
         """Stop the sim thread, then the node."""
-        self._stop.set()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout=5.0)
+        if hasattr(self, "_thread"):  # absent when __init__ failed (bad parameters)
+            self._stop.set()
+            if self._thread.is_alive() and threading.current_thread() is not self._thread:
+                self._thread.join(timeout=5.0)
         super().destroy_node()
 
 

@@ -24,9 +24,12 @@ code runs on Jazzy (where the context manager does not exist) and Kilted.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType
+from typing import NoReturn
 
 import rclpy
 from rclpy.executors import (
@@ -85,19 +88,33 @@ def run_node(make_node: Callable[[], Node | Sequence[Node]],
     MultiThreadedExecutor we measured stalls of about 1 s between a 50 Hz timer's
     callbacks (controller commands at 7-40 Hz in 2 of 3 runs; 50 Hz with the
     single-threaded one in 4 of 4). Returns normally on SIGINT/SIGTERM (exit code 0);
-    an exception from a node propagates after the cleanup.
+    an exception from a node propagates after the cleanup. A ``ValueError`` (a parameter
+    that does not validate, ``ConfigError``) or ``OSError`` (a missing file) while the
+    nodes are created, and ROS arguments that rcl rejects (a ``--params-file`` that
+    cannot be read), end the process with exit code 1 and the message on one line
+    (:func:`fatal`).
     """
     configure_dds_transport()
     stop = ShutdownRequest()
     if stop.installed and not die_with_parent(signal.SIGTERM):
         stop.signal = signal.SIGTERM  # the process that started this one is gone
     options = SignalHandlerOptions.NO if stop.installed else None
-    rclpy.init(args=list(args) if args is not None else None, signal_handler_options=options)
+    try:
+        rclpy.init(args=list(args) if args is not None else None,
+                   signal_handler_options=options)
+    except RuntimeError as exc:  # rcl's RCLError: e.g. a --params-file that cannot be read
+        stop.restore()
+        fatal(f"ROS arguments rejected: {exc}")
     context = rclpy.get_default_context()
     nodes: list[Node] = []
     executor = None
+    start_error: Exception | None = None
     try:
-        made = make_node()
+        try:
+            made = make_node()
+        except (ValueError, OSError) as exc:  # parameters, files: the message says which
+            start_error = exc
+            return
         nodes = [made] if isinstance(made, Node) else list(made)
         executor = (SingleThreadedExecutor() if threads == 1
                     else MultiThreadedExecutor(num_threads=threads))
@@ -114,3 +131,16 @@ def run_node(make_node: Callable[[], Node | Sequence[Node]],
             node.destroy_node()
         rclpy.try_shutdown()
         stop.restore()
+        if start_error is not None:
+            fatal(str(start_error))
+
+
+def fatal(message: str) -> NoReturn:
+    """End a node process that cannot start: one line on stderr, exit code 1.
+
+    For the documented start-up errors (a parameter's value, a file that cannot be
+    read), whose message names the parameter or file; a traceback would only bury it.
+    """
+    print(f"[{Path(sys.argv[0]).stem or 'alpamayo_ros'}] fatal: {message}", file=sys.stderr,
+          flush=True)
+    raise SystemExit(1)
