@@ -220,3 +220,136 @@ def test_recorder_killed_mid_write_is_recovered_up_to_the_flush_period(ros_env,
            lost_messages=lost, lost_ms=lost_s * 1e3, published=n_before_kill,
            recovered=len(seqs))
     shutil.rmtree(recovered, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ real policy process
+POLICY_TIMEOUT_S = 1.0
+POLICY_RATE_HZ = 2.0
+MODEL_CAMERAS = ["cross_left", "front_wide", "cross_right", "front_tele"]
+OK, FALLBACK, MRM = 0, 2, 2
+CONTROL_PERIOD_MS = 20.0
+MRM_JERK_MPS3 = 1.5  # config/safety.yaml
+
+
+def _ns(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def _start_policy(ros_env, weights: Path, log: Path) -> subprocess.Popen:
+    from test.helpers.ros_harness import start_node_process
+
+    return start_node_process("alpamayo_ros.nodes.policy_node", [
+        "--params-file", "config/sync.yaml", "--params-file", "config/policy.yaml",
+        "-p", f"weights_dir:={weights}", "-p", "device:=cpu", "-p", "reasoning:=false",
+        "-p", f"rate_hz:={POLICY_RATE_HZ}", "-p", "torch_threads:=1",
+        "-p", f"camera_names:=[{', '.join(MODEL_CAMERAS)}]", "-p", "camera_extrinsics:=rig"],
+        ros_env, log)
+
+
+@pytest.mark.ros
+def test_policy_process_killed_and_restarted(ros_env, tmp_path) -> None:
+    """SIGKILL the policy in a running policy + controller graph, then start it again."""
+    from alpamayo_ros import topics
+    from alpamayo_ros.msg import ControlCommand, SafetyStatus, Trajectory
+    from alpamayo_ros.paths import default_weights_dir
+    from alpamayo_ros.ros.qos import plan_qos
+    from test.helpers.ros_harness import SyntheticSensors, start_node_process
+
+    weights = default_weights_dir()
+    if not (weights / "model.safetensors").is_file():
+        pytest.skip(f"no shipped weights in {weights} (plans from random weights fail the "
+                    "safety checks, so the controller would never be OK)")
+    probe = Probe(domain_id(ros_env), "alpamayo_test_crash_probe")
+    plans: list[tuple[int, Trajectory]] = []  # (arrival, system clock ns)
+
+    def on_plan(msg: Trajectory) -> None:
+        plans.append((time.time_ns(), msg))
+    probe.record(ControlCommand, topics.CONTROL_COMMAND, plan_qos())
+    probe.record(SafetyStatus, topics.SAFETY_STATUS, plan_qos())
+    probe.subscribe(Trajectory, topics.TRAJECTORY, on_plan, plan_qos())
+    probe._on_spin_thread(lambda: SyntheticSensors(probe, MODEL_CAMERAS))
+    ctl_log, pol_log, pol2_log = (tmp_path / n for n in ("ctl.log", "policy.log",
+                                                         "policy2.log"))
+    ctl = start_node_process("alpamayo_ros.nodes.controller_node", [
+        "--params-file", "config/safety.yaml", "-p", f"policy_timeout_s:={POLICY_TIMEOUT_S}"],
+        ros_env, ctl_log)
+    policy = _start_policy(ros_env, weights, pol_log)
+    restarted = None
+
+    def statuses(since_ns: int) -> list:
+        return [s for s in probe.messages(topics.SAFETY_STATUS)
+                if _ns(s.header.stamp) >= since_ns]
+    try:
+        def steady_ok() -> bool:
+            sts = probe.messages(topics.SAFETY_STATUS)
+            return len(sts) > 10 and all(s.state == OK for s in sts[-10:])
+        assert probe.wait_for(steady_ok, 120.0, policy, pol_log), \
+            f"controller never OK: {[(s.state, s.reason) for s in statuses(0)[-3:]]}"
+        time.sleep(1.0)
+        t_kill = time.time_ns()
+        policy.kill()  # SIGKILL: no shutdown code runs
+        policy.wait(timeout=10)
+
+        def silent_fallback(s) -> bool:
+            return s.state == FALLBACK and "policy silent" in s.reason
+        assert probe.wait_for(lambda: any(silent_fallback(s) for s in statuses(t_kill)),
+                              10.0, ctl, ctl_log), \
+            f"no minimal-risk stop: {[(s.state, s.reason) for s in statuses(t_kill)[-3:]]}"
+        detected = next(s for s in statuses(t_kill) if silent_fallback(s))
+        detection_ms = (_ns(detected.header.stamp) - t_kill) / 1e6
+        t_restart = time.time_ns()
+        restarted = _start_policy(ros_env, weights, pol2_log)
+        assert probe.wait_for(lambda: any(t > t_restart for t, _ in plans), 120.0, restarted,
+                              pol2_log), "the restarted policy published no plan"
+        first_t, first_plan = next((t, m) for t, m in plans if t > t_restart)
+        new_stamps = {_ns(m.header.stamp) for t, m in plans if t > t_restart}
+        assert probe.wait_for(lambda: any(s.state == OK for s in statuses(first_t)), 10.0,
+                              ctl, ctl_log), \
+            f"no recovery: {[(s.state, s.reason) for s in statuses(first_t)[-3:]]}"
+        recovered = next(s for s in statuses(first_t) if s.state == OK)
+        window_end = _ns(recovered.header.stamp) + 5 * 10**8
+        assert probe.wait_for(lambda: any(_ns(m.header.stamp) >= window_end for m in
+                                          probe.messages(topics.CONTROL_COMMAND)), 10.0)
+    finally:
+        probe.close()
+        for proc in (restarted, policy, ctl):
+            if proc is not None:
+                stop_process(proc)
+    # from the detection to the recovery: never OK, and the stop is the minimal-risk one
+    between = [s for s in statuses(_ns(detected.header.stamp))
+               if _ns(s.header.stamp) < _ns(recovered.header.stamp)]
+    assert between and all(s.state == FALLBACK for s in between), \
+        {(s.state, s.reason) for s in between}
+    # OK again on the restarted policy's plan
+    assert _ns(recovered.active_plan_stamp) in new_stamps
+    assert POLICY_TIMEOUT_S * 1e3 - 1e3 / POLICY_RATE_HZ - 150 <= detection_ms \
+        <= POLICY_TIMEOUT_S * 1e3 + 150, detection_ms
+    commands = [m for m in probe.messages(topics.CONTROL_COMMAND)
+                if t_kill - 5 * 10**8 <= _ns(m.header.stamp) <= window_end]
+    stamps = [_ns(c.header.stamp) for c in commands]
+    gap_stamp_ms = max(b - a for a, b in zip(stamps, stamps[1:])) / 1e6
+    arrivals = [t for t, m in probe.received[topics.CONTROL_COMMAND]
+                if t_kill - 5 * 10**8 <= _ns(m.header.stamp) <= window_end]
+    gap_arrival_ms = max(b - a for a, b in zip(arrivals, arrivals[1:])) * 1e3
+    # jerk-limited: the acceleration changes by at most mrm_jerk * dt per cycle in the stop
+    in_stop = [(a, b) for a, b in zip(commands, commands[1:])
+               if _ns(detected.header.stamp) <= _ns(b.header.stamp)
+               < _ns(recovered.header.stamp) - 10**8]
+    assert in_stop and all(b.source == MRM for _, b in in_stop)
+    jerks = [abs(b.acceleration - a.acceleration) / ((_ns(b.header.stamp) - _ns(a.header.stamp))
+                                                     / 1e9) for a, b in in_stop]
+    assert max(jerks) <= MRM_JERK_MPS3 + 1e-6, max(jerks)
+    recovery_ms = (_ns(recovered.header.stamp) - first_t) / 1e6
+    restart_ms = (first_t - t_restart) / 1e6
+    assert gap_stamp_ms <= 2 * CONTROL_PERIOD_MS + 1e-6, \
+        f"command gap {gap_stamp_ms} ms (stamps), {gap_arrival_ms:.0f} ms (arrival); " \
+        f"detection {detection_ms:.0f} ms, recovery {recovery_ms:.0f} ms"
+    record("policy", "policy process killed (SIGKILL) and started again",
+           f"minimal-risk stop after policy_timeout_s ({POLICY_TIMEOUT_S:g} s), jerk <= "
+           f"{MRM_JERK_MPS3:g} m/s^3 (max {max(jerks):.2f}); FALLBACK until the restarted "
+           f"process's first valid plan (its first plan {restart_ms / 1e3:.1f} s after the "
+           f"restart), then OK",
+           "test_faults_sigkill.py::test_policy_process_killed_and_restarted",
+           detection_ms=detection_ms, gap_stamp_ms=gap_stamp_ms,
+           gap_arrival_ms=gap_arrival_ms, recovery_ms=recovery_ms, restart_to_plan_ms=restart_ms,
+           first_plan_accepted=_ns(recovered.active_plan_stamp) == _ns(first_plan.header.stamp))
