@@ -116,8 +116,9 @@ class Listener:
                                  plan_qos())
         node.create_subscription(Trajectory, topics.TRAJECTORY, self._on_plan, plan_qos())
         node.create_subscription(Reasoning, topics.REASONING, self._on_reasoning, plan_qos())
-        node.create_subscription(SafetyStatus, topics.SAFETY_STATUS, self._on_status,
-                                 plan_qos())
+        deep = plan_qos()  # 50 Hz: 4 s queued, so falling behind loses no control cycle
+        deep.depth = 200
+        node.create_subscription(SafetyStatus, topics.SAFETY_STATUS, self._on_status, deep)
         node.create_subscription(String, topics.NAVIGATION, self._on_navigation,
                                  latched_qos())
         node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diagnostics,
