@@ -328,8 +328,9 @@ def test_policy_process_killed_and_restarted(ros_env, tmp_path) -> None:
                 if t_kill - 5 * 10**8 <= _ns(m.header.stamp) <= window_end]
     stamps = [_ns(c.header.stamp) for c in commands]
     gap_stamp_ms = max(b - a for a, b in zip(stamps, stamps[1:])) / 1e6
-    arrivals = [t for t, m in probe.received[topics.CONTROL_COMMAND]
-                if t_kill - 5 * 10**8 <= _ns(m.header.stamp) <= window_end]
+    with probe._lock:
+        received = list(probe.received[topics.CONTROL_COMMAND])
+    arrivals = [t for t, m in received if t_kill - 5 * 10**8 <= _ns(m.header.stamp) <= window_end]
     gap_arrival_ms = max(b - a for a, b in zip(arrivals, arrivals[1:])) * 1e3
     # jerk-limited: the acceleration changes by at most mrm_jerk * dt per cycle in the stop
     in_stop = [(a, b) for a, b in zip(commands, commands[1:])

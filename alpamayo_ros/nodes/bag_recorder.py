@@ -27,6 +27,7 @@ import argparse
 import sys
 from typing import Any
 
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 
 from alpamayo_ros.bags.config import BagRecorderConfig, add_recorder_arguments, recorder_values
@@ -50,7 +51,9 @@ class BagRecorderNode(Node):
         self._subs: dict[str, Any] = {}
         self._skipped: set[str] = set()
         self.create_timer(cfg.discovery_period_s, self._discover)
-        self.create_timer(cfg.flush_period_s, self.writer.flush)  # bounds a SIGKILL's loss
+        # bounds what a SIGKILL loses; on the steady clock, so a paused /clock still flushes
+        self.create_timer(cfg.flush_period_s, self.writer.flush,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
         if cfg.max_duration_s > 0:
             self.create_timer(cfg.max_duration_s, self._stop_recording)
         self.get_logger().info(
