@@ -125,14 +125,23 @@ def test_a_type_the_package_does_not_know_comes_from_the_bag(tmp_path: Path) -> 
     w.open()
     conn = w.add_connection("/thing", "other_msgs/msg/Thing", msgdef="int32 x\nstring name\n",
                             rihs01="RIHS01_" + "0" * 64)
+    # a known type recorded with another definition: the bag's definition is kept
+    other = w.add_connection("/chatter", STRING, msgdef="string data\nint32 extra\n",
+                             rihs01="RIHS01_" + "1" * 64)
     for i in range(4):
         w.write(conn, i, b"\x00\x01\x00\x00" + i.to_bytes(4, "little") + b"\x02\x00\x00\x00a\x00")
+    w.write(other, 5, b"\x00\x01\x00\x00\x02\x00\x00\x00a\x00\x00\x00\x07\x00\x00\x00")
     w.storage.close_chunk()
     w.storage.bio.flush()
     report = recover_bag(_snapshot(tmp_path / "foreign", tmp_path / "killed"))
     w.close()
-    assert report.messages == {"/thing": 4}
+    assert report.messages == {"/thing": 4, "/chatter": 1}
     assert read_info(report.out_dir).topics["/thing"].msgtype == "other_msgs/msg/Thing"
+    from rosbags.rosbag2 import Reader
+
+    with Reader(report.out_dir) as reader:
+        defs = {c.topic: c.msgdef.data for c in reader.connections}
+    assert "int32 extra" in defs["/chatter"] and "string name" in defs["/thing"]
 
 
 def test_recovery_rejects_what_is_not_a_bag(tmp_path: Path) -> None:

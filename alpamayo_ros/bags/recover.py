@@ -28,7 +28,6 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.rosbag2.metadata import parse_qos
 
 from alpamayo_ros.bags.record import ROSBAG2_VERSION
-from alpamayo_ros.data.bag import make_typestore
 
 QOS_KEY = "offered_qos_profiles"  # rosbag2's channel metadata key
 
@@ -125,6 +124,25 @@ def _records(f, report: RecoveryReport) -> Iterator[object]:
         yield from inner
 
 
+def _definition(schema: object) -> tuple[str, str]:
+    """The message definition stored in the bag and its RIHS01 type hash.
+
+    The bag's own definition is kept (not this package's), so a recovered bag describes
+    its messages exactly as the original did, whatever version of the type it recorded.
+    """
+    from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
+
+    text = schema.data.decode()
+    store = get_typestore(Stores.EMPTY)
+    try:
+        store.register(get_types_from_idl(text) if schema.encoding in ("ros2idl", "omgidl")
+                       else get_types_from_msg(text, schema.name))
+        return text, store.hash_rihs01(schema.name)
+    except Exception as exc:  # noqa: BLE001 - whatever the parser says about a bad text
+        raise RecoveryError(f"the bag's definition of {schema.name} does not parse: "
+                            f"{type(exc).__name__}: {exc}") from None
+
+
 def recover_bag(path: str | Path, out_dir: str | Path | None = None) -> RecoveryReport:
     """Write the readable part of the bag at ``path`` into the new bag ``out_dir``.
 
@@ -133,7 +151,6 @@ def recover_bag(path: str | Path, out_dir: str | Path | None = None) -> Recovery
     ``out_dir`` exists.
     """
     from mcap.records import Channel, Message, Schema
-    from rosbags.typesys import get_types_from_msg
 
     source = find_mcap(path)
     bag_dir = source.parent if Path(path).is_file() else Path(path)
@@ -144,7 +161,6 @@ def recover_bag(path: str | Path, out_dir: str | Path | None = None) -> Recovery
     if not report.file_bytes:
         raise RecoveryError(f"{source} is empty: the recorder wrote nothing to it (killed "
                             "before its first flush?)")
-    store = make_typestore()
     schemas: dict[int, Schema] = {}
     channels: dict[int, Channel] = {}
     connections: dict[int, object] = {}
@@ -167,12 +183,10 @@ def recover_bag(path: str | Path, out_dir: str | Path | None = None) -> Recovery
                             writer = Writer(out, version=ROSBAG2_VERSION,
                                             storage_plugin=StoragePlugin.MCAP)
                             writer.open()
-                        msgtype = schema.name
-                        if msgtype not in store.types:
-                            store.register(get_types_from_msg(schema.data.decode(), msgtype))
+                        msgdef, rihs01 = _definition(schema)
                         qos = parse_qos(channel.metadata.get(QOS_KEY, ""))
                         connections[record.channel_id] = writer.add_connection(
-                            channel.topic, msgtype, typestore=store,
+                            channel.topic, schema.name, msgdef=msgdef, rihs01=rihs01,
                             serialization_format=channel.message_encoding,
                             offered_qos_profiles=qos)
                         report.messages.setdefault(channel.topic, 0)
