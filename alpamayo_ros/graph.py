@@ -19,7 +19,7 @@ Bring-ups:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 PACKAGE = "alpamayo_ros"
 
@@ -88,9 +88,13 @@ _PLAYER = NodeSpec(
     {}, ("{bag}", "--clock", "--rate", "{rate}"),
     description="rosbag2 playback with /clock")
 
+# Real cameras: frozen-camera detection on (off in sync.yaml: the simulator is noiseless).
+_POLICY_VEHICLE = replace(
+    _POLICY, params_files=("sync.yaml", "sync_vehicle.yaml", "policy.yaml"))
+
 BRINGUPS: dict[str, tuple[NodeSpec, ...]] = {
     "policy": (_POLICY,),
-    "vehicle": (_POLICY, _CONTROLLER),
+    "vehicle": (_POLICY_VEHICLE, _CONTROLLER),
     "simulation": (_SIM, _POLICY, _CONTROLLER),
     "replay": (_PLAYER, _POLICY, _CONTROLLER),
 }

@@ -80,8 +80,20 @@ def test_frozen_camera_is_refused_after_the_timeout_and_back_on_new_content() ->
     assert sync.report((frozen_at + 15) * 100 * MS + 30 * MS).frozen_cameras == ()
 
 
-def test_identical_frames_of_a_standing_ego_are_not_frozen() -> None:
-    """A noiseless camera (the simulator) repeats a static scene while the ego stands."""
+def test_frozen_check_is_off_by_default_and_ungated_at_zero_speed() -> None:
+    """Off by default (noiseless sources); at min speed 0 even without odometry."""
+    off = _sync(frozen_camera_timeout_s=0.0)
+    assert SyncConfig().frozen_camera_timeout_s == 0.0
+    for k in range(30):
+        assert len(_tick(off, k, {"cam_a": 7})) == 1
+    ungated = _sync(frozen_camera_min_speed_mps=0.0)
+    for k in range(11):
+        _tick(ungated, k, {"cam_a": 7}, speed=None)
+    assert ungated.report(11 * 100 * MS).frozen_cameras == ("cam_a",)
+
+
+def test_identical_frames_of_a_standing_ego_are_not_frozen_with_a_speed_gate() -> None:
+    """A noiseless camera repeats a static scene while the ego stands (min speed 0.5)."""
     sync = _sync()
     for k in range(30):
         assert len(_tick(sync, k, {"cam_a": 7}, speed=0.0 if k < 15 else None)) == 1
@@ -157,7 +169,7 @@ def test_compressed_integrity_refuses_truncated_and_mislabelled_images() -> None
 
 
 @pytest.mark.parametrize("cls,field,value", [
-    (SyncConfig, "frozen_camera_timeout_s", 0.0),
+    (SyncConfig, "frozen_camera_timeout_s", -1.0),
     (SyncConfig, "frozen_camera_timeout_s", math.inf),
     (SyncConfig, "frozen_camera_min_speed_mps", -1.0),
     (SyncConfig, "frozen_camera_min_speed_mps", True),
@@ -375,9 +387,9 @@ def test_a_camera_freezes_and_recovers(raw_sync) -> None:
     still = array_to_image(np.full((H, W, 3), 128, np.uint8), "rgb8").data
     row = run_sensor_fault(
         raw_sync, "a camera freezes (same image, new stamps)",
-        f"camera named frozen after frozen_camera_timeout_s ({FROZEN_TIMEOUT_S} s here, "
-        "1.0 s default) of identical bytes while the ego moves: its frames refused "
-        "(counted), no set with them; synchronized again on the first changed image",
+        f"camera named frozen after frozen_camera_timeout_s ({FROZEN_TIMEOUT_S} s here; "
+        "1.0 s in the vehicle bring-up, off by default) of identical bytes: its frames "
+        "refused (counted), no set with them; synchronized again on the first changed image",
         lambda: cams.frozen.__setitem__("cam_c", still),
         lambda st, v: "frozen cameras: cam_c" in st.message and int(v["cam_c/frames_frozen"]) > 0,
         "test_faults_sensors.py::test_a_camera_freezes_and_recovers")

@@ -28,11 +28,12 @@ counted; a stamp far behind the newest (bag loop, simulator restart) resets the
 synchronizer, history and odometry instead of mixing two timelines.
 
 Frozen cameras: every frame's bytes are digested (:func:`~alpamayo_ros.sync.frames.
-frame_digest`); a camera repeating the same bytes for ``frozen_camera_timeout_s`` while
-the ego moves (odometry speed; never without odometry) is refused until its content
-changes, so no set is emitted with it and the policy plans nothing from it (the
-controller then stops on its policy timeout); ``/diagnostics`` WARNs naming it. Sets
-that stall (a camera beyond ``slop_s``) are WARNed too, naming the cameras out of slop.
+frame_digest`); with ``frozen_camera_timeout_s`` > 0 (the vehicle bring-up; 0, off, by
+default: the repository's image sources are noiseless) a camera repeating the same bytes
+that long is refused until its content changes, so no set is emitted with it and the
+policy plans nothing from it (the controller then stops on its policy timeout);
+``/diagnostics`` WARNs naming it. Sets that stall (a camera beyond ``slop_s``) are WARNed
+too, naming the cameras out of slop.
 """
 
 from __future__ import annotations

@@ -40,12 +40,17 @@ class SyncConfig:
     - ``skew_window``: emitted sets over which the skew statistics are computed.
     - ``frozen_camera_timeout_s``: a camera delivering byte-identical images (new stamps)
       for this long, by header stamps, is *frozen*: its frames are not synchronized until
-      the content changes again (a live camera's sensor noise changes every frame; design
-      choice: 10 frames at 10 Hz).
-    - ``frozen_camera_min_speed_mps``: identical images count toward the timeout only
-      while the ego moves at least this fast (a noiseless camera, e.g. the simulator's
-      renderer, legitimately repeats a static scene while the ego stands still); with no
-      odometry (speed unknown) a static scene cannot be told apart: they never count.
+      the content changes again. A real camera's sensor noise changes every frame, so
+      identical bytes are a fault (a frozen driver re-sending its buffer, a blind camera).
+      0 turns the check off, the default here: every image source of this repository is
+      noiseless and repeats frames legitimately (the simulator's renderer shows a uniform
+      road or sky unchanged while the ego drives, rendered bags, the latency bench's
+      constant images for the cameras the model does not read). The vehicle bring-up
+      turns it on (``config/sync_vehicle.yaml``: 1.0 s, 10 frames at 10 Hz).
+    - ``frozen_camera_min_speed_mps``: when > 0, identical images count toward the
+      timeout only while the odometry says the ego moves at least this fast (for a
+      noiseless source that repeats a static scene while the ego stands; none without
+      odometry); 0 (default): they always count.
     """
 
     camera_names: tuple[str, ...] = AR1_RIG_CAMERA_NAMES
@@ -57,8 +62,8 @@ class SyncConfig:
     history_tolerance_s: float = 0.03
     history_incomplete: str = "skip"
     skew_window: int = 100
-    frozen_camera_timeout_s: float = 1.0
-    frozen_camera_min_speed_mps: float = 0.5
+    frozen_camera_timeout_s: float = 0.0
+    frozen_camera_min_speed_mps: float = 0.0
 
     def __post_init__(self) -> None:
         names = self.camera_names
@@ -74,11 +79,15 @@ class SyncConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        for name in ("slop_s", "source_timeout_s", "history_stride_s",
-                     "frozen_camera_timeout_s"):
+        for name in ("slop_s", "source_timeout_s", "history_stride_s"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number > 0 s, got {value!r}")
+        frozen = self.frozen_camera_timeout_s
+        if isinstance(frozen, bool) or not (isinstance(frozen, (int, float))
+                                            and math.isfinite(frozen) and frozen >= 0):
+            raise ValueError(f"frozen_camera_timeout_s must be a finite number >= 0 s "
+                             f"(0: off), got {frozen!r}")
         speed = self.frozen_camera_min_speed_mps
         if isinstance(speed, bool) or not (isinstance(speed, (int, float))
                                            and math.isfinite(speed) and speed >= 0):

@@ -22,7 +22,7 @@ is replaced; above ``queue_size`` stamps the smallest leaves). Definitions:
 
 - a camera is *frozen* when it delivers byte-identical frames (equal
   :func:`~alpamayo_ros.sync.frames.frame_digest`) for ``frozen_timeout_s`` of header
-  stamps while the ego moves (:meth:`SyncMonitor.accept_content`): its frames are then
+  stamps (:meth:`SyncMonitor.accept_content`; inf: never): its frames are then
   refused (counted) until the content changes;
 - a frame refused before synchronization (inconsistent size/step/encoding, truncated,
   oversized: :meth:`SyncMonitor.on_malformed`) is counted; the camera is reported
@@ -192,8 +192,8 @@ class SyncMonitor:
         """Frozen-camera check of one frame; False: frozen, refuse it (counted).
 
         Call before :meth:`on_frame`. Identical digests count toward ``frozen_timeout_s``
-        (by header stamps) only while ``ego_speed_mps`` is known and at least
-        ``frozen_min_speed_mps`` (unknown: a static scene cannot be ruled out); a frame
+        (by header stamps); with ``frozen_min_speed_mps`` > 0 only while ``ego_speed_mps``
+        is known and at least that (a noiseless source repeating a static scene). A frame
         with new content clears the camera at once.
         """
         self._see_clock(now_ns)
@@ -201,7 +201,8 @@ class SyncMonitor:
         if digest != self._digest[i] or self._same_since_ns[i] is None:
             self._digest[i], self._same_since_ns[i], self._frozen[i] = digest, stamp, False
             return True
-        moving = ego_speed_mps is not None and abs(ego_speed_mps) >= self.frozen_min_speed_mps
+        moving = self.frozen_min_speed_mps <= 0 or (
+            ego_speed_mps is not None and abs(ego_speed_mps) >= self.frozen_min_speed_mps)
         if not moving and not self._frozen[i]:
             self._same_since_ns[i] = stamp  # a static scene may repeat: restart the timing
         elif stamp - self._same_since_ns[i] >= self.frozen_timeout_ns:

@@ -11,6 +11,7 @@ around message_filters'); the monitor's accounting does not depend on which.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from alpamayo_ros.sync.config import SyncConfig
@@ -35,7 +36,7 @@ class CameraSync:
                                         config.slop_s))
         self.monitor = SyncMonitor(config.camera_names, config.source_timeout_s,
                                    config.skew_window, config.queue_size, config.slop_s,
-                                   config.frozen_camera_timeout_s,
+                                   config.frozen_camera_timeout_s or math.inf,
                                    config.frozen_camera_min_speed_mps)
         self.history = FrameHistory(
             config.history_frames, config.history_stride_s, config.history_tolerance_s,
