@@ -308,14 +308,16 @@ def test_policy_process_killed_and_restarted(ros_env, tmp_path) -> None:
         detection_ms = (_ns(detected.header.stamp) - t_kill) / 1e6
         t_restart = time.time_ns()
         restarted = _start_policy(ros_env, weights, pol2_log)
-        assert probe.wait_for(lambda: any(t > t_restart for t, _ in plans), 120.0, restarted,
-                              pol2_log), "the restarted policy published no plan"
-        first_t, first_plan = next((t, m) for t, m in plans if t > t_restart)
-        new_stamps = {_ns(m.header.stamp) for t, m in plans if t > t_restart}
-        assert probe.wait_for(lambda: any(s.state == OK for s in statuses(first_t)), 10.0,
-                              ctl, ctl_log), \
-            f"no recovery: {[(s.state, s.reason) for s in statuses(first_t)[-3:]]}"
-        recovered = next(s for s in statuses(first_t) if s.state == OK)
+
+        def first_ok():  # the first OK status after the restart, once its plan has arrived
+            ok = next((s for s in statuses(t_restart) if s.state == OK), None)
+            new = {_ns(m.header.stamp) for t, m in plans if t > t_restart}
+            return ok if ok is not None and _ns(ok.active_plan_stamp) in new else None
+        assert probe.wait_for(lambda: first_ok() is not None, 120.0, restarted, pol2_log), \
+            f"no recovery: {[(s.state, s.reason) for s in statuses(t_restart)[-3:]]}, " \
+            f"{sum(t > t_restart for t, _ in plans)} plans from the restarted policy"
+        recovered = first_ok()
+        new_plans = sorted(_ns(m.header.stamp) for t, m in plans if t > t_restart)
         window_end = _ns(recovered.header.stamp) + 5 * 10**8
         assert probe.wait_for(lambda: any(_ns(m.header.stamp) >= window_end for m in
                                           probe.messages(topics.CONTROL_COMMAND)), 10.0)
@@ -329,8 +331,6 @@ def test_policy_process_killed_and_restarted(ros_env, tmp_path) -> None:
                if _ns(s.header.stamp) < _ns(recovered.header.stamp)]
     assert between and all(s.state == FALLBACK for s in between), \
         {(s.state, s.reason) for s in between}
-    # OK again on the restarted policy's plan
-    assert _ns(recovered.active_plan_stamp) in new_stamps
     assert POLICY_TIMEOUT_S * 1e3 - 1e3 / POLICY_RATE_HZ - 150 <= detection_ms \
         <= POLICY_TIMEOUT_S * 1e3 + 150, detection_ms
     commands = [m for m in probe.messages(topics.CONTROL_COMMAND)
@@ -349,17 +349,19 @@ def test_policy_process_killed_and_restarted(ros_env, tmp_path) -> None:
     jerks = [abs(b.acceleration - a.acceleration) / ((_ns(b.header.stamp) - _ns(a.header.stamp))
                                                      / 1e9) for a, b in in_stop]
     assert max(jerks) <= MRM_JERK_MPS3 + 1e-6, max(jerks)
-    recovery_ms = (_ns(recovered.header.stamp) - first_t) / 1e6
-    restart_ms = (first_t - t_restart) / 1e6
+    recovery_ms = (_ns(recovered.header.stamp) - t_restart) / 1e6  # restart -> OK
+    plan_to_ok_ms = (_ns(recovered.header.stamp) - _ns(recovered.active_plan_stamp)) / 1e6
+    first_accepted = _ns(recovered.active_plan_stamp) == new_plans[0]
     assert gap_stamp_ms <= 2 * CONTROL_PERIOD_MS + 1e-6, \
         f"command gap {gap_stamp_ms} ms (stamps), {gap_arrival_ms:.0f} ms (arrival); " \
         f"detection {detection_ms:.0f} ms, recovery {recovery_ms:.0f} ms"
     record("policy", "policy process killed (SIGKILL) and started again",
            f"minimal-risk stop after policy_timeout_s ({POLICY_TIMEOUT_S:g} s), jerk <= "
            f"{MRM_JERK_MPS3:g} m/s^3 (max {max(jerks):.2f}); FALLBACK until the restarted "
-           f"process's first valid plan (its first plan {restart_ms / 1e3:.1f} s after the "
-           f"restart), then OK",
+           f"process's first valid plan ({'its first' if first_accepted else 'not its first'}"
+           f" plan, OK {plan_to_ok_ms:.0f} ms after that plan's camera stamp), then OK; "
+           f"recovery = restart -> OK (weights loaded again)",
            "test_faults_sigkill.py::test_policy_process_killed_and_restarted",
            detection_ms=detection_ms, gap_stamp_ms=gap_stamp_ms,
-           gap_arrival_ms=gap_arrival_ms, recovery_ms=recovery_ms, restart_to_plan_ms=restart_ms,
-           first_plan_accepted=_ns(recovered.active_plan_stamp) == _ns(first_plan.header.stamp))
+           gap_arrival_ms=gap_arrival_ms, recovery_ms=recovery_ms,
+           plan_to_ok_ms=plan_to_ok_ms, first_plan_accepted=first_accepted)
