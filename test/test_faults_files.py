@@ -204,5 +204,6 @@ def test_bad_start_exits_with_a_clear_error(started, index) -> None:
     shown = line.split("fatal: ", 1)[1]
     for path in filter(None, (str(weights) if weights else "", str(log.parent))):
         shown = shown.replace(path, "<dir>")
+    shown = shown.replace("`", "'")  # the table shows it as inline code
     record(case.area, case.fault, f"exit 1: `{shown[:300]}`",
            f"test_faults_files.py::test_bad_start_exits_with_a_clear_error[{IDS[index]}]")
