@@ -219,3 +219,13 @@ def test_a_token_budget_that_cuts_the_texts_is_refused(tmp_path):
         model={"preset": "tiny", "overrides": {"tokenizer": {"max_reasoning_tokens": 4}}}))
     with pytest.raises(ValueError, match="CoC texts exceed the model's 4-token budget"):
         train(cfg, stage="pretrain", out=tmp_path, progress=False)
+
+
+def test_model_card_names_the_commit_the_run_started_from(monkeypatch) -> None:
+    from alpamayo_ros.training import export
+
+    monkeypatch.setattr(export, "git_commit", lambda root=None: "bbb")
+    assert export._code_line({"git_commit_at_start": "bbb"}) == "- code: git commit `bbb`"
+    assert export._code_line({}) == "- code: git commit `bbb`"
+    assert export._code_line({"git_commit_at_start": "aaa"}) == (
+        "- code: git commit `aaa` when the run started (`bbb` at export)")

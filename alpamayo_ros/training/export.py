@@ -40,6 +40,18 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def _code_line(summary: dict[str, Any]) -> str:
+    """The card's code line: the commit the run started from.
+
+    Also the commit at export when the tree moved on while it trained.
+    """
+    now = git_commit()
+    start = summary.get("git_commit_at_start")
+    if start is None or start == now:
+        return f"- code: git commit `{now}`"
+    return f"- code: git commit `{start}` when the run started (`{now}` at export)"
+
+
 def model_card(cfg: TrainConfig, summary: dict[str, Any], weights_config: dict[str, Any],
                command: str = "") -> str:
     """The README.md text of an exported model (from the run's own records)."""
@@ -53,7 +65,7 @@ def model_card(cfg: TrainConfig, summary: dict[str, Any], weights_config: dict[s
              f"- preset: `{policy.get('preset', cfg.model.preset)}`, "
              f"{weights_config.get('num_parameters', '?')} parameters, weights format "
              f"{weights_config.get('format_version', '?')}",
-             f"- code: git commit `{git_commit()}`",
+             _code_line(summary),
              f"- exported: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
              "## Data", "",
              f"- source: `{cfg.data.source}`" + (f", root `{cfg.data.root}`" if cfg.data.root

@@ -577,8 +577,11 @@ def train(cfg: TrainConfig, stage: str = "all", resume: str | Path | None = None
     val_set = tdata.open_split(cfg.data, cfg.data.val_split, model_cfg, cfg.seed)
     if dist.main:
         print(f"data: {len(train_set)} train / {len(val_set)} val samples")
+    from alpamayo_ros.training.export import git_commit
+
     summary: dict[str, Any] = {"stages": {}, "train_samples": len(train_set),
-                               "val_samples": len(val_set), "world_size": dist.world}
+                               "val_samples": len(val_set), "world_size": dist.world,
+                               "git_commit_at_start": git_commit()}
     previous = run_dir / "summary.json"
     if previous.is_file():  # earlier stages of this run directory keep their records
         summary["stages"] = {k: v for k, v in json.loads(previous.read_text())
