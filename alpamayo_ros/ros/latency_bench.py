@@ -41,6 +41,8 @@ GOAL_P99_MS = 150.0
 VARIANTS: dict[str, dict[str, object]] = {
     "token_by_token": {"reuse_reasoning": False},
     "reuse_reasoning": {"reuse_reasoning": True},
+    # the same on the free-running timer instead of the frame trigger (trigger: timer)
+    "reuse_reasoning_timer": {"reuse_reasoning": True, "trigger": "timer"},
     "reuse_reasoning_flow5": {"reuse_reasoning": True, "flow_steps": 5},
     "trajectory_only": {"reasoning": False},
 }
