@@ -607,26 +607,38 @@ def add_graph_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds the policy node may take to become active")
 
 
+def prepare_run(out_dir: str) -> tuple[Path, dict[str, str]]:
+    """Empty the output folder and build the environment of the graph's processes.
+
+    The folder holds this command's own earlier output. The environment gets the DDS
+    transport for 7 camera streams and unbuffered output; this process receives the camera
+    streams too, so it gets the transport as well.
+    """
+    from alpamayo_ros.ros.transport import configure_dds_transport
+
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        import shutil
+
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    configure_dds_transport(env)
+    configure_dds_transport()
+    env["PYTHONUNBUFFERED"] = "1"
+    return out, env
+
+
 def demo(args: argparse.Namespace) -> int:
     """Run the suite; 0 when the graph drove every scenario, 1 otherwise."""
     from alpamayo_ros.data.cameras import make_rig
-    from alpamayo_ros.ros.transport import configure_dds_transport
 
     try:
         suite = _parse_scenarios(args.scenarios) if args.scenarios else DEFAULT_SUITE
     except ValueError as exc:
         print(f"alpamayo demo: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()):
-        import shutil
-
-        shutil.rmtree(out)  # the demo's own output of an earlier run
-    out.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    configure_dds_transport(env)
-    configure_dds_transport()  # this process receives 7 camera streams too
-    env["PYTHONUNBUFFERED"] = "1"
+    out, env = prepare_run(args.out)
     weights = args.weights or "shipped weights/default"
     print(f"[demo] {len(suite)} held-out scenarios through the simulation bring-up "
           f"(policy: {weights}); output in {out}", flush=True)

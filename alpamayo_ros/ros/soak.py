@@ -39,7 +39,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -336,7 +335,6 @@ def _suite(args: argparse.Namespace) -> tuple[list[tuple[demo.DemoScenario, floa
 def soak(args: argparse.Namespace) -> int:
     """Run the soak; 0 when every pass line holds, 1 otherwise, 2 on bad arguments."""
     from alpamayo_ros.data.cameras import make_rig
-    from alpamayo_ros.ros.transport import configure_dds_transport
 
     try:
         suite, target_s = _suite(args)
@@ -350,16 +348,7 @@ def soak(args: argparse.Namespace) -> int:
         print(f"alpamayo soak: {exc}", file=sys.stderr)
         return 2
     schedule = core.schedule_faults([d for _, d in suite], config)
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()):
-        import shutil
-
-        shutil.rmtree(out)  # the soak's own output of an earlier run
-    out.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    configure_dds_transport(env)
-    configure_dds_transport()
-    env["PYTHONUNBUFFERED"] = "1"
+    out, env = demo.prepare_run(args.out)
     print(f"[soak] {len(suite)} scenarios ({sum(d for _, d in suite) / 60:.1f} simulated "
           f"minutes), {sum(len(e) for e in schedule)} faults (seed {args.seed}); output in "
           f"{out}", flush=True)
