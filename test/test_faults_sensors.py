@@ -323,15 +323,20 @@ def _wait_healthy(probe, cams, proc, log, timeout_s: float = 15.0) -> tuple[int,
     return stamp, int(values["sets_emitted"])
 
 
-@pytest.fixture(scope="module")
-def raw_sync(ros_env, tmp_path_factory):
-    probe, cams, proc, log = _start(ros_env, tmp_path_factory, compressed=False)
+def _running_sync(env, tmp_path_factory, compressed: bool):
+    """A healthy camera sync process and its probe, for a module-scoped fixture."""
+    probe, cams, proc, log = _start(env, tmp_path_factory, compressed=compressed)
     try:
         _wait_healthy(probe, cams, proc, log, 40.0)
         yield probe, cams, proc, log
     finally:
         probe.close()
         stop_process(proc)
+
+
+@pytest.fixture(scope="module")
+def raw_sync(ros_env, tmp_path_factory):
+    yield from _running_sync(ros_env, tmp_path_factory, compressed=False)
 
 
 def run_sensor_fault(ctx, fault: str, behaviour: str, inject, detected, test: str,
@@ -490,13 +495,7 @@ def test_malformed_raw_images_are_refused_and_counted(raw_sync, kind, fault) -> 
 @pytest.fixture(scope="module")
 def compressed_sync(ros_env, tmp_path_factory):
     env = dict(ros_env, ROS_DOMAIN_ID=str(int(ros_env["ROS_DOMAIN_ID"]) + 101))
-    probe, cams, proc, log = _start(env, tmp_path_factory, compressed=True)
-    try:
-        _wait_healthy(probe, cams, proc, log, 40.0)
-        yield probe, cams, proc, log
-    finally:
-        probe.close()
-        stop_process(proc)
+    yield from _running_sync(env, tmp_path_factory, compressed=True)
 
 
 @pytest.mark.ros

@@ -258,7 +258,7 @@ def test_timer_trigger_still_plans_at_its_rate(ros_env, tiny_weights, tmp_path) 
         time.sleep(3.0)
         rate = len(probe.messages(topics.TRAJECTORY, start)) / 3.0
         assert 0.6 * RATE_HZ <= rate <= 1.4 * RATE_HZ, rate
-        assert "trigger" not in log.read_text() or "Traceback" not in log.read_text()
+        assert "Traceback" not in log.read_text()
         assert sensors.camera_stamps_ns
     finally:
         probe.close()
