@@ -93,6 +93,38 @@ def test_imposed_deceleration_then_the_expert_regains_its_speed() -> None:
     assert clean.frames[20].ego.v_mps > v_takeover + 4.0
 
 
+def test_standstill_drift_stops_stands_then_the_expert_drives_off() -> None:
+    dist = Disturbance(offset_m=0.3, heading_rad=0.0, drift_steps=10, decel_mps2=3.0,
+                       max_offset_m=1.3, hold_steps=12)
+    ep = simulate(make_scenario("cruise", 1), dist)
+    takeover = ep.first_sample_index
+    speeds = np.array([f.ego.v_mps for f in ep.frames])
+    assert speeds[0] > 6.0 and takeover > 10  # longer than drift_steps: braked to a stop
+    standing = np.flatnonzero(speeds[:takeover + 1] <= 0.0)
+    assert len(standing) == 12 and standing[-1] == takeover  # stood 12 steps, then handed over
+    assert speeds[takeover + 40] > 2.0  # the expert drives off on the empty road
+    accel = np.diff(speeds[:standing[0]]) / DT_S  # while moving (speed stops at 0)
+    assert np.all(np.abs(np.diff(accel)) <= 1.0 + 1e-6)  # the braking's jerk <= 10 m/s^3
+    assert accel.min() == pytest.approx(-3.0)
+
+
+def test_standstill_draws_keep_the_other_draws() -> None:
+    plain = RecoveryConfig(share=1.0, brake_share=1.0)
+    stopping = RecoveryConfig(share=1.0, brake_share=1.0, stop_share=0.5)
+    pairs = [(draw_disturbance(plain, "cruise", s), draw_disturbance(stopping, "cruise", s))
+             for s in range(100)]
+    stops = [b for a, b in pairs if b.hold_steps >= 0]
+    assert 30 <= len(stops) <= 70
+    assert all(b.heading_rad == 0.0 and 2.0 <= b.decel_mps2 <= 4.0 and 5 <= b.hold_steps <= 25
+               for b in stops)
+    assert all(a == b for a, b in pairs if b.hold_steps < 0)  # the others are unchanged
+    assert all(a.offset_m == b.offset_m for a, b in pairs)
+    with pytest.raises(ValueError, match="recovery.stop_share"):
+        RecoveryConfig(stop_share=2.0)
+    with pytest.raises(ValueError, match="recovery.stop_hold_s"):
+        RecoveryConfig(stop_hold_s=(3.0, 1.0))
+
+
 def test_spec_disturbs_train_episodes_only(tmp_path) -> None:
     from alpamayo_ros.data.episodes import build_episode
 

@@ -16,6 +16,13 @@ expert takes over and drives back. Samples start at the takeover
 future is the expert's own driving, the recovery included, while its ego history and
 camera frames show the disturbed state. Val and test episodes are never disturbed
 (:mod:`alpamayo_ros.data.episodes` draws disturbances for the train split only).
+
+Some braked drifts go on to a standstill (``stop_share``): the ego brakes to a stop and
+stands for ``stop_hold_s`` before the takeover, as after a fault the safety monitor
+answered with a minimal-risk stop. The expert then drives off, or keeps waiting when the
+scene says so (a red light, a stopped lead), so a history that says "stopped" is no
+longer a reason to stay stopped on its own: the cameras have to decide (the soak's
+"driving resumed" check, docs/RELIABILITY.md).
 """
 
 from __future__ import annotations
@@ -44,14 +51,29 @@ class RecoveryConfig:
     brake_share: float = 0.5  # share of disturbed episodes with an imposed deceleration
     brake_mps2: tuple[float, float] = (1.0, 3.5)  # its magnitude, uniform
     max_drift_offset_m: float = 1.3  # the drift ends early this far off (inside the lane)
+    stop_share: float = 0.0  # share of braked drifts that brake to a standstill (0 = none)
+    stop_mps2: tuple[float, float] = (2.0, 4.0)  # their deceleration, uniform
+    stop_hold_s: tuple[float, float] = (0.5, 2.5)  # standing time before the takeover
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "drift_s", tuple(float(v) for v in self.drift_s))
         object.__setattr__(self, "brake_mps2", tuple(float(v) for v in self.brake_mps2))
+        object.__setattr__(self, "stop_mps2", tuple(float(v) for v in self.stop_mps2))
+        object.__setattr__(self, "stop_hold_s", tuple(float(v) for v in self.stop_hold_s))
         if not 0.0 <= self.share <= 1.0:
             raise ValueError(f"recovery.share must be in [0, 1], got {self.share}")
         if not 0.0 <= self.brake_share <= 1.0:
             raise ValueError(f"recovery.brake_share must be in [0, 1], got {self.brake_share}")
+        if not 0.0 <= self.stop_share <= 1.0:
+            raise ValueError(f"recovery.stop_share must be in [0, 1], got {self.stop_share}")
+        lo, hi = self.stop_mps2
+        if not 0.0 < lo <= hi <= 7.0:
+            raise ValueError(f"recovery.stop_mps2 must be [lo, hi] with 0 < lo <= hi <= 7, "
+                             f"got {list(self.stop_mps2)}")
+        lo, hi = self.stop_hold_s
+        if not 0.0 <= lo <= hi <= 5.0:
+            raise ValueError(f"recovery.stop_hold_s must be [lo, hi] with 0 <= lo <= hi <= 5 "
+                             f"s, got {list(self.stop_hold_s)}")
         if not 0.0 <= self.max_offset_m < self.max_drift_offset_m <= 1.5:
             raise ValueError(
                 "recovery: need 0 <= max_offset_m < max_drift_offset_m <= 1.5 (m, inside "
@@ -86,7 +108,8 @@ class RecoveryConfig:
     def to_dict(self) -> dict:
         """Plain JSON-able dict."""
         d = asdict(self)
-        d["drift_s"], d["brake_mps2"] = list(self.drift_s), list(self.brake_mps2)
+        for key in ("drift_s", "brake_mps2", "stop_mps2", "stop_hold_s"):
+            d[key] = list(d[key])
         return d
 
 
@@ -99,6 +122,15 @@ class Disturbance:
     drift_steps: int  # steps without steering (and with the imposed deceleration)
     decel_mps2: float  # imposed deceleration during the drift; 0 = the expert's speed
     max_offset_m: float  # the drift ends early once this far from the start lane's centre
+    # Steps to stand still before the takeover; -1: not a standstill drift (its length is
+    # drift_steps). A standstill drift brakes at decel_mps2 for as long as it takes.
+    hold_steps: int = -1
+
+    def continues(self, steps_done: int, standstill_steps: int) -> bool:
+        """Whether the drift goes on after ``steps_done`` steps (``standstill_steps`` at 0 m/s)."""
+        if self.hold_steps >= 0:
+            return standstill_steps < self.hold_steps
+        return steps_done < self.drift_steps
 
     def start(self, ego: EgoState) -> float:
         """Put the ego off its path; returns the lane centre it started on."""
@@ -146,4 +178,13 @@ def draw_disturbance(config: RecoveryConfig, family: str, seed: int) -> Disturba
     drift_steps = int(round(float(rng.uniform(*config.drift_s)) / DT_S))
     decel = (float(rng.uniform(*config.brake_mps2)) if rng.random() < config.brake_share
              else 0.0)
-    return Disturbance(offset, heading, max(1, drift_steps), decel, config.max_drift_offset_m)
+    hold_steps = -1
+    if decel > 0.0 and config.stop_share > 0.0:
+        # its own stream: the draws above stay those of a spec without stop_share
+        stop_rng = np.random.default_rng([seed, sorted(FAMILIES).index(family), 3])
+        if stop_rng.random() < config.stop_share:
+            decel = float(stop_rng.uniform(*config.stop_mps2))
+            hold_steps = int(round(float(stop_rng.uniform(*config.stop_hold_s)) / DT_S))
+            heading = 0.0  # a long straight stop: a heading error would end it at the bound
+    return Disturbance(offset, heading, max(1, drift_steps), decel, config.max_drift_offset_m,
+                       hold_steps)

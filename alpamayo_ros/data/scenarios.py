@@ -151,6 +151,7 @@ def simulate(scenario: Scenario, disturbance: Disturbance | None = None) -> Epis
     steps = int(round(scenario.duration_s / DT_S))
     drifting = disturbance is not None
     centre_d = disturbance.start(world.ego) if disturbance is not None else 0.0
+    standstill_steps = 0
     for k in range(steps):
         ego_snap = ego_snapshot(world)
         agents = [agent_snapshot(world, a) for a in world.agents]
@@ -159,8 +160,9 @@ def simulate(scenario: Scenario, disturbance: Disturbance | None = None) -> Epis
         before = dataclasses.replace(world.ego) if drifting else None
         record = expert.step(world)
         if drifting:
-            drifting = (disturbance.drift(world.ego, before, centre_d)
-                        and k + 1 < disturbance.drift_steps)
+            inside = disturbance.drift(world.ego, before, centre_d)
+            standstill_steps += world.ego.v_mps <= 0.0
+            drifting = inside and disturbance.continues(k + 1, standstill_steps)
             if not drifting:
                 episode.first_sample_index = k + 1
         episode.frames.append(Frame(record.time_s, ego_snap, accel, agents, lights, record))
