@@ -103,6 +103,29 @@ def test_the_monitor_refuses_a_reckless_planner_that_runs_unchecked_without_it()
     # The unchecked ego goes faster than the monitored one.
     assert unchecked.ego[-1][3] > checked.ego[-1][3] + 1.0
     assert checked.fallback_cycles > 0
+    assert checked.engaged_at_s == unchecked.engaged_at_s == pytest.approx(0.7)
+
+
+class _Refused(_IntoTheLead):
+    """Every plan jerks far past the jerk bound: the monitor refuses each one."""
+
+    name = "refused"
+
+    def plan(self, request: cl.PlanRequest) -> cl.PlanResult:
+        v0 = float(request.history.pose.speed_mps)
+        return cl.PlanResult(Trajectory.from_controls(
+            np.resize([2.0, -2.0], NUM_WAYPOINTS), np.zeros(NUM_WAYPOINTS), v0,
+            stamp_ns=request.stamp_ns, frame_id="base_link", model_id="refused"))
+
+
+def test_a_planner_never_adopted_never_engages_and_the_driver_brakes() -> None:
+    cfg = cl.ClosedLoopConfig(families=("cruise",), seeds=(9000,), duration_s=5.0,
+                              rig="tiny", engage_timeout_s=2.0)
+    trace = cl.run_planner(_Refused(), "cruise", 9000, cfg)
+    assert trace.rejected_plans == len(trace.plans) > 0 and trace.engaged_at_s is None
+    speeds = [e[3] for e in trace.ego]
+    assert speeds[19] == pytest.approx(speeds[0])  # the driver held the start speed 2 s
+    assert speeds[-1] < speeds[0] - 4.0  # then braked (2.5 m/s^2 for 3 s)
 
 
 def test_constant_velocity_run_records_a_10_hz_trace_and_drives() -> None:
@@ -115,6 +138,10 @@ def test_constant_velocity_run_records_a_10_hz_trace_and_drives() -> None:
                                                        None)["progress_m"])
     assert m["progress_m"] > 20.0 and not m["collision"] and not m["off_road"]
     assert m["rejected_plans"] == 0
+    # engaged by the first plan's first command (0.5 s + 0.2 s latency); the driver held
+    # the start speed until then instead of the controller's minimal-risk stop
+    assert m["engaged_at_s"] == pytest.approx(0.7)
+    assert trace.ego[7][3] == pytest.approx(trace.ego[0][3], abs=1e-6)
 
 
 def test_red_light_counts_a_front_bumper_crossing_the_stop_line_on_red_only() -> None:

@@ -133,3 +133,56 @@ def test_a_node_ends_when_its_parent_dies(ros_env, tmp_path) -> None:
     finally:
         if alive(node):
             os.kill(node, signal.SIGKILL)
+
+
+STALLING_NODE = """
+import sys, time
+from rclpy.node import Node
+from alpamayo_ros.ros import runner
+
+runner.STALL_REPORT_S = 1.0
+runner.SHUTDOWN_REPORT_S = 1.0
+
+
+class Stalling(Node):
+    def __init__(self):
+        super().__init__("stalling")
+        self.calls = 0
+        self.create_timer(0.1, self.tick)
+
+    def tick(self):
+        self.calls += 1
+        if self.calls == 3:
+            print("stalling", flush=True)
+            time.sleep(3.0)  # the main thread is away from the spin loop for 3 s
+            print("back", flush=True)
+
+    def destroy_node(self):
+        time.sleep(2.0)  # a clean-up slower than SHUTDOWN_REPORT_S
+        super().destroy_node()
+
+
+runner.run_node(Stalling)
+"""
+
+
+def test_a_stalled_node_prints_every_threads_stack_and_keeps_running(ros_env, tmp_path) -> None:
+    """The runner's watchdog names where the main thread is stuck (alpamayo_ros/ros/runner.py)."""
+    log = tmp_path / "stall.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-c", STALLING_NODE], env=ros_env,
+                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+    try:
+        wait_for_text(log, "back", proc, 60.0)
+        text = log.read_text()
+        stall = text[text.index("stalling"):text.index("back")]
+        # faulthandler's dump, with the stalled callback on the main thread's stack
+        assert "most recent call first" in stall and "in tick" in stall, text
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, log.read_text()  # it still ends cleanly
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    shutdown = text[text.index("back"):]
+    assert "most recent call first" in shutdown and "in destroy_node" in shutdown, text

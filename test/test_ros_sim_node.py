@@ -37,7 +37,8 @@ def sim_process(ros_env, tmp_path):
     proc = start_node_process(
         "alpamayo_ros.nodes.sim_node",
         ["--params-file", "config/sim.yaml", "-p", "family:=follow_lead", "-p", "seed:=3",
-         "-p", "initial_speed_mps:=8.0", "-p", "command_timeout_s:=0.5"],
+         "-p", "initial_speed_mps:=8.0", "-p", "command_timeout_s:=0.5",
+         "-p", "engage_timeout_s:=0.5"],
         ros_env, log)
     yield proc, log
     code = stop_process(proc)
@@ -115,7 +116,7 @@ def test_sim_node_publishes_the_rig_and_follows_commands(probe, sim_process) -> 
     all_clocks = set(ns(c.clock) for c in probe.messages(topics.CLOCK))
     assert sum(s in all_clocks for s in complete) >= 0.8 * len(complete)
 
-    # 2. Nobody drives: after command_timeout_s the sim brakes (8 m/s start, 2.5 m/s^2).
+    # 2. Nobody drives: after engage_timeout_s the sim brakes (8 m/s start, 2.5 m/s^2).
     speed_now = odom[-1].twist.twist.linear.x
     assert speed_now < 8.0 - 1.0, speed_now
 

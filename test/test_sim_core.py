@@ -106,14 +106,53 @@ def test_command_timeout_holds_then_brakes_to_a_stop() -> None:
 
 
 def test_without_any_command_the_ego_holds_its_start_speed_then_stops() -> None:
-    sim = ClosedLoopSim(SimConfig(family="turn", initial_speed_mps=6.0, **TINY))
-    for _ in range(20):  # 0.4 s < command_timeout_s
+    sim = ClosedLoopSim(SimConfig(family="turn", initial_speed_mps=6.0, engage_timeout_s=0.5,
+                                  **TINY))
+    for _ in range(20):  # 0.4 s < engage_timeout_s
         sim.step()
     assert sim.ego.speed_mps == pytest.approx(6.0)
     assert sim.status.mode == CommandMode.INITIAL
     for _ in range(300):
         sim.step()
     assert sim.ego.speed_mps == 0.0 and sim.status.mode == CommandMode.TIMEOUT
+
+
+def test_the_driver_holds_the_start_speed_until_a_command_follows_a_plan() -> None:
+    sim = ClosedLoopSim(SimConfig(family="cruise", initial_speed_mps=8.0, **TINY))
+    for _ in range(50):  # the controller's minimal-risk stop before its first plan: ignored
+        assert sim.set_command(-4.0, 0.0, from_plan=False)
+        sim.step()
+    assert sim.ego.speed_mps == pytest.approx(8.0)
+    assert sim.status.mode == CommandMode.INITIAL and not sim.status.engaged
+    assert sim.status.commands_before_engagement == 50 and sim.status.commands_applied == 0
+    assert sim.set_command(1.0, 0.0, from_plan=True)  # the first plan-following command
+    sim.step()
+    assert sim.status.engaged and sim.status.mode == CommandMode.COMMAND
+    assert sim.set_command(-2.0, 0.0, from_plan=False)  # engaged: stop commands apply
+    sim.step()
+    assert sim.effective_command() == (-2.0, 0.0)
+    sim.reset()  # every episode starts with the driver again
+    assert not sim.status.engaged and sim.status.mode == CommandMode.INITIAL
+
+
+def test_engage_on_any_takes_the_first_command_of_any_source() -> None:
+    sim = ClosedLoopSim(SimConfig(family="cruise", initial_speed_mps=8.0, engage_on="any",
+                                  **TINY))
+    assert sim.set_command(-4.0, 0.0, from_plan=False)
+    sim.step()
+    assert sim.status.engaged and sim.effective_command() == (-4.0, 0.0)
+    with pytest.raises(ValueError, match="engage_on"):
+        SimConfig(engage_on="never")
+
+
+def test_not_engaged_after_engage_timeout_the_driver_brakes() -> None:
+    sim = ClosedLoopSim(SimConfig(family="cruise", initial_speed_mps=8.0, engage_timeout_s=1.0,
+                                  **TINY))
+    for _ in range(200):  # 2 s of stop commands only: never engaged
+        sim.set_command(-4.0, 0.0, from_plan=False)
+        sim.step()
+    assert sim.status.mode == CommandMode.TIMEOUT and not sim.status.engaged
+    assert sim.ego.speed_mps < 8.0 - 2.0  # braking at timeout_decel_mps2 since 1 s
 
 
 def test_bad_commands_are_rejected_and_out_of_range_ones_clipped() -> None:

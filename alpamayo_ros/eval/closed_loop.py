@@ -6,7 +6,10 @@ test seed, its expert removed), a :class:`Planner` called at the policy rate on 
 cameras' frames and the odometry history (what the camera-sync and policy nodes feed the
 model), the plan delivered to a :class:`~alpamayo_ros.control.core.ControllerCore` after
 ``plan_latency_s`` (its safety monitor checks the plan against the agents, as the
-controller node does), and the controller's 50 Hz commands driving the simulator.
+controller node does), and the controller's 50 Hz commands driving the simulator. As on
+the ROS graph, the simulator's driver holds the start speed until the first command that
+follows an adopted plan engages the autonomy (``SimConfig.engage_on``), so no row starts
+with the controller's minimal-risk stop of the 0.7 s before its first plan.
 
 Rows (one :class:`Planner` each, same scenarios; :func:`run_suite`):
 
@@ -59,7 +62,7 @@ import numpy as np
 
 from alpamayo_ros.control.config import ControllerConfig
 from alpamayo_ros.control.core import ControllerCore
-from alpamayo_ros.control.fallback import SafetyState
+from alpamayo_ros.control.fallback import CommandSource, SafetyState
 from alpamayo_ros.data.scenarios import FAMILIES, make_scenario, simulate
 from alpamayo_ros.eval.metrics import COMFORT_BOUNDS
 from alpamayo_ros.safety.collision import Obstacle, ObstacleClass, boxes_overlap, obstacles_in_frame
@@ -102,6 +105,10 @@ class ClosedLoopConfig:
     - ``model_cameras`` / ``history_frames``: what the planner reads.
     - ``navigation``: give the planner the scenario's route command (as the simulator
       node publishes it).
+    - ``engage_timeout_s``: the simulator's driver holds the start speed at most this long
+      waiting for the first command that follows a plan (``SimConfig.engage_timeout_s``),
+      then brakes; short, so a row whose plans are all refused gets little of the driver's
+      progress. Each scenario records when it engaged (``engaged_at_s``).
     """
 
     families: tuple[str, ...] = tuple(FAMILIES)
@@ -113,6 +120,7 @@ class ClosedLoopConfig:
     model_cameras: tuple[str, ...] = ("cross_left", "front_wide", "cross_right", "front_tele")
     history_frames: int = 2
     navigation: bool = True
+    engage_timeout_s: float = 2.0
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.families if f not in FAMILIES]
@@ -131,6 +139,8 @@ class ClosedLoopConfig:
         if not 0 <= self.plan_latency_s < 1.0 / self.policy_rate_hz + 1e-9:
             raise ValueError(f"plan_latency_s must be in [0, 1 / policy_rate_hz], got "
                              f"{self.plan_latency_s}")
+        if not self.engage_timeout_s > 0:
+            raise ValueError(f"engage_timeout_s must be > 0, got {self.engage_timeout_s}")
         if self.history_frames < 1:
             raise ValueError(f"history_frames must be >= 1, got {self.history_frames}")
         if not self.model_cameras:
@@ -271,6 +281,7 @@ class Trace:
     control_cycles: int = 0
     fallback_cycles: int = 0
     inference_s: list[float] = field(default_factory=list)
+    engaged_at_s: float | None = None  # the autonomy took over from the sim's driver
 
     def add(self, t_s: float, x: float, y: float, h: float, v: float, s: float,
             is_off_road: bool, agents: np.ndarray, ids: tuple[str, ...],
@@ -461,6 +472,7 @@ def scenario_metrics(trace: Trace, expert_progress_m: float | None) -> dict[str,
         "median_inference_ms": (round(1e3 * float(np.median(trace.inference_s)), 1)
                                 if trace.inference_s else None),
         "decisions": _decision_summary(trace.plans),
+        "engaged_at_s": trace.engaged_at_s,
     }
 
 
@@ -490,7 +502,7 @@ def run_planner(planner: Planner, family: str, seed: int, config: ClosedLoopConf
     """
     sim_cfg = SimConfig(family=family, seed=seed, duration_s=config.duration_s,
                         on_end="stop", rig=config.rig, publish_clock=False,
-                        real_time_factor=0.0)
+                        real_time_factor=0.0, engage_timeout_s=config.engage_timeout_s)
     sim = ClosedLoopSim(sim_cfg)
     ctl_cfg = ControllerConfig()
     controller: ControllerCore = (ControllerCore(ctl_cfg) if monitor
@@ -563,7 +575,10 @@ def run_planner(planner: Planner, family: str, seed: int, config: ClosedLoopConf
                 on_plan(planner.name, trace, record)
         if tick % ticks_per_control == 0:
             command, status = controller.step(now_ns, pose.speed_mps)
-            sim.set_command(command.acceleration_mps2, command.curvature_per_m)
+            sim.set_command(command.acceleration_mps2, command.curvature_per_m,
+                            from_plan=command.source == CommandSource.POLICY)
+            if trace.engaged_at_s is None and sim.status.engaged:
+                trace.engaged_at_s = round(sim.episode_time_s, 2)
             trace.control_cycles += 1
             trace.fallback_cycles += status.state != SafetyState.OK
         sim.step()
@@ -576,7 +591,7 @@ def expert_trace(family: str, seed: int, config: ClosedLoopConfig) -> Trace:
     world = scenario.world
     ego = world.ego
     trace = Trace(family, seed, "expert", ego_size_m=(ego.length_m, ego.width_m),
-                  lights=trace_lights(world))
+                  lights=trace_lights(world), engaged_at_s=0.0)
     episode = simulate(scenario)
     for frame in episode.frames:
         e = frame.ego

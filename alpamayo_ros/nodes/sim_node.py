@@ -25,7 +25,10 @@ Publishes what a vehicle's sensing stack would, from :class:`~alpamayo_ros.sim.C
 
 It subscribes ``/control/command`` (``alpamayo_ros/ControlCommand``: acceleration and
 curvature). A non-finite command is ignored, counted and warned about; without commands
-the sim holds the last one for ``command_timeout_s`` and then brakes to a stop.
+the sim holds the last one for ``command_timeout_s`` and then brakes to a stop. Each
+episode starts with the sim's driver holding the start speed until the autonomy engages:
+by default at the first command with source POLICY (``engage_on``, ``engage_timeout_s``;
+:mod:`alpamayo_ros.sim.simulator`).
 
 Stamps are sim time: ``epoch + ticks / physics_rate_hz`` where the epoch is the wall
 clock at start-up (so stamps look like ordinary times and never run backwards across
@@ -253,7 +256,8 @@ class SimNode(Node):
     # ------------------------------------------------------------------ inputs
     def _on_command(self, msg: ControlCommand) -> None:
         with self._lock:
-            ok = self.sim.set_command(msg.acceleration, msg.curvature)
+            ok = self.sim.set_command(msg.acceleration, msg.curvature,
+                                      from_plan=msg.source == ControlCommand.SOURCE_POLICY)
             rejected = self.sim.status.commands_rejected
         self.counts["commands_received"] += 1
         if not ok:
@@ -363,6 +367,8 @@ class SimNode(Node):
                 "commands_applied": st.commands_applied,
                 "commands_rejected": st.commands_rejected,
                 "commands_clipped": st.commands_clipped,
+                "engaged": st.engaged,
+                "commands_before_engagement": st.commands_before_engagement,
                 "command_timeouts": st.command_timeouts, "speed_mps": sim.ego.speed_mps,
             }
             sim_s = sim.time_s
@@ -386,6 +392,8 @@ class SimNode(Node):
             level, message = diagnostics.OK, "episode finished (on_end: stop)"
         elif st.mode == CommandMode.TIMEOUT:
             level, message = diagnostics.WARN, "no control command: braking to a stop"
+        elif not st.engaged:
+            level, message = diagnostics.OK, "not engaged: the driver holds the start speed"
         elif st.commands_rejected > self._last_report.get("rejected", 0):
             level, message = diagnostics.WARN, "non-finite control commands ignored"
         else:

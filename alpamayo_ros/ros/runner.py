@@ -17,15 +17,25 @@ process receives SIGTERM when the process that started it ends
 A node may also end its process itself by shutting its context down (``max_duration_s``
 of the recorder, the end of a bag).
 
+Stalls are reported, not guessed at: a watchdog thread (:mod:`faulthandler`, C level, so
+it runs while the main thread is stuck inside rcl or DDS with the GIL held) prints every
+thread's stack to stderr when the main thread has not come back to the spin loop for
+``STALL_REPORT_S``, or when the clean-up after a stop signal takes longer than
+``SHUTDOWN_REPORT_S`` (``ros2 launch`` escalates to SIGTERM 5 s after SIGINT, so the
+stacks reach the launch log first). Nothing else changes: the process keeps waiting.
+
 Uses ``rclpy.init()`` plus ``try/finally`` rather than ``with rclpy.init()`` so the same
 code runs on Jazzy (where the context manager does not exist) and Kilted.
 """
 
 from __future__ import annotations
 
+import faulthandler
+import math
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -44,6 +54,8 @@ from alpamayo_ros.ros.lifetime import die_with_parent
 from alpamayo_ros.ros.transport import configure_dds_transport
 
 POLL_S = 0.1  # longest wait between a signal and the end of spinning
+STALL_REPORT_S = 10.0  # main thread away from the spin loop this long: print the stacks
+SHUTDOWN_REPORT_S = 3.0  # clean-up after a stop signal this long: print the stacks
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -120,19 +132,44 @@ def run_node(make_node: Callable[[], Node | Sequence[Node]],
                     else MultiThreadedExecutor(num_threads=threads))
         for node in nodes:
             executor.add_node(node)
+        watchdog = StallWatchdog()
         while not stop.requested and context.ok():
             executor.spin_once(timeout_sec=POLL_S)
+            watchdog.still_alive()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        faulthandler.dump_traceback_later(SHUTDOWN_REPORT_S)
         if executor is not None:
             executor.shutdown(timeout_sec=POLL_S)
         for node in reversed(nodes):
             node.destroy_node()
         rclpy.try_shutdown()
+        faulthandler.cancel_dump_traceback_later()
         stop.restore()
         if start_error is not None:
             fatal(str(start_error))
+
+
+class StallWatchdog:
+    """Prints every thread's stack when the spin loop stops coming back (module docstring).
+
+    :meth:`still_alive` re-arms :func:`faulthandler.dump_traceback_later` at most once a
+    second (re-arming restarts its thread), so a stall is reported after
+    ``STALL_REPORT_S`` to ``STALL_REPORT_S + 1`` s, once.
+    """
+
+    def __init__(self, report_after_s: float | None = None) -> None:
+        self.report_after_s = STALL_REPORT_S if report_after_s is None else report_after_s
+        self._armed_at = -math.inf
+        self.still_alive()
+
+    def still_alive(self) -> None:
+        """The main thread is back in the spin loop."""
+        now = time.monotonic()
+        if now - self._armed_at >= 1.0:
+            faulthandler.dump_traceback_later(self.report_after_s)
+            self._armed_at = now
 
 
 def fatal(message: str) -> NoReturn:

@@ -15,6 +15,7 @@ from alpamayo_ros.unicycle import MAX_ABS_ACCELERATION_MPS2
 
 WORLD_RATE_HZ = 1.0 / DT_S  # agents and lights step at the data engine's 10 Hz
 END_ACTIONS = ("restart", "stop")
+ENGAGE_ON = ("policy", "any")  # which command ends the sim driver's hold (engage_on)
 # Autoware mrm_emergency_stop_operator target deceleration (see control/config.py):
 # the sim's own brake when commands stop arriving.
 DEFAULT_TIMEOUT_DECEL_MPS2 = 2.5
@@ -49,6 +50,13 @@ class SimConfig:
     - ``command_timeout_s``: the last command is held this long, then the sim brakes.
     - ``timeout_decel_mps2``: deceleration of that brake (curvature held).
     - ``initial_speed_mps``: start speed; negative keeps the scenario's own.
+    - ``engage_on``: when the autonomy takes over from the sim's driver, who until then
+      holds the start speed on the road's curvature (a safety driver before engagement):
+      ``policy`` (default) at the first command that follows a plan (``ControlCommand``
+      source POLICY; the controller's stop commands before its first plan are counted
+      and ignored), ``any`` at the first command of any source.
+    - ``engage_timeout_s``: no engagement this long into an episode: the driver brakes as
+      after a command timeout.
     """
 
     family: str = "cruise"
@@ -68,6 +76,8 @@ class SimConfig:
     command_timeout_s: float = 0.5
     timeout_decel_mps2: float = DEFAULT_TIMEOUT_DECEL_MPS2
     initial_speed_mps: float = -1.0
+    engage_on: str = "policy"
+    engage_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -87,6 +97,8 @@ class SimConfig:
             raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {self.family!r}")
         if self.rig not in RIG_PRESETS:
             raise ValueError(f"rig must be one of {sorted(RIG_PRESETS)}, got {self.rig!r}")
+        if self.engage_on not in ENGAGE_ON:
+            raise ValueError(f"engage_on must be one of {ENGAGE_ON}, got {self.engage_on!r}")
         if self.on_end not in END_ACTIONS:
             raise ValueError(f"on_end must be one of {END_ACTIONS}, got {self.on_end!r}")
         if self.seed < 0:
@@ -95,7 +107,8 @@ class SimConfig:
             raise ValueError(f"duration_s must be >= 0 (0 = family default), got "
                              f"{self.duration_s}")
         for name in ("camera_rate_hz", "odometry_rate_hz", "physics_rate_hz",
-                     "command_timeout_s", "timeout_decel_mps2", "max_lag_s"):
+                     "command_timeout_s", "timeout_decel_mps2", "max_lag_s",
+                     "engage_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if not _is_multiple(self.physics_rate_hz, WORLD_RATE_HZ):

@@ -18,11 +18,18 @@ oriented boxes with velocity in the map frame, :attr:`ego` the pose and speed.
 
 Commands (decisions, documented in README.md, "Simulation and bags"):
 
-- A command is held until the next one. Older than ``command_timeout_s`` (sim time), the
-  sim brakes at ``timeout_decel_mps2`` to a stop, holding the last curvature.
-- Before the first command of an episode the ego holds its start speed on the road's
-  curvature, as if that command had arrived at the episode start (so it also brakes
-  after ``command_timeout_s`` when nobody drives it).
+- Engagement: until the autonomy engages, the sim's driver holds the start speed on the
+  road's curvature (mode INITIAL), as a safety driver does before handing over. With
+  ``engage_on="policy"`` (the default) the first command that follows a plan engages
+  (:meth:`ClosedLoopSim.set_command` with ``from_plan=True``; over ROS the
+  ``ControlCommand`` source POLICY); stop commands before it (the controller's
+  minimal-risk stop while it has no plan yet) are counted in
+  ``commands_before_engagement`` and not applied, so a policy that needs a second to
+  start does not begin its episode with a hard brake and an ego history nobody drives
+  like. With ``engage_on="any"`` the first command of any source engages. Not engaged
+  after ``engage_timeout_s``: the driver brakes at ``timeout_decel_mps2``.
+- Engaged, a command is held until the next one. Older than ``command_timeout_s`` (sim
+  time), the sim brakes at ``timeout_decel_mps2`` to a stop, holding the last curvature.
 - Non-finite commands are rejected (counted, never applied); finite ones are clipped to
   the AR1 action bounds (|a| <= 9.8 m/s^2, |kappa| <= 0.2 1/m) and counted when clipped.
 
@@ -69,7 +76,7 @@ JUNCTION_HALF_LENGTH_M = 60.0  # the renderer draws crossing roads 60 m to each 
 class CommandMode(str, enum.Enum):
     """Where the control applied to the ego comes from."""
 
-    INITIAL = "initial"  # no command yet this episode: start speed on the road curvature
+    INITIAL = "initial"  # not engaged yet this episode: start speed on the road curvature
     COMMAND = "command"  # a command younger than command_timeout_s
     TIMEOUT = "timeout"  # commands stopped: braking to a stop
 
@@ -113,9 +120,11 @@ class SimStatus:
     commands_applied: int = 0
     commands_rejected: int = 0
     commands_clipped: int = 0
+    commands_before_engagement: int = 0  # not from a plan, before engagement: not applied
     in_collision: set[str] = field(default_factory=set)
     off_road: bool = False
     mode: CommandMode = CommandMode.INITIAL
+    engaged: bool = False  # a command was applied this episode (module doc, "Engagement")
     finished: bool = False
 
 
@@ -147,6 +156,7 @@ class ClosedLoopSim:
         self._command = (0.0, self._pose.curvature_per_m)
         self._command_tick = self.tick
         self.status.mode = CommandMode.INITIAL
+        self.status.engaged = False
         self.status.episodes += 1
         self.status.in_collision = set()
         self.status.off_road = False
@@ -201,8 +211,14 @@ class ClosedLoopSim:
         return not self.finished and self.tick % self.config.ticks_per_camera == 0
 
     # ------------------------------------------------------------------ commands
-    def set_command(self, acceleration_mps2: float, curvature_per_m: float) -> bool:
-        """Apply a command from now on; False (and counted) when it is not finite."""
+    def set_command(self, acceleration_mps2: float, curvature_per_m: float,
+                    from_plan: bool = True) -> bool:
+        """Apply a command from now on; False (and counted) when it is not finite.
+
+        ``from_plan``: the command follows a plan (``ControlCommand.SOURCE_POLICY``);
+        before engagement with ``engage_on="policy"`` other commands are counted and not
+        applied (returns True: nothing was wrong with them).
+        """
         try:
             a, k = float(acceleration_mps2), float(curvature_per_m)
         except (TypeError, ValueError):
@@ -211,6 +227,9 @@ class ClosedLoopSim:
         if not (math.isfinite(a) and math.isfinite(k)):
             self.status.commands_rejected += 1
             return False
+        if not self.status.engaged and not from_plan and self.config.engage_on == "policy":
+            self.status.commands_before_engagement += 1
+            return True
         ca = min(max(a, -MAX_ABS_ACCELERATION_MPS2), MAX_ABS_ACCELERATION_MPS2)
         ck = min(max(k, -MAX_ABS_CURVATURE_PER_M), MAX_ABS_CURVATURE_PER_M)
         if (ca, ck) != (a, k):
@@ -218,6 +237,7 @@ class ClosedLoopSim:
         self._command = (ca, ck)
         self._command_tick = self.tick
         self.status.commands_applied += 1
+        self.status.engaged = True
         if self.status.mode != CommandMode.COMMAND:
             self.status.mode = CommandMode.COMMAND
         return True
@@ -225,7 +245,9 @@ class ClosedLoopSim:
     def effective_command(self) -> tuple[float, float]:
         """The ``(acceleration, curvature)`` the next physics step applies."""
         age_s = (self.tick - self._command_tick) / self.config.physics_rate_hz
-        if age_s >= self.config.command_timeout_s - 1e-9:  # this step would outlive it
+        limit_s = (self.config.command_timeout_s if self.status.engaged
+                   else self.config.engage_timeout_s)
+        if age_s >= limit_s - 1e-9:  # this step would outlive it
             if self.status.mode != CommandMode.TIMEOUT:
                 self.status.mode = CommandMode.TIMEOUT
                 self.status.command_timeouts += 1
