@@ -63,6 +63,8 @@ ARGUMENTS = {a.name: a for a in (
     LaunchArgument("compressed", "false", "cameras as CompressedImage (jpeg)"),
     LaunchArgument("family", "lead_at_red_light", "simulator scenario family"),
     LaunchArgument("seed", "0", "simulator scenario seed"),
+    LaunchArgument("engage_on", "policy", "when the simulator's driver hands over: policy "
+                   "(the first command that follows a plan) or any (the first command)"),
     LaunchArgument("bag", "", "rosbag2 (MCAP) directory to replay"),
     LaunchArgument("rate", "1.0", "bag playback speed factor"),
 )}
@@ -81,7 +83,7 @@ _CONTROLLER = NodeSpec(
     description="safety monitor + 50 Hz tracking controller + fallback")
 _SIM = NodeSpec(
     "alpamayo_sim", "sim_node", "alpamayo_ros.nodes.sim_node", ("sim.yaml",),
-    {"family": "family", "seed": "seed", "compressed": "compressed"},
+    {"family": "family", "seed": "seed", "compressed": "compressed", "engage_on": "engage_on"},
     description="closed-loop simulator on the data engine's world")
 _PLAYER = NodeSpec(
     "alpamayo_bag_player", "bag_player", "alpamayo_ros.nodes.bag_player", (),

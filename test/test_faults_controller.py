@@ -647,3 +647,18 @@ def test_sim_clock_jumps(simtime, fault, jump_s, check) -> None:
     run_fault(simtime, "time", fault, behaviour, lambda: graph.jump_clock(jump_s),
               lambda: None, FALLBACK, check, "test_faults_controller.py::test_sim_clock_jumps",
               hold_s=0.0, in_diagnostics=False, clock_jump=True)
+
+
+def test_process_nice_is_validated_and_a_refusal_is_reported(monkeypatch) -> None:
+    import os
+
+    from alpamayo_ros.ros import lifetime
+
+    with pytest.raises(ValueError, match="process_nice"):
+        ControllerConfig(process_nice=-21)
+
+    def refuse(which, who, value):
+        raise PermissionError(1, "Operation not permitted")
+    monkeypatch.setattr(os, "setpriority", refuse)
+    reason = lifetime.set_process_nice(-10)
+    assert reason is not None and "could not set nice -10" in reason and "CAP_SYS_NICE" in reason

@@ -73,7 +73,10 @@ def loop(ros_env, tmp_path_factory):
              # Random weights never close their reasoning: cap it as before the tiny
              # preset's budget grew from 24 to 80 tokens (keeps this test's CPU load).
              "max_reasoning_tokens:=24",
-             "family:=follow_lead", "seed:=3"],
+             "family:=follow_lead", "seed:=3",
+             # random weights' plans are refused, so the controller only sends stop
+             # commands: hand over at the first command to test that they drive the ego
+             "engage_on:=any"],
             env=ros_env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     probe = Probe(domain_id(ros_env))
     # One camera all along (for the plans' stamps); the others only in the camera test,

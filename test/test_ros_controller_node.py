@@ -180,6 +180,22 @@ def test_commands_are_published_at_50_hz(controller) -> None:
         assert max(np.diff(stamps)) <= 1.5 * PERIOD_S * 1e9
 
 
+def test_every_thread_of_the_controller_runs_at_its_process_nice(controller) -> None:
+    import os
+
+    from alpamayo_ros.control import ControllerConfig
+    from alpamayo_ros.ros.lifetime import process_nices
+
+    _, _, proc, log = controller
+    nices = process_nices(proc.pid)
+    assert len(nices) > 1  # the main thread and rclpy's DDS threads
+    wanted = ControllerConfig().process_nice
+    if os.geteuid() == 0:  # allowed to lower it
+        assert set(nices.values()) == {wanted}, nices
+    else:
+        assert f"could not set nice {wanted}" in log.read_text()
+
+
 def test_jerk_spike_is_rejected_within_one_cycle(controller) -> None:
     accel = np.zeros(64)
     accel[20:] = 3.0  # a 3 m/s^2 step in one 0.1 s step: 30 m/s^3

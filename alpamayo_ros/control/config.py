@@ -42,6 +42,12 @@ class ControllerConfig:
       apart) is a localization fault: the plan anchored to the old pose is dropped
       (minimal-risk stop) until a plan stamped after the jump passes (design choice:
       ~6 times the 0.16 m a 50 Hz sample moves at 8 m/s, far above odometry noise).
+    - ``process_nice``: the controller node process' nice value (Linux, every thread).
+      -10 (design choice): on a 2-core machine shared with the policy and the simulator
+      the 50 Hz cycle lost up to 6 cycles when the process was not scheduled
+      (docs/RELIABILITY.md, "Command gap under load"); a vehicle computer would run it
+      with a real-time policy instead. Values below 0 need CAP_SYS_NICE; without it the
+      node warns and keeps its priority. Not used by the in-process core.
     """
 
     control_rate_hz: float = 50.0
@@ -60,6 +66,7 @@ class ControllerConfig:
     obstacles_timeout_s: float = 1.0
     clock_jump_reset_s: float = 1.0
     max_odometry_jump_m: float = 1.0
+    process_nice: int = -10
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -80,6 +87,9 @@ class ControllerConfig:
             if not getattr(self, name) < 0:
                 raise ValueError(f"{name} must be < 0 (a deceleration), got "
                                  f"{getattr(self, name)!r}")
+        if not isinstance(self.process_nice, int) or not -20 <= self.process_nice <= 19:
+            raise ValueError(f"process_nice must be an integer in [-20, 19], got "
+                             f"{self.process_nice!r}")
         for name in ("soft_stop_accel_mps2", "mrm_accel_mps2"):
             if getattr(self, name) < self.min_command_accel_mps2:
                 raise ValueError(f"{name} must be within min_command_accel_mps2 "

@@ -52,6 +52,7 @@ from alpamayo_ros.ros.conversions import (
     odometry_to_pose,
     safety_markers,
 )
+from alpamayo_ros.ros.lifetime import set_process_nice
 from alpamayo_ros.ros.params import declare_config
 from alpamayo_ros.ros.qos import plan_qos, sensor_qos
 from alpamayo_ros.safety import SafetyLimits
@@ -69,6 +70,9 @@ class ControllerNode(Node):
         self.limits = declare_config(self, SafetyLimits)
         self.config = declare_config(self, ControllerConfig)
         self.core = ControllerCore(self.config, self.limits)
+        not_set = set_process_nice(self.config.process_nice)
+        if not_set:
+            self.get_logger().warning(not_set)
         self.odometry = OdometryBuffer(horizon_s=10.0,
                                        max_jump_m=self.config.max_odometry_jump_m,
                                        max_jump_gap_s=self.config.odometry_timeout_s)

@@ -5,7 +5,8 @@ types) it starts the processes of the ``simulation`` bring-up exactly as ``alpam
 ``ros2 launch`` start them (same commands, parameter files and arguments): the policy
 node (camera sync + policy, the shipped weights unless ``--weights``) and the controller
 first; once the policy node reports its lifecycle state *active* it starts the simulator
-(``on_end:=stop``), so the episode begins with the driver engaged. A recorder process
+(``on_end:=stop``), so the episode begins with the policy ready; the simulator's driver hands
+over at the first command that follows a plan (``engage_on``). A recorder process
 writes every topic to an MCAP bag. This process listens on the graph like RViz would:
 
 - while it runs, the terminal shows each plan's reasoning, decisions, speed and the

@@ -9,6 +9,10 @@ Linux only (``prctl(PR_SET_PDEATHSIG)``); elsewhere a no-op.
 
 :func:`descendants` / :func:`alive` read ``/proc`` to check that nothing outlived a
 bring-up (``alpamayo bench cycles`` and the shutdown tests).
+
+:func:`set_process_nice` gives every thread of a process one nice value (the controller
+node's ``process_nice``: its 50 Hz cycle must not wait behind the policy and the
+simulator on a shared CPU).
 """
 
 from __future__ import annotations
@@ -62,3 +66,42 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+def process_nices(pid: int | str = "self") -> dict[int, int]:
+    """The nice value of each thread of ``pid`` (Linux ``/proc``; {} elsewhere)."""
+    out: dict[int, int] = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[int(task.name)] = int(fields[16])  # field 19 of stat(5), after pid and comm
+    return out
+
+
+def set_process_nice(nice: int) -> str | None:
+    """Give every current thread of this process the nice value ``nice`` (-20..19).
+
+    On Linux a nice value belongs to a thread, and rclpy's DDS threads exist before a
+    node reads its parameters, so each thread of ``/proc/self/task`` is set; threads
+    started later inherit from their creator. Returns None when done, else why not: a
+    lower value than the current one needs CAP_SYS_NICE (root, or ``setcap
+    cap_sys_nice+ep`` on the interpreter), and without it the process keeps its priority.
+    """
+    threads = process_nices() or {os.getpid(): os.getpriority(os.PRIO_PROCESS, 0)}
+    failed = []
+    for tid, current in threads.items():
+        if current == nice:
+            continue
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+        except ProcessLookupError:  # the thread ended
+            continue
+        except PermissionError as exc:
+            failed.append(f"thread {tid}: {exc.strerror}")
+    if failed:
+        return (f"could not set nice {nice} ({'; '.join(failed[:2])}): lowering it needs "
+                "CAP_SYS_NICE; running at the inherited priority")
+    return None
