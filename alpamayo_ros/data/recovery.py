@@ -56,24 +56,9 @@ class RecoveryConfig:
     stop_hold_s: tuple[float, float] = (0.5, 2.5)  # standing time before the takeover
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "drift_s", tuple(float(v) for v in self.drift_s))
-        object.__setattr__(self, "brake_mps2", tuple(float(v) for v in self.brake_mps2))
-        object.__setattr__(self, "stop_mps2", tuple(float(v) for v in self.stop_mps2))
-        object.__setattr__(self, "stop_hold_s", tuple(float(v) for v in self.stop_hold_s))
-        if not 0.0 <= self.share <= 1.0:
-            raise ValueError(f"recovery.share must be in [0, 1], got {self.share}")
-        if not 0.0 <= self.brake_share <= 1.0:
-            raise ValueError(f"recovery.brake_share must be in [0, 1], got {self.brake_share}")
-        if not 0.0 <= self.stop_share <= 1.0:
-            raise ValueError(f"recovery.stop_share must be in [0, 1], got {self.stop_share}")
-        lo, hi = self.stop_mps2
-        if not 0.0 < lo <= hi <= 7.0:
-            raise ValueError(f"recovery.stop_mps2 must be [lo, hi] with 0 < lo <= hi <= 7, "
-                             f"got {list(self.stop_mps2)}")
-        lo, hi = self.stop_hold_s
-        if not 0.0 <= lo <= hi <= 5.0:
-            raise ValueError(f"recovery.stop_hold_s must be [lo, hi] with 0 <= lo <= hi <= 5 "
-                             f"s, got {list(self.stop_hold_s)}")
+        for name in ("share", "brake_share", "stop_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"recovery.{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0.0 <= self.max_offset_m < self.max_drift_offset_m <= 1.5:
             raise ValueError(
                 "recovery: need 0 <= max_offset_m < max_drift_offset_m <= 1.5 (m, inside "
@@ -81,14 +66,17 @@ class RecoveryConfig:
         if not 0.0 <= self.max_heading_rad <= 0.3:
             raise ValueError(f"recovery.max_heading_rad must be in [0, 0.3], got "
                              f"{self.max_heading_rad}")
-        lo, hi = self.drift_s
-        if not 0.0 < lo <= hi <= 5.0:
-            raise ValueError(f"recovery.drift_s must be [lo, hi] with 0 < lo <= hi <= 5 s, "
-                             f"got {list(self.drift_s)}")
-        lo, hi = self.brake_mps2
-        if not 0.0 <= lo <= hi <= 7.0:
-            raise ValueError(f"recovery.brake_mps2 must be [lo, hi] with 0 <= lo <= hi <= 7, "
-                             f"got {list(self.brake_mps2)}")
+        # uniform ranges [lo, hi]: (name, lowest lo, whether lo may equal it, highest hi)
+        for name, low, low_allowed, high in (("drift_s", 0.0, False, 5.0),
+                                             ("brake_mps2", 0.0, True, 7.0),
+                                             ("stop_mps2", 0.0, False, 7.0),
+                                             ("stop_hold_s", 0.0, True, 5.0)):
+            lo, hi = (float(v) for v in getattr(self, name))
+            object.__setattr__(self, name, (lo, hi))
+            if not ((lo >= low if low_allowed else lo > low) and lo <= hi <= high):
+                bound = f"{low:g} <= lo" if low_allowed else f"{low:g} < lo"
+                raise ValueError(f"recovery.{name} must be [lo, hi] with {bound} <= hi <= "
+                                 f"{high:g}, got {[lo, hi]}")
 
     @classmethod
     def from_dict(cls, data: dict | RecoveryConfig | None) -> RecoveryConfig:
