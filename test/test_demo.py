@@ -58,6 +58,7 @@ def test_an_episode_that_drives_is_evaluated_and_passes() -> None:
     assert rows[0]["progress"].startswith(f"{metrics['progress_m']:.0f} m (")
     assert rows[0]["collision"] == "none" and rows[0]["off-road"] == "no"
     assert rows[0]["red light"] == "no" and metrics["oncoming_share"] == 0.0
+    assert rows[0]["stop sign"] == "no" and metrics["stop_signs"] == []
     assert "| cruise (cruise 9000) |" in demo.summary_markdown(rows)
 
 

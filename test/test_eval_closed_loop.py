@@ -162,6 +162,36 @@ def test_red_light_counts_a_front_bumper_crossing_the_stop_line_on_red_only() ->
     assert cl.light_colour(light[2], 4.99) == "red" and cl.light_colour(light[2], 5.0) == "green"
 
 
+def test_stop_sign_needs_a_stop_in_the_zone_before_its_line() -> None:
+    # stop line at s = 52.4; the front bumper is at centre + 2.4 m
+    rolling = _trace([(40.0, 0, 0, 10), (45.0, 0, 0, 5), (49.5, 0, 0, 2), (50.5, 0, 0, 2)],
+                     [[]] * 4)
+    rolling.stop_signs = [("stop_sign", 52.4)]
+    assert cl.stop_sign_violations(rolling) == [{"t_s": 0.3, "sign": "stop_sign",
+                                                 "speed_mps": 2.0}]  # slowed, never stood
+    assert cl.scenario_metrics(rolling, None)["stop_sign"]
+    # stood at 46 m (bumper 48.4 m, inside the 10 m zone), then went through: fine
+    stopped = _trace([(40.0, 0, 0, 10), (46.0, 0, 0, 0.0), (46.0, 0, 0, 0.3),
+                      (50.5, 0, 0, 3)], [[]] * 4)
+    stopped.stop_signs = [("stop_sign", 52.4)]
+    assert cl.stop_sign_violations(stopped) == []
+    # stood 30 m before the line (outside the zone), then rolled through: a violation
+    early = _trace([(20.0, 0, 0, 0.0), (30.0, 0, 0, 8), (49.5, 0, 0, 8), (50.5, 0, 0, 8)],
+                   [[]] * 4)
+    early.stop_signs = [("stop_sign", 52.4)]
+    assert len(cl.stop_sign_violations(early)) == 1
+    # never reaches the line: nothing to judge
+    short = _trace([(40.0, 0, 0, 5), (45.0, 0, 0, 5)], [[]] * 2)
+    short.stop_signs = [("stop_sign", 52.4)]
+    assert cl.stop_sign_violations(short) == []
+
+
+def test_the_expert_stops_at_its_stop_sign() -> None:
+    cfg = cl.ClosedLoopConfig(families=("stop_sign",), seeds=(9000,), rig="tiny")
+    expert = cl.expert_trace("stop_sign", 9000, cfg)
+    assert expert.stop_signs and cl.stop_sign_violations(expert) == []
+
+
 def test_oncoming_share_and_the_expert_stops_at_red_lights() -> None:
     tr = _trace([(0, 0, 0, 10)] * 4, [[]] * 4)
     tr.oncoming = [False, True, True, False]

@@ -34,6 +34,10 @@ the agents' boxes, one definition for every row):
 - ``off_road``: an ego corner left the paved area;
 - ``red_light``: the ego's front bumper crossed a traffic light's stop line while the
   light was red (NAVSIM v2's traffic-light compliance; yellow is not counted);
+- ``stop_sign``: the ego's front bumper crossed a stop sign's stop line without having
+  stood still (< :data:`STOPPED_SPEED_MPS`) with the bumper within
+  :data:`STOP_SIGN_ZONE_M` before it (CARLA leaderboard's "running a stop sign"
+  infraction; NAVSIM has no stop-sign term);
 - ``oncoming_share``: the share of the run with the ego's centre in an oncoming lane.
   Not a violation by itself (the expert overtakes and nudges out of its lane through the
   oncoming lane), so it is reported, with the expert's, rather than scored;
@@ -77,14 +81,18 @@ from alpamayo_ros.unicycle import NUM_WAYPOINTS
 if TYPE_CHECKING:
     from alpamayo_ros.inference.runner import PolicyRunner
 
-RESULTS_VERSION = 2  # 2: red_light, oncoming_share
+RESULTS_VERSION = 3  # 2: red_light, oncoming_share; 3: stop_sign
 NS_PER_S = 1_000_000_000
 STOPPED_SPEED_MPS = 0.5  # below this a collision is not the ego's fault (NAVSIM)
+# A stop counts for a stop sign when made with the front bumper at most this far before
+# its line (design choice: two car lengths; CARLA checks a trigger box of similar size).
+STOP_SIGN_ZONE_M = 10.0
 TTC_HORIZON_S = 1.0  # NAVSIM's time-to-collision horizon
 TTC_STEP_S = 0.1
 TRACE_DT_S = 0.1  # metrics are computed on 10 Hz samples of every row
 HISTORY_STRIDE_S = 0.1  # the model's frames are 0.1 s apart (config/sync.yaml)
 COLUMNS = ("collision_rate", "close_encounter_rate", "off_road_rate", "red_light_rate",
+           "stop_sign_rate",
            "oncoming_share", "progress_ratio", "progress_m", "comfort", "rejected_plans",
            "fallback_share", "pdm_score", "scenarios")
 
@@ -272,6 +280,8 @@ class Trace:
     oncoming: list[bool] = field(default_factory=list)  # centre in an oncoming lane
     # the scenario's traffic lights: (id, stop line s in m, [(start s, colour), ...])
     lights: list[tuple[str, float, list[tuple[float, str]]]] = field(default_factory=list)
+    # the scenario's stop signs: (id, stop line s in m)
+    stop_signs: list[tuple[str, float]] = field(default_factory=list)
     # per step: (N, 7) agents x, y, yaw, length, width, vx, vy (map frame) and their ids
     agents: list[np.ndarray] = field(default_factory=list)
     agent_ids: list[tuple[str, ...]] = field(default_factory=list)
@@ -300,6 +310,11 @@ def trace_lights(world: Any) -> list[tuple[str, float, list[tuple[float, str]]]]
     """A world's traffic lights as :attr:`Trace.lights` holds them."""
     return [(tl.id, float(tl.stop_line_s), [(float(t), str(c)) for t, c in tl.schedule])
             for tl in world.lights]
+
+
+def trace_stop_signs(world: Any) -> list[tuple[str, float]]:
+    """A world's stop signs as :attr:`Trace.stop_signs` holds them."""
+    return [(sign.id, float(sign.stop_line_s)) for sign in world.stop_signs]
 
 
 def in_oncoming_lane(world: Any, d_m: float) -> bool:
@@ -366,6 +381,25 @@ def red_light_violations(trace: Trace) -> list[dict[str, Any]]:
         for light_id, line_s, schedule in trace.lights:
             if before < line_s <= after and light_colour(schedule, trace.t_s[k]) == "red":
                 out.append({"t_s": round(trace.t_s[k], 2), "light": light_id})
+    return out
+
+
+def stop_sign_violations(trace: Trace) -> list[dict[str, Any]]:
+    """Every stop line the front bumper crossed without a stop in the zone before it."""
+    out = []
+    half = trace.ego_size_m[0] / 2
+    for sign_id, line_s in trace.stop_signs:
+        stopped = False
+        for k in range(len(trace.s_m)):
+            front = trace.s_m[k] + half
+            if line_s - STOP_SIGN_ZONE_M <= front <= line_s and \
+                    trace.ego[k][3] < STOPPED_SPEED_MPS:
+                stopped = True
+            if k and trace.s_m[k - 1] + half < line_s <= front:
+                if not stopped:
+                    out.append({"t_s": round(trace.t_s[k], 2), "sign": sign_id,
+                                "speed_mps": round(trace.ego[k][3], 2)})
+                break
     return out
 
 
@@ -455,11 +489,13 @@ def scenario_metrics(trace: Trace, expert_progress_m: float | None) -> dict[str,
     comfortable, broken = motion_comfort(trace)
     left_road = any(trace.off_road)
     red = red_light_violations(trace)
+    ran_stop_signs = stop_sign_violations(trace)
     return {
         "family": trace.family, "seed": trace.seed,
         "collision": at_fault, "collisions": hits,
         "close_encounter": encounter, "off_road": left_road,
         "red_light": bool(red), "red_lights": red,
+        "stop_sign": bool(ran_stop_signs), "stop_signs": ran_stop_signs,
         "oncoming_share": (round(float(np.mean(trace.oncoming)), 4) if trace.oncoming
                            else 0.0),
         "progress_m": round(progress_m, 2), "progress_ratio": round(ratio, 4),
@@ -510,7 +546,7 @@ def run_planner(planner: Planner, family: str, seed: int, config: ClosedLoopConf
     odometry = OdometryBuffer(horizon_s=EGO_HISTORY_STEPS * 0.1 + 1.0)
     trace = Trace(family, seed, planner.name,
                   ego_size_m=(sim.world.ego.length_m, sim.world.ego.width_m),
-                  lights=trace_lights(sim.world))
+                  lights=trace_lights(sim.world), stop_signs=trace_stop_signs(sim.world))
     navigation = sim.navigation if config.navigation else ""
     rate = sim_cfg.physics_rate_hz
     ticks_per_plan = int(round(rate / config.policy_rate_hz))
@@ -591,7 +627,8 @@ def expert_trace(family: str, seed: int, config: ClosedLoopConfig) -> Trace:
     world = scenario.world
     ego = world.ego
     trace = Trace(family, seed, "expert", ego_size_m=(ego.length_m, ego.width_m),
-                  lights=trace_lights(world), engaged_at_s=0.0)
+                  lights=trace_lights(world), stop_signs=trace_stop_signs(world),
+                  engaged_at_s=0.0)
     episode = simulate(scenario)
     for frame in episode.frames:
         e = frame.ego
@@ -627,6 +664,7 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {
         "collision_rate": mean("collision"), "close_encounter_rate": mean("close_encounter"),
         "off_road_rate": mean("off_road"), "red_light_rate": mean("red_light"),
+        "stop_sign_rate": mean("stop_sign"),
         "oncoming_share": mean("oncoming_share"), "progress_ratio": mean("progress_ratio"),
         "progress_m": mean("progress_m"), "comfort": mean("comfort"),
         "rejected_plans": round(float(np.sum([r["rejected_plans"] for r in records])) /

@@ -444,7 +444,7 @@ def evaluate_episode(scn: DemoScenario, data: _Received, duration_s: float
     world = make_scenario(scn.family, scn.seed, duration_s).world
     road, ego = world.road, world.ego
     trace = cl.Trace(scn.family, scn.seed, "demo", ego_size_m=(ego.length_m, ego.width_m),
-                     lights=cl.trace_lights(world))
+                     lights=cl.trace_lights(world), stop_signs=cl.trace_stop_signs(world))
     odom = sorted(data.odometry)
     t0 = odom[0][0] if odom else 0
     obstacles = sorted(data.obstacles, key=lambda o: o[0])
@@ -517,7 +517,7 @@ def evaluate_episode(scn: DemoScenario, data: _Received, duration_s: float
 
 # --------------------------------------------------------------------------- summary
 TABLE_COLUMNS = ("scenario", "decisions taken", "cited cause", "collision", "off-road",
-                 "red light", "progress", "comfort", "interventions", "PDMS")
+                 "red light", "stop sign", "progress", "comfort", "interventions", "PDMS")
 
 
 def _cause(example: str, limit: int = 70) -> str:
@@ -551,6 +551,7 @@ def summary_rows(results: list[EpisodeResult]) -> list[dict[str, str]]:
                           "not at fault" if m["collisions"] else "none"),
             "off-road": "yes" if m["off_road"] else "no",
             "red light": "ran it" if m["red_light"] else "no",
+            "stop sign": "ran it" if m["stop_sign"] else "no",
             "progress": f"{m['progress_m']:.0f} m ({100 * m['progress_ratio']:.0f} % of expert)",
             "comfort": "yes" if m["comfort"] else "no",
             "interventions": (f"{m['rejected_plans']}/{m['plans']} plans rejected, "
