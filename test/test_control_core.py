@@ -321,6 +321,23 @@ def test_soft_stop_keeps_a_valid_plans_harder_braking() -> None:
     assert all(cmd.acceleration_mps2 <= -3.0 + 1e-12 for _, cmd, _, _ in out)
 
 
+def test_the_stop_stays_jerk_limited_when_the_last_command_carried_speed_feedback() -> None:
+    core = ControllerCore()
+    core.submit_plan(plan(0, v0=8.0, a=-0.5), now_ns=100 * MS)  # brakes gently
+    # the ego stays 1 m/s below the plan's speed profile when the policy goes silent: the
+    # tracker adds +0.5 m/s^2 of speed feedback to the last OK commands
+    accels, states = [], []
+    for i in range(200):  # minimal-risk stop once the policy is silent for 2 s
+        now = 200 * MS + i * PERIOD_NS
+        cmd, status = core.step(now, 8.0 - 0.5 * (now - 100 * MS) / 1e9 - 1.0)
+        accels.append(cmd.acceleration_mps2)
+        states.append(status.state)
+    switch = states.index(SafetyState.FALLBACK)
+    assert accels[switch - 1] > -0.5 + 0.3  # the feedback was in the last OK command
+    steps = np.abs(np.diff(accels))
+    assert steps.max() <= 1.5 * PERIOD_NS / 1e9 + 1e-9  # mrm_jerk_mps3 x one cycle
+
+
 def test_minimal_risk_stop_ramps_from_the_previous_command() -> None:
     core = ControllerCore()
     accels = [core.step(i * PERIOD_NS, 5.0)[0].acceleration_mps2 for i in range(1, 151)]

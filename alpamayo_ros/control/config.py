@@ -42,12 +42,14 @@ class ControllerConfig:
       apart) is a localization fault: the plan anchored to the old pose is dropped
       (minimal-risk stop) until a plan stamped after the jump passes (design choice:
       ~6 times the 0.16 m a 50 Hz sample moves at 8 m/s, far above odometry noise).
-    - ``process_nice``: the controller node process' nice value (Linux, every thread).
-      -10 (design choice): on a 2-core machine shared with the policy and the simulator
-      the 50 Hz cycle lost up to 6 cycles when the process was not scheduled
-      (docs/RELIABILITY.md, "Command gap under load"); a vehicle computer would run it
-      with a real-time policy instead. Values below 0 need CAP_SYS_NICE; without it the
-      node warns and keeps its priority. Not used by the in-process core.
+    - ``process_nice``: the controller node process' nice value (Linux, every thread);
+      0 (the default) leaves the inherited one alone. Measured here, -10 made things
+      worse: the policy-restart test (``test_faults_sigkill.py``) saw 240 ms command gaps
+      in 2 of 3 runs with it, none in 3 runs at 0 (the controller likely waits on DDS
+      work of the lower-priority processes). A vehicle computer would use a real-time
+      policy and real-time transport settings instead. Values below 0 need
+      CAP_SYS_NICE; without it the node warns and keeps its priority. Not used by the
+      in-process core.
     """
 
     control_rate_hz: float = 50.0
@@ -66,7 +68,7 @@ class ControllerConfig:
     obstacles_timeout_s: float = 1.0
     clock_jump_reset_s: float = 1.0
     max_odometry_jump_m: float = 1.0
-    process_nice: int = -10
+    process_nice: int = 0
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():

@@ -9,14 +9,14 @@ States (``msg/SafetyStatus.msg``) and the command each produces:
   horizon and the policy is alive -> soft stop on the last
   valid plan (``SOURCE_SOFT_STOP``): the acceleration ramps from the previous command
   toward ``soft_stop_accel_mps2`` at ``soft_stop_jerk_mps3`` (Autoware comfortable
-  stop: -1.0 m/s^2, 0.3 m/s^3), and never above the plan's own acceleration (if the
-  valid plan brakes harder, that is kept).
+  stop: -1.0 m/s^2, 0.3 m/s^3); where the valid plan brakes harder, the command heads
+  for the plan's own acceleration instead, at the same jerk limit.
 - **FALLBACK**: no valid plan (none yet, horizon expired, invalidated by an obstacle),
   odometry silent for ``odometry_timeout_s`` or the policy silent for
   ``policy_timeout_s`` -> minimal-risk stop
   (``SOURCE_MINIMAL_RISK_STOP``): ramp toward ``mrm_accel_mps2`` at ``mrm_jerk_mps3``
-  (Autoware emergency stop: -2.5 m/s^2, 1.5 m/s^3), again never above a still-valid
-  plan's acceleration.
+  (Autoware emergency stop: -2.5 m/s^2, 1.5 m/s^3), again heading for a still-valid
+  plan's acceleration where it brakes harder.
 
 In both stops the curvature follows the last valid plan's *path*, sampled at the
 distance travelled since the stop began (the car is slower than the plan, so sampling
@@ -165,7 +165,10 @@ class FallbackManager:
                                   CommandSource.MINIMAL_RISK_STOP)
         accel = approach(self._accel, goal, jerk * dt)
         if inp.target is not None:
-            accel = min(accel, inp.target.plan_accel_mps2)  # keep a valid plan's harder braking
+            # keep a valid plan's harder braking, reached at the same jerk limit: the last
+            # OK command carried the tracker's speed feedback, the plan's own acceleration
+            # does not, so taking it at once would step the command by that feedback
+            accel = approach(self._accel, min(accel, inp.target.plan_accel_mps2), jerk * dt)
         accel = min(max(accel, cfg.min_command_accel_mps2), cfg.max_command_accel_mps2)
 
         if self._v_ref is None:

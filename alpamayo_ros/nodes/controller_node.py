@@ -70,9 +70,10 @@ class ControllerNode(Node):
         self.limits = declare_config(self, SafetyLimits)
         self.config = declare_config(self, ControllerConfig)
         self.core = ControllerCore(self.config, self.limits)
-        not_set = set_process_nice(self.config.process_nice)
-        if not_set:
-            self.get_logger().warning(not_set)
+        if self.config.process_nice:  # 0: keep the inherited priority
+            not_set = set_process_nice(self.config.process_nice)
+            if not_set:
+                self.get_logger().warning(not_set)
         self.odometry = OdometryBuffer(horizon_s=10.0,
                                        max_jump_m=self.config.max_odometry_jump_m,
                                        max_jump_gap_s=self.config.odometry_timeout_s)
