@@ -55,6 +55,11 @@ from alpamayo_ros.ros.qos import clock_qos, latched_qos, plan_qos, sensor_qos
 NODE_NAME = "alpamayo_bag_player"
 ACK_TIMEOUT_S = 2.0
 SUBSCRIBER_POLL_S = 0.05
+# After every publisher has seen a subscription, the subscribers may not have matched the
+# publishers yet (DDS discovery runs on each side): best-effort messages sent in between
+# are dropped by the reader (seen: a replay test's first odometry message lost under
+# load). Design choice: a short settle before the first message.
+SUBSCRIBER_SETTLE_S = 0.3
 
 
 def message_class(msgtype: str) -> type:
@@ -153,7 +158,7 @@ class BagPlayerNode(Node):
         while True:
             lonely = sorted(t for t, p in pubs.items() if p.get_subscription_count() == 0)
             if not lonely:
-                return True
+                return not self._stop.wait(SUBSCRIBER_SETTLE_S)
             if time.monotonic() >= deadline:
                 self.get_logger().warning(f"playing although nobody subscribes to {lonely}")
                 return True
