@@ -370,3 +370,13 @@ def test_fixed_rate_schedule_catches_up_missed_cycles_and_resyncs_after_a_stall(
     assert s.due(2000 * ms) == [2000 * ms] and s.overruns == 1  # long stall: resync
     assert s.due(2020 * ms) == [2020 * ms]
     assert s.due(500 * ms) == [500 * ms]  # time went back (bag loop): start over
+
+
+def test_an_overrun_says_whether_the_process_or_the_clock_stood_still() -> None:
+    from alpamayo_ros.control.schedule import describe_overrun
+
+    held = describe_overrun(0.99, 1.01)  # the wall clock saw the whole gap
+    assert "0.990 s of node time and 1.010 s of wall time" in held
+    assert "this process was held up" in held
+    jumped = describe_overrun(0.99, 0.02)  # the callbacks came on time, /clock jumped
+    assert "the clock jumped ahead" in jumped and "held up" not in jumped

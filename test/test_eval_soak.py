@@ -194,3 +194,27 @@ def test_command_gap_collision_and_short_soak_fail_their_lines() -> None:
     assert ok["max_command_gap_ms"] == pytest.approx(20.0)
     assert {c["check"]: c["passed"] for c in ok["checks"]}[
         "largest command gap <= 40 ms (node stamps)"]
+
+
+def test_a_stop_where_the_expert_stands_counts_as_resumed_and_rooms_hold_the_window() -> None:
+    rec = _record(speed=lambda t: 8.0 if t < 6.0 else 0.0)  # stops behind a lead at a light
+    rec.route_s = [(s, 100.0 + min((s - T0) / S, 6.0) * 8.0) for s, _ in rec.speeds]  # 148 m
+    rec.faults = [_fault("nan_plan", 5.0, 5.3)]  # while it still drives
+    _set_status(rec, 5.04, 5.5, DEGRADED, ("nonfinite_values",))
+    rec.plan_speeds[_ns(0.0)] = 4.0  # the plans move off after a wait: they hold no stop
+    rec.expert_stands_s = soak.standing_positions([120.0, 150.0, 156.0], [9.0, 0.4, 0.0], 1.0)
+    assert rec.expert_stands_s == (150.0, 156.0)
+    (r,) = soak.analyse([rec], CONFIG, 19.0)["faults"]
+    assert r["resumed"] and "stands where the expert stands (route 148 m" in r["resumed_how"]
+    rec.expert_stands_s = (170.0,)  # the expert stands 22 m further on: a stop too early
+    (r,) = soak.analyse([rec], CONFIG, 19.0)["faults"]
+    assert not r["resumed"]
+    rec.expert_stands_s = ()  # the expert never stands: this stop is the fault's
+    (r,) = soak.analyse([rec], CONFIG, 19.0)["faults"]
+    assert not r["resumed"]
+    for name in ("plan_room_s", "freeze_room_s", "restart_room_s", "corrupt_room_s"):
+        assert CONFIG.room_s({"plan_room_s": "nan_plan", "freeze_room_s": "policy_freeze",
+                              "restart_room_s": "policy_restart",
+                              "corrupt_room_s": "corrupt_frames"}[name]) > CONFIG.resume_window_s
+        with pytest.raises(ValueError, match=name):
+            soak.SoakConfig(**{name: CONFIG.resume_window_s})

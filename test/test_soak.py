@@ -1,6 +1,6 @@
 """``alpamayo soak`` smoke test: one short scenario through the real graph, two faults.
 
-The shipped policy drives ``merge 9000`` for 13 s through the demo's processes while the
+The shipped policy drives ``merge 9000`` for 19 s through the demo's processes while the
 soak injects a burst of NaN plans and corrupt frames on one camera at seeded times; the
 graph must detect both (the check named in ``SafetyStatus``, the camera sync counting the
 bad frames), never execute an injected plan and recover, and the soak writes its JSON and
@@ -30,7 +30,7 @@ def test_soak_detects_injected_faults_and_writes_its_report(ros_env, tmp_path) -
     out = tmp_path / "soak"
     result = subprocess.run(
         [sys.executable, "-m", "alpamayo_ros.cli", "soak", "--scenarios", "merge:9000",
-         "--duration", "13", "--faults", "nan_plan", "corrupt_frames",
+         "--duration", "19", "--faults", "nan_plan", "corrupt_frames",
          "--faults-per-episode", "2", "--weights", str(weights), "--out", str(out)],
         env=ros_env, capture_output=True, text=True, timeout=240, cwd=ROOT)
     text = result.stdout + result.stderr
@@ -49,5 +49,5 @@ def test_soak_detects_injected_faults_and_writes_its_report(ros_env, tmp_path) -
     checks = {c["check"]: c["passed"] for c in soak["checks"]}
     assert checks["every fault detected"] and checks["no invalid plan executed"], checks
     (gap,) = soak["command_gaps"]
-    assert gap["commands"] > 300 and gap["gap_ms"] >= 20.0  # 13 s of 50 Hz commands seen
+    assert gap["commands"] > 300 and gap["gap_ms"] >= 20.0  # 19 s of 50 Hz commands seen
     assert not soak["episode_summaries"][0]["error"]

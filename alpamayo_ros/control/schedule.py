@@ -40,3 +40,17 @@ class FixedRateSchedule:
         out = [self._next_ns + k * self.period_ns for k in range(missed)]
         self._next_ns = out[-1] + self.period_ns
         return out
+
+
+def describe_overrun(node_gap_s: float, wall_gap_s: float) -> str:
+    """Why the control loop skipped cycles, from the time between two timer callbacks.
+
+    ``node_gap_s``: node (simulated or ROS) time between them; ``wall_gap_s``: wall-clock
+    time. The process itself was held up (CPU starved, blocked in a call, stopped) when
+    the wall clock saw about as long a gap; when the wall gap is much shorter, the node's
+    clock jumped ahead: ``/clock`` messages arrived late or its source jumped.
+    """
+    where = ("this process was held up" if wall_gap_s >= 0.5 * node_gap_s
+             else "the clock jumped ahead (/clock arrived late or its source jumped)")
+    return (f"control cycles skipped: {node_gap_s:.3f} s of node time and {wall_gap_s:.3f} s "
+            f"of wall time between two timer callbacks: {where}")

@@ -80,8 +80,8 @@ class SoakConfig:
       before the next fault or the episode's end; a restart needs the policy's start-up;
     - ``detect_grace_s``: a detection may come this long after the fault cleared;
     - ``resume_window_s``: driving must resume within this long after the recovery;
-    - ``resume_speed_rise_mps``, ``moving_speed_mps``, ``holding_plan_speed_mps``: what
-      counts as resumed driving (see :func:`resumed`);
+    - ``resume_speed_rise_mps``, ``moving_speed_mps``, ``holding_plan_speed_mps``,
+      ``expert_stop_match_m``: what counts as resumed driving (see :func:`resumed`);
     - ``max_command_gap_s``: the largest allowed gap between consecutive control commands
       (node stamps): two 50 Hz control periods.
     """
@@ -93,15 +93,18 @@ class SoakConfig:
     freeze_min_s: float = 2.5
     freeze_max_s: float = 3.0
     corrupt_s: float = 1.0
-    plan_room_s: float = 3.0
-    freeze_room_s: float = 5.0
+    # each room: detection and recovery (measured: <= 1 s after a burst, a freeze or
+    # corrupt frames, <= 4 s after a restart) plus the resume window after them
+    plan_room_s: float = 6.5
+    freeze_room_s: float = 7.0
     restart_room_s: float = 14.0
-    corrupt_room_s: float = 4.0
+    corrupt_room_s: float = 7.0
     detect_grace_s: float = 3.0
     resume_window_s: float = 5.0
     resume_speed_rise_mps: float = 0.3
     moving_speed_mps: float = 1.0
     holding_plan_speed_mps: float = 0.5
+    expert_stop_match_m: float = 10.0
     max_command_gap_s: float = 0.04
     kinds: tuple[str, ...] = FAULT_KINDS
 
@@ -114,7 +117,13 @@ class SoakConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        for name in ("resume_speed_rise_mps", "moving_speed_mps", "holding_plan_speed_mps"):
+        for name in ("plan_room_s", "freeze_room_s", "restart_room_s", "corrupt_room_s"):
+            if getattr(self, name) <= self.resume_window_s:
+                raise ValueError(f"{name} ({getattr(self, name)}) must exceed resume_window_s "
+                                 f"({self.resume_window_s}): the room after a fault holds "
+                                 "its recovery and the resume window")
+        for name in ("resume_speed_rise_mps", "moving_speed_mps", "holding_plan_speed_mps",
+                     "expert_stop_match_m"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -266,6 +275,9 @@ class EpisodeRecord:
     statuses: list[StatusSample] = field(default_factory=list)
     commands: list[CommandSample] = field(default_factory=list)
     speeds: list[tuple[int, float]] = field(default_factory=list)  # odometry (stamp, m/s)
+    route_s: list[tuple[int, float]] = field(default_factory=list)  # odometry (stamp, route m)
+    # route positions (m) where the expert, driving the same scenario, stands
+    expert_stands_s: tuple[float, ...] = ()
     plan_speeds: dict[int, float] = field(default_factory=dict)  # plan stamp -> max m/s
     diagnostics: list[DiagnosticSample] = field(default_factory=list)
     faults: list[InjectedFault] = field(default_factory=list)
@@ -322,9 +334,20 @@ def largest_gap_ns(stamps: Iterable[int]) -> tuple[int, int]:
     return int(diffs[i]), ordered[i]
 
 
-def _speed_at(speeds: Sequence[tuple[int, float]], stamp_ns: int) -> float:
-    before = [v for s, v in speeds if s <= stamp_ns]
-    return before[-1] if before else (speeds[0][1] if speeds else math.nan)
+def _value_at(samples: Sequence[tuple[int, float]], stamp_ns: int) -> float:
+    """The last sample's value at or before ``stamp_ns`` (the first one before them all)."""
+    before = [v for s, v in samples if s <= stamp_ns]
+    return before[-1] if before else (samples[0][1] if samples else math.nan)
+
+
+def standing_positions(route_s: Sequence[float], speeds_mps: Sequence[float],
+                       below_mps: float) -> tuple[float, ...]:
+    """Route positions (m, rounded to 0.1 m, each once) where the speed is below ``below_mps``.
+
+    Applied to the expert's run of a scenario: where the scene makes it stand.
+    """
+    return tuple(sorted({round(float(s), 1) for s, v in zip(route_s, speeds_mps)
+                         if v < below_mps}))
 
 
 def resumed(record: EpisodeRecord, recovery_ns: int, config: SoakConfig,
@@ -333,17 +356,19 @@ def resumed(record: EpisodeRecord, recovery_ns: int, config: SoakConfig,
 
     Resumed: the speed rose by ``resume_speed_rise_mps``; or the ego kept moving (never
     below ``moving_speed_mps``); or every plan accepted in the window plans to stay below
-    ``holding_plan_speed_mps`` (the policy holds a stop); or the ego already stood
+    ``holding_plan_speed_mps`` (the policy holds a stop); or the ego ends the window standing
+    within ``expert_stop_match_m`` of a route position where the expert stands in the same
+    scenario (a red light, a stopped lead: the scene says stop); or the ego already stood
     (below ``moving_speed_mps``) when the fault began at ``fault_start_ns`` and stands
-    after it: the fault stopped nothing (said so in the table). Needs the whole window
-    recorded, unless the episode's last status falls inside it after 1 s of data.
+    after it: the fault stopped nothing. Which one is said in the table. Needs the whole
+    window recorded, unless the episode's last status falls inside it after 1 s of data.
     """
     end_ns = recovery_ns + int(config.resume_window_s * NS_PER_S)
     window = [(s, v) for s, v in record.speeds if recovery_ns <= s <= end_ns]
     last_ns = record.statuses[-1].stamp_ns if record.statuses else recovery_ns
     if not window or (last_ns < end_ns and last_ns - recovery_ns < NS_PER_S):
         return False, "episode ended before driving could resume"
-    v0 = _speed_at(record.speeds, recovery_ns)
+    v0 = _value_at(record.speeds, recovery_ns)
     speeds = [v for _, v in window]
     if max(speeds) >= v0 + config.resume_speed_rise_mps:
         return True, f"speed rose {v0:.1f} -> {max(speeds):.1f} m/s"
@@ -354,8 +379,15 @@ def resumed(record: EpisodeRecord, recovery_ns: int, config: SoakConfig,
     planned = [record.plan_speeds[p] for p in accepted if p in record.plan_speeds]
     if planned and max(planned) < config.holding_plan_speed_mps:
         return True, f"the policy holds the stop (plans <= {max(planned):.1f} m/s)"
+    where_s = _value_at(record.route_s, window[-1][0])
+    if speeds[-1] < config.moving_speed_mps and record.expert_stands_s and math.isfinite(
+            where_s):
+        nearest = min(record.expert_stands_s, key=lambda s: abs(s - where_s))
+        if abs(nearest - where_s) <= config.expert_stop_match_m:
+            return True, (f"stands where the expert stands (route {where_s:.0f} m, the "
+                          f"expert at {nearest:.0f} m)")
     if fault_start_ns is not None:
-        before = _speed_at(record.speeds, fault_start_ns)
+        before = _value_at(record.speeds, fault_start_ns)
         if before < config.moving_speed_mps and max(speeds) < config.moving_speed_mps:
             return True, f"already stopped when the fault began ({before:.1f} m/s)"
     return False, (f"speed {v0:.1f} m/s at recovery, {speeds[-1]:.1f} m/s after "

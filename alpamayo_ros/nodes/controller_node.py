@@ -30,6 +30,7 @@ and never stops publishing them. All decisions are the pure
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -40,7 +41,7 @@ from visualization_msgs.msg import MarkerArray
 
 from alpamayo_ros import topics
 from alpamayo_ros.control import ControllerConfig, ControllerCore
-from alpamayo_ros.control.schedule import FixedRateSchedule
+from alpamayo_ros.control.schedule import FixedRateSchedule, describe_overrun
 from alpamayo_ros.msg import ControlCommand, ObstacleArray, SafetyStatus
 from alpamayo_ros.msg import Trajectory as TrajectoryMsg
 from alpamayo_ros.ros import diagnostics
@@ -103,6 +104,8 @@ class ControllerNode(Node):
         # the schedule runs the ones it skipped. (Polling at 100 Hz instead measured worse
         # in a MultiThreadedExecutor: 19-39 Hz of commands next to 50 Hz odometry.)
         self.schedule = FixedRateSchedule(int(round(self.config.period_s * 1e9)))
+        self._last_poll: tuple[int, float] | None = None  # node ns, wall s of the last call
+        self._last_overrun: tuple[float, float] | None = None  # node, wall gap (s)
         self.create_timer(self.config.period_s, self._poll,
                           callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0, self._publish_diagnostics)
@@ -192,8 +195,16 @@ class ControllerNode(Node):
                 self.core.update_obstacles(in_plan_frame, self._now_ns(), stamp_ns)
 
     def _poll(self) -> None:
-        for deadline_ns in self.schedule.due(self._now_ns()):
+        now_ns, wall_s = self._now_ns(), time.monotonic()
+        overruns = self.schedule.overruns
+        for deadline_ns in self.schedule.due(now_ns):
             self._step(deadline_ns)
+        if self.schedule.overruns != overruns and self._last_poll is not None:
+            node_gap_s = (now_ns - self._last_poll[0]) / 1e9
+            wall_gap_s = wall_s - self._last_poll[1]
+            self._last_overrun = (node_gap_s, wall_gap_s)
+            self.get_logger().warning(describe_overrun(node_gap_s, wall_gap_s))
+        self._last_poll = (now_ns, wall_s)
 
     def _step(self, now_ns: int) -> None:
         with self._lock:
@@ -216,6 +227,9 @@ class ControllerNode(Node):
             level, message = diagnostics.WARN, "starting"
         else:
             values["schedule_overruns"] = self.schedule.overruns
+            if self._last_overrun is not None:  # node and wall time of the latest one
+                values["last_overrun_node_gap_s"] = round(self._last_overrun[0], 3)
+                values["last_overrun_wall_gap_s"] = round(self._last_overrun[1], 3)
             values["time_resets"] = self.core.time_resets
             values["odometry_rejected_out_of_order"] = self.odometry.rejected_out_of_order
             values["odometry_rejected_non_finite"] = self.odometry.rejected_non_finite

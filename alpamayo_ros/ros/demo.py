@@ -278,6 +278,20 @@ def _policy_active(node: Any, timeout_s: float) -> bool:
         node.destroy_client(client)
 
 
+def _controller_up(node: Any, timeout_s: float) -> bool:
+    """Whether the controller's command publisher appears in the graph within ``timeout_s``.
+
+    The simulator starts only then: a controller still importing when the episode begins
+    takes over a moving car late, and its first cycles run under the start-up load.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if node.count_publishers(topics.CONTROL_COMMAND) > 0:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     handle = open(log, "w")  # noqa: SIM115 - lives as long as the process
     return subprocess.Popen(cmd, env=env, stdout=handle, stderr=subprocess.STDOUT,
@@ -378,6 +392,10 @@ def run_episode(scn: DemoScenario, args: argparse.Namespace, env: dict[str, str]
             raise RuntimeError(f"{label}: the policy node did not become active within "
                                f"{args.startup_timeout:g} s (log: "
                                f"{logs / f'{name}_alpamayo_policy.log'})")
+        if not _controller_up(listener.node, args.startup_timeout):
+            raise RuntimeError(f"{label}: the controller did not come up within "
+                               f"{args.startup_timeout:g} s (log: "
+                               f"{logs / f'{name}_alpamayo_controller.log'})")
         listener.reset(label)
         print(f"[demo] {scn.title} ({label}, {duration_s:g} s): driving", flush=True)
         procs["alpamayo_sim"] = _start(commands["alpamayo_sim"], env,

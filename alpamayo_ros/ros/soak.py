@@ -160,10 +160,33 @@ class SoakListener(demo.Listener):
                                                  self.status_reasons.get(s[0], ""))
                                for s in sorted(data.statuses)]
             record.commands = sorted(self.commands)
-            record.speeds = [(o[0], o[4]) for o in sorted(data.odometry)]
+            odometry = sorted(data.odometry)
+            record.speeds = [(o[0], o[4]) for o in odometry]
             record.plan_speeds = dict(self.plan_speeds)
             record.diagnostics = list(self.diagnostics)
         return record
+
+
+def add_route(record: core.EpisodeRecord, family: str, seed: int, duration_s: float,
+              odometry: list[tuple[int, float, float, float, float]]) -> None:
+    """Fill ``record``'s route positions and where the expert stands (resumed driving).
+
+    ``odometry``: (stamp, x, y, heading, speed) samples of the episode; the expert is the
+    data engine's, driving the same scenario in process.
+    """
+    from alpamayo_ros.data.scenarios import make_scenario
+    from alpamayo_ros.eval import closed_loop as cl
+    from alpamayo_ros.sim.ego import frenet_from_world
+
+    road = make_scenario(family, seed, duration_s).world.road
+    s_hint = None
+    for stamp, x, y, _, _ in odometry:
+        s_hint, _ = frenet_from_world(road, x, y, s_hint=s_hint)
+        record.route_s.append((stamp, float(s_hint)))
+    expert = cl.expert_trace(family, seed, cl.ClosedLoopConfig(
+        families=(family,), seeds=(seed,), duration_s=duration_s))
+    record.expert_stands_s = core.standing_positions(
+        expert.s_m, [e[3] for e in expert.ego], core.SoakConfig.moving_speed_mps)
 
 
 class FaultInjector:
@@ -371,6 +394,9 @@ def soak(args: argparse.Namespace) -> int:
             finally:
                 injector.finish()
             record = listener.episode_record(label, duration_s)
+            with listener.lock:
+                odometry = sorted(listener.data.odometry) if listener.label == label else []
+            add_route(record, scn.family, scn.seed, duration_s, odometry)
             record.faults = injector.faults
             record.at_fault_collision = bool(metrics.get("collision", False))
             record.expert_collision = expert_collision
