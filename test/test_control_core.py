@@ -257,6 +257,11 @@ def test_obstacle_update_invalidates_the_active_plan() -> None:
     assert status.active_plan_stamp_ns == 0
     # the stored obstacles also check the next plan
     assert not core.submit_plan(plan(loop.now), now_ns=loop.now)[1]
+    assert "silent" not in status.reason
+    # the policy then goes silent too: the status names both causes
+    (_, _, status, _), = loop.run(2.1)[-1:]
+    assert status.state is SafetyState.FALLBACK
+    assert "collision course" in status.reason and "; policy silent for" in status.reason
 
 
 def test_commands_never_stop_and_never_come_from_a_rejected_plan() -> None:

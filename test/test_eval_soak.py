@@ -218,3 +218,36 @@ def test_a_stop_where_the_expert_stands_counts_as_resumed_and_rooms_hold_the_win
                               "corrupt_room_s": "corrupt_frames"}[name]) > CONFIG.resume_window_s
         with pytest.raises(ValueError, match=name):
             soak.SoakConfig(**{name: CONFIG.resume_window_s})
+
+
+def test_a_fault_while_another_cause_holds_fallback_recovers_on_its_own_path() -> None:
+    collision = "active plan on a collision course (time to collision 2.90 s): minimal-risk stop"
+    rec = _record(speed=lambda t: max(8.0 - 2.0 * max(t - 10.0, 0.0), 0.0))
+    _set_status(rec, 10.2, 20.1, FALLBACK, ("min_time_to_collision_s",), collision)
+    for k in range(60):  # the policy plans at 10 Hz (rejected for the stopped lead)
+        rec.plan_speeds[_ns(10.0 + 0.1 * k)] = 3.0
+    rec.faults = [_fault("corrupt_frames", 11.8, 12.8, camera="front_wide", frames=9)]
+    rec.diagnostics = [soak.DiagnosticSample(_ns(t), "camera_sync: camera sync",
+                                             {"front_wide/malformed": str(n)})
+                       for t, n in ((11.0, 0), (12.0, 6), (13.0, 9))]
+    (r,) = soak.analyse([rec], CONFIG, 19.0)["faults"]
+    assert r["detected"] and r["recovered"]
+    assert r["recovery_ms"] == pytest.approx(100.0)  # the plan stamped 12.9 s
+    assert r["recovered_how"].startswith("the policy planned again; the controller stayed")
+    assert "recovered: the policy planned again" in soak.markdown(soak.analyse(
+        [rec], CONFIG, 19.0))
+    # with no plan after the fault, it did not recover (the camera path stays broken)
+    rec.plan_speeds = {s: v for s, v in rec.plan_speeds.items() if s <= _ns(12.8)}
+    (r,) = soak.analyse([rec], CONFIG, 19.0)["faults"]
+    assert r["detected"] and not r["recovered"]
+    # a policy fault during that FALLBACK is detected by the second cause in the reason
+    rec = _record()
+    _set_status(rec, 4.5, 8.6, FALLBACK, ("min_time_to_collision_s",), collision)
+    _set_status(rec, 7.3, 8.6, FALLBACK, ("min_time_to_collision_s",),
+                collision.replace(": minimal", "; policy silent for 2.01 s (timeout 2.00 s)"
+                                  ": minimal"))
+    _set_status(rec, 8.6, 20.1, OK, plan_s=8.4)
+    rec.faults = [_fault("policy_restart", 5.3, 5.3)]
+    (r,) = soak.analyse([rec], CONFIG, 19.0)["faults"]
+    assert r["detected"] and r["detection_ms"] == pytest.approx(2000.0)
+    assert r["recovered"] and r["recovered_how"] == "OK on a valid plan"

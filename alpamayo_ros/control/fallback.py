@@ -117,6 +117,10 @@ class FallbackManager:
         cfg = self.config
         if inp.plan is None:
             why = inp.invalid_reason or "no valid plan received yet"
+            if math.isfinite(inp.policy_silence_s) and inp.policy_silence_s > cfg.policy_timeout_s:
+                # a second cause: the operator sees both, and the policy's return
+                why += (f"; policy silent for {inp.policy_silence_s:.2f} s (timeout "
+                        f"{cfg.policy_timeout_s:.2f} s)")
             return SafetyState.FALLBACK, f"{why}: minimal-risk stop"
         stale = dict(inp.stale_inputs)
         if "odometry_timeout_s" in stale:

@@ -302,6 +302,7 @@ class FaultResult:
     resumed_how: str
     invalid_plan_executed: bool
     detected_by: str = ""
+    recovered_how: str = ""
     note: str = ""
 
 
@@ -419,8 +420,19 @@ def _detection(record: EpisodeRecord, fault: InjectedFault, config: SoakConfig
     return None, ""
 
 
-def _recovery_ns(record: EpisodeRecord, fault: InjectedFault, after_ns: int) -> int | None:
-    fresh_plan = fault.event.kind not in PLAN_FAULTS
+def _recovery(record: EpisodeRecord, fault: InjectedFault, after_ns: int
+              ) -> tuple[int | None, str]:
+    """When the system recovered from ``fault`` (cleared at ``after_ns``), and how.
+
+    Normally the first OK status following a valid plan (for a policy or sensor fault, a
+    plan stamped after the fault). When another cause held the controller out of OK as the
+    fault began (a plan on a collision course behind a stopped lead), no OK status can be
+    asked of the fault; then the fault's own path counts: for a policy or sensor fault the
+    policy's first plan stamped after the fault, for a plan burst the first status that
+    no longer names the burst's check.
+    """
+    kind = fault.event.kind
+    fresh_plan = kind not in PLAN_FAULTS
     for s in record.statuses:
         if s.stamp_ns < after_ns or s.state != STATE_OK:
             continue
@@ -428,8 +440,21 @@ def _recovery_ns(record: EpisodeRecord, fault: InjectedFault, after_ns: int) -> 
             continue
         if fresh_plan and s.active_plan_ns <= fault.end_ns:
             continue  # still the plan from before the fault
-        return s.stamp_ns
-    return None
+        return s.stamp_ns, "OK on a valid plan"
+    before = [s for s in record.statuses if s.stamp_ns < fault.start_ns]
+    if not before or before[-1].state == STATE_OK:
+        return None, ""
+    held = f"the controller stayed out of OK as before the fault ({before[-1].reason})"
+    if fresh_plan:
+        plans = sorted(p for p in record.plan_speeds
+                       if p > max(after_ns, fault.end_ns) and p not in fault.plan_stamps)
+        if plans:
+            return plans[0], f"the policy planned again; {held}"
+        return None, ""
+    for s in record.statuses:
+        if s.stamp_ns >= after_ns and PLAN_CHECKS[kind] not in s.failed_checks:
+            return s.stamp_ns, f"the burst's check cleared; {held}"
+    return None, ""
 
 
 def analyse_fault(record: EpisodeRecord, fault: InjectedFault, config: SoakConfig
@@ -440,7 +465,8 @@ def analyse_fault(record: EpisodeRecord, fault: InjectedFault, config: SoakConfi
         any(c.plan_stamp_ns in fault.plan_stamps for c in record.commands)
         or any(s.active_plan_ns in fault.plan_stamps for s in record.statuses))
     cleared_ns = max(fault.end_ns, detected_ns or 0)
-    recovery_ns = _recovery_ns(record, fault, cleared_ns) if detected_ns is not None else None
+    recovery_ns, recovered_how = (_recovery(record, fault, cleared_ns)
+                                  if detected_ns is not None else (None, ""))
     ok_resumed, how = (resumed(record, recovery_ns, config, fault.start_ns)
                        if recovery_ns is not None
                        else (False, "not recovered"))
@@ -454,7 +480,7 @@ def analyse_fault(record: EpisodeRecord, fault: InjectedFault, config: SoakConfi
         recovery_ms=(round((recovery_ns - cleared_ns) / 1e6, 1)
                      if recovery_ns is not None else None),
         resumed=ok_resumed, resumed_how=how, invalid_plan_executed=executed,
-        detected_by=detected_by, note=fault.note)
+        detected_by=detected_by, recovered_how=recovered_how, note=fault.note)
 
 
 def record_summary(record: EpisodeRecord) -> dict[str, Any]:
@@ -601,7 +627,9 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["", "| Episode | Fault | At s | Held s | Detection ms | Recovery ms | Detected by "
               "| Resumed | Note |", "|---|---|---|---|---|---|---|---|---|"]
     for f in result["faults"]:
-        note = "; ".join(n for n in (f["note"], "INVALID PLAN EXECUTED"
+        held = (f"recovered: {f['recovered_how']}"
+                if f.get("recovered_how", "").startswith(("the policy", "the burst")) else "")
+        note = "; ".join(n for n in (f["note"], held, "INVALID PLAN EXECUTED"
                                      if f["invalid_plan_executed"] else "") if n)
         lines.append(f"| {f['episode']} | {f['kind']} | {f['start_s']:g} | "
                      f"{f['duration_s']:g} | {_fmt(f['detection_ms'])} | "
