@@ -187,3 +187,39 @@ def test_noise_scale_narrows_the_flow_samples(policy):
     assert spread[0] > spread[1] > 0.0 == spread[2]  # zero noise: K identical plans
     with pytest.raises(ValueError, match="noise_scale"):
         policy.predict(batch, noise_scale=-1.0)
+
+
+def test_decision_phrase_tokens_are_marked_and_weighted_in_the_reasoning_loss(policy):
+    from alpamayo_ros.data.consistency import decision_spans
+
+    text = "The road is clear, so I keep cruising. I stay in my lane."
+    assert [text[a:b] for a, b in decision_spans(text)] == ["cruising", "stay in my lane"]
+    assert decision_spans("The light is red.") == [] and decision_spans(None) == []
+    sample = labelled(1, text=text)[0]
+    batch = policy.processor([sample])
+    n = int(batch.reasoning_valid.sum())
+    marked = batch.reasoning_decision[0, :n]
+    phrase = policy.tokenizer.decode(batch.reasoning_ids[0, :n][marked].tolist())
+    assert "cruising" in phrase and "lane" in phrase and "road" not in phrase
+    assert not batch.reasoning_decision[0, n:].any()  # padding is never marked
+    assert policy.processor([sample], with_targets=False).reasoning_decision is None
+
+    def loss(weight: float) -> float:
+        with torch.no_grad():
+            return float(policy.model.compute_losses(
+                batch, torch.Generator().manual_seed(0), decision_token_weight=weight
+            ).per_sample["reasoning"][0])
+
+    # per-sample weighted token mean over the n text tokens and </coc>:
+    # loss(w) = (S + (w - 1) C) / (N + (w - 1) m), S the CE sum, C that of the m marked
+    big_n, m = n + 1, int(marked.sum())
+    s_sum = loss(1.0) * big_n
+    c_sum = (loss(4.0) * (big_n + 3 * m) - s_sum) / 3
+    assert loss(10.0) == pytest.approx((s_sum + 9 * c_sum) / (big_n + 9 * m), rel=1e-5)
+    assert loss(10.0) != pytest.approx(loss(1.0), rel=1e-3)
+    unmarked = policy.processor([labelled(1, text="The light is red.")[0]])
+    with torch.no_grad():
+        same = [float(policy.model.compute_losses(unmarked, torch.Generator().manual_seed(0),
+                                                  decision_token_weight=w).reasoning_ce)
+                for w in (1.0, 10.0)]
+    assert same[0] == pytest.approx(same[1], rel=1e-6)  # no phrase: the plain token mean

@@ -63,6 +63,10 @@ def test_unknown_and_invalid_keys_are_named():
         config_from_dict(tiny_dict(data={"source": "episodes"}))
     with pytest.raises(ValueError, match="rl.balanced/keyframe_share are not used"):
         config_from_dict(tiny_dict(rl={"steps": 0, "balanced": True}))
+    with pytest.raises(ValueError, match="rl.decision_token_weight is not used"):
+        config_from_dict(tiny_dict(rl={"steps": 0, "decision_token_weight": 3.0}))
+    with pytest.raises(ValueError, match=r"StageConfig.decision_token_weight must be >= 1.0"):
+        config_from_dict(tiny_dict(sft={"decision_token_weight": 0.5}))
     with pytest.raises(ValueError, match="ModelSection.preset"):
         config_from_dict(tiny_dict(model={"preset": "huge"}))
 

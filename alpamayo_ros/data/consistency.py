@@ -230,6 +230,21 @@ def _match_one(text: str, patterns: dict[str, re.Pattern]) -> tuple[str | None, 
     return hits[0]
 
 
+def decision_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans ``(start, end)`` of every decision phrase in ``text``, both channels.
+
+    The phrases are the ones :func:`parse_reasoning` reads (case-insensitive), in order of
+    their start; training weights the tokens inside them (``decision_token_weight``).
+    """
+    if not isinstance(text, str):
+        return []
+    low = text.lower()
+    spans = {(m.start(), m.end())
+             for patterns in (LONGITUDINAL_PATTERNS, LATERAL_PATTERNS)
+             for pattern in patterns.values() for m in pattern.finditer(low)}
+    return sorted(spans)
+
+
 def parse_reasoning(text: str) -> ParsedCoc:
     """Parse a reasoning trace into one decision per channel (and the lateral direction)."""
     if not isinstance(text, str):

@@ -557,7 +557,8 @@ class AlpamayoModel(nn.Module):
 
     # --- training losses ---------------------------------------------------------------
     def compute_losses(self, inputs: ModelInputs, generator: torch.Generator | None = None,
-                       trajectory_tokens: bool = True) -> Losses:
+                       trajectory_tokens: bool = True,
+                       decision_token_weight: float = 1.0) -> Losses:
         """Teacher-forced per-sample losses of one batch with targets.
 
         One backbone pass over ``prefix, reasoning, </coc>, <traj>, 128 trajectory
@@ -570,6 +571,10 @@ class AlpamayoModel(nn.Module):
         one reasoning starts from). ``trajectory_tokens=False`` leaves the 128 trajectory
         tokens out of the sequence (about half the backbone's work; their loss is then
         masked out): for stages that train the trajectory through the expert only.
+        ``decision_token_weight`` weighs the reasoning tokens inside a decision phrase
+        (``inputs.reasoning_decision``) that much more in each sample's reasoning mean (1:
+        every token alike): the few tokens that name the decision, where the texts of a
+        scene branch, against the many that repeat the cause and its numbers.
         """
         if inputs.controls is None or inputs.reasoning_ids is None:
             raise ValueError("compute_losses needs targets (controls and reasoning ids)")
@@ -597,6 +602,12 @@ class AlpamayoModel(nn.Module):
         logits = self.backbone.logits(hidden[:, p - 1: -1])  # predicts seq[:, j]
         col = torch.arange(suffix_len, device=dev)[None]
         in_reasoning = ((col <= n_reason[:, None]) & has_text[:, None]).float()
+        if decision_token_weight != 1.0 and inputs.reasoning_decision is not None:
+            # reasoning tokens are packed from position 0 (right padding): same columns
+            width = min(suffix_len, inputs.reasoning_decision.shape[1])
+            phrase = torch.zeros_like(in_reasoning)
+            phrase[:, :width] = inputs.reasoning_decision[:, :width].float()
+            in_reasoning = in_reasoning * (1.0 + (decision_token_weight - 1.0) * phrase)
         traj_start = n_reason[:, None] + 2
         in_traj = ((col >= traj_start) & (col < traj_start + traj.shape[1])).float()
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), seq.reshape(-1),

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from alpamayo_ros.data.consistency import decision_spans
 from alpamayo_ros.model.configuration import PolicyConfig
 from alpamayo_ros.model.tokenizer import CocTokenizer
 from alpamayo_ros.sample import DrivingSample
@@ -47,6 +48,8 @@ class ModelInputs:
     controls: torch.Tensor | None = None  # float (B, 64, 2): a m/s^2, kappa 1/m
     reasoning_ids: torch.Tensor | None = None  # long (B, max_reasoning_tokens)
     reasoning_valid: torch.Tensor | None = None  # bool (B, max_reasoning_tokens)
+    # bool (B, max_reasoning_tokens): the token lies in a decision phrase (decision_spans)
+    reasoning_decision: torch.Tensor | None = None
     perception: torch.Tensor | None = None  # float (B, perception_dim), scaled targets
     perception_mask: torch.Tensor | None = None  # bool (B, perception_dim)
     decision_ids: torch.Tensor | None = None  # long (B, 2): lon, lat class; -1 unknown
@@ -141,6 +144,7 @@ class Processor:
             "speed_mps": torch.tensor(float(s.speed_mps)),
             "nav_ids": nav_ids, "nav_valid": nav_valid,
             "controls": None, "reasoning_ids": None, "reasoning_valid": None,
+            "reasoning_decision": None,
             "perception": None, "perception_mask": None, "decision_ids": None,
         }
         if with_targets:
@@ -150,9 +154,15 @@ class Processor:
                                  f"({cfg.num_waypoints}, 2), got {ctrl.shape}")
             item["controls"] = torch.from_numpy(ctrl)
             text = s.coc.text if s.coc is not None else ""
+            ids, offsets = tok.encode_with_offsets(text) if text else ([], [])
             item["reasoning_ids"], item["reasoning_valid"] = self._pad(
-                tok.encode(text) if text else [], cfg.tokenizer.max_reasoning_tokens,
-                "reasoning")
+                ids, cfg.tokenizer.max_reasoning_tokens, "reasoning")
+            spans = decision_spans(text)
+            in_phrase = [any(a < e and b > s0 for s0, e in spans) for a, b in offsets]
+            item["reasoning_decision"] = torch.zeros(cfg.tokenizer.max_reasoning_tokens,
+                                                     dtype=torch.bool)
+            n = min(len(in_phrase), cfg.tokenizer.max_reasoning_tokens)
+            item["reasoning_decision"][:n] = torch.tensor(in_phrase[:n], dtype=torch.bool)
             item.update(self._aux_targets(s))
         return item
 

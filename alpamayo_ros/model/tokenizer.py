@@ -103,6 +103,11 @@ class CocTokenizer:
         """Ids of plain text (special-token strings in ``text`` are not special here)."""
         return self._tok.encode(text, add_special_tokens=False).ids
 
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """:meth:`encode` plus each token's character span ``(start, end)`` in ``text``."""
+        enc = self._tok.encode(text, add_special_tokens=False)
+        return list(enc.ids), [tuple(o) for o in enc.offsets]
+
     def decode(self, ids: Iterable[int]) -> str:
         """Text of ``ids``, skipping special and trajectory tokens."""
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=True)

@@ -132,6 +132,9 @@ class StageConfig:
     schedule: str = "cosine"
     grad_clip: float = 1.0  # max global gradient norm (0: no clipping)
     loss_weights: dict = field(default_factory=dict)  # over LOSS_NAMES; missing names: 0
+    # reasoning tokens inside a decision phrase count this many times in the reasoning
+    # loss (AlpamayoModel.compute_losses; 1: every token alike)
+    decision_token_weight: float = 1.0
     # Sampling (pretrain/sft; rl picks prompts by disagreement, grpo.DisagreementPool):
     balanced: bool = False  # class-balanced sampling over the (lon, lat) decision classes
     keyframe_share: float = 0.0  # expected share of CoC keyframes per batch (0: natural)
@@ -155,6 +158,7 @@ class StageConfig:
         _check_float(self, "weight_decay", 0.0)
         _check_float(self, "grad_clip", 0.0)
         _check_float(self, "keyframe_share", 0.0, 1.0)
+        _check_float(self, "decision_token_weight", 1.0, 100.0)
         _check_choice(self, "schedule", SCHEDULES)
         betas = tuple(self.betas) if isinstance(self.betas, (list, tuple)) else ()
         if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1
@@ -249,6 +253,9 @@ class TrainConfig:
             raise ValueError("TrainConfig.rl.balanced/keyframe_share are not used: the rl stage "
                              "picks its prompts with grpo.DisagreementPool (rl.rl."
                              "disagreement_fraction); set them false/0")
+        if self.rl.decision_token_weight != 1.0:
+            raise ValueError("TrainConfig.rl.decision_token_weight is not used: the rl stage "
+                             "has no teacher-forced reasoning loss; leave it at 1")
         if self.rl.steps:
             try:
                 self.rl.rl_config()

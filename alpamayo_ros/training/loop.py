@@ -247,7 +247,8 @@ def evaluate(model: Any, dataset: Any, processor: Any, cfg: TrainConfig, stage: 
             with _autocast(cfg, dev):
                 sums.add(model.compute_losses(
                     inputs.to(dev), generator=gen,
-                    trajectory_tokens=stage.loss_weights["trajectory_tokens"] > 0))
+                    trajectory_tokens=stage.loss_weights["trajectory_tokens"] > 0,
+                    decision_token_weight=stage.decision_token_weight))
     model.train(was_training)
     sums.reduce(dist)
     return sums.means(stage.loss_weights)
@@ -468,8 +469,9 @@ def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_se
                 gen = tdata.generator(cfg.seed, name, "noise", step,
                                       dist.rank * sampler.micro_per_rank + k)
                 with _autocast(cfg, dev):
-                    losses.append(model.compute_losses(inputs.to(dev), generator=gen,
-                                                       trajectory_tokens=with_tokens))
+                    losses.append(model.compute_losses(
+                        inputs.to(dev), generator=gen, trajectory_tokens=with_tokens,
+                        decision_token_weight=stage.decision_token_weight))
             step_sums = LossSums()
             for item in losses:
                 step_sums.add(item)
