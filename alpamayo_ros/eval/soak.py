@@ -54,6 +54,7 @@ PLAN_FAULTS = ("nan_plan", "jerk_plan", "stale_plan")
 POLICY_FAULTS = ("policy_freeze", "policy_restart")
 PLAN_CHECKS = {"nan_plan": "nonfinite_values", "jerk_plan": "max_longitudinal_jerk_mps3",
                "stale_plan": "max_plan_age_s"}
+RECOVERED_OK = "OK on a valid plan"  # the usual recovery (else the table says how)
 POLICY_SILENT = "policy silent"  # the controller's FALLBACK reason on a policy timeout
 STATE_OK, STATE_DEGRADED, STATE_FALLBACK = 0, 1, 2
 SOURCE_POLICY = 0
@@ -440,7 +441,7 @@ def _recovery(record: EpisodeRecord, fault: InjectedFault, after_ns: int
             continue
         if fresh_plan and s.active_plan_ns <= fault.end_ns:
             continue  # still the plan from before the fault
-        return s.stamp_ns, "OK on a valid plan"
+        return s.stamp_ns, RECOVERED_OK
     before = [s for s in record.statuses if s.stamp_ns < fault.start_ns]
     if not before or before[-1].state == STATE_OK:
         return None, ""
@@ -627,8 +628,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["", "| Episode | Fault | At s | Held s | Detection ms | Recovery ms | Detected by "
               "| Resumed | Note |", "|---|---|---|---|---|---|---|---|---|"]
     for f in result["faults"]:
-        held = (f"recovered: {f['recovered_how']}"
-                if f.get("recovered_how", "").startswith(("the policy", "the burst")) else "")
+        how = f.get("recovered_how", "")
+        held = f"recovered: {how}" if how and how != RECOVERED_OK else ""
         note = "; ".join(n for n in (f["note"], held, "INVALID PLAN EXECUTED"
                                      if f["invalid_plan_executed"] else "") if n)
         lines.append(f"| {f['episode']} | {f['kind']} | {f['start_s']:g} | "

@@ -149,8 +149,9 @@ class SoakListener(demo.Listener):
         self._corrupt_active = active
 
     # ---------------------------------------------------------------- the record
-    def episode_record(self, label: str, duration_s: float) -> core.EpisodeRecord:
+    def episode_record(self, scn: demo.DemoScenario, duration_s: float) -> core.EpisodeRecord:
         """What the analysis needs of the episode just run (empty if it never started)."""
+        label = f"{scn.family} {scn.seed}"
         record = core.EpisodeRecord(label=label, duration_s=duration_s)
         with self.lock:
             if self.label != label:
@@ -164,6 +165,7 @@ class SoakListener(demo.Listener):
             record.speeds = [(o[0], o[4]) for o in odometry]
             record.plan_speeds = dict(self.plan_speeds)
             record.diagnostics = list(self.diagnostics)
+        add_route(record, scn.family, scn.seed, duration_s, odometry)
         return record
 
 
@@ -393,10 +395,7 @@ def soak(args: argparse.Namespace) -> int:
                 error = str(exc)
             finally:
                 injector.finish()
-            record = listener.episode_record(label, duration_s)
-            with listener.lock:
-                odometry = sorted(listener.data.odometry) if listener.label == label else []
-            add_route(record, scn.family, scn.seed, duration_s, odometry)
+            record = listener.episode_record(scn, duration_s)
             record.faults = injector.faults
             record.at_fault_collision = bool(metrics.get("collision", False))
             record.expert_collision = expert_collision
