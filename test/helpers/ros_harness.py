@@ -3,13 +3,18 @@
 - :func:`start_node_process` / :func:`stop_process`: run a node module as a real child
   process (``python -m ...``) in the test's private DDS domain, with its log in a file.
 - :class:`Probe`: an rclpy node in the test process (own context, executor thread) that
-  records what arrives on topics and publishes test inputs.
+  records what arrives on topics and publishes test inputs. A recording subscription keeps
+  ``RECORD_DEPTH`` messages queued: the test process itself pauses (a full garbage
+  collection of the suite's heap measured 260-290 ms), and with the nodes' depth of 5 the
+  DDS reader dropped the commands of such a pause, which the gap checks then blamed on
+  the controller.
 - :class:`SyntheticSensors`: cameras (same stamp per tick) + odometry on a straight road,
   published from the probe, remembering every camera stamp it sent.
 """
 
 from __future__ import annotations
 
+import copy
 import signal
 import subprocess
 import sys
@@ -25,6 +30,20 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+RECORD_DEPTH = 200  # 4 s of a 50 Hz topic, as the demo's and the soak's listeners
+
+
+def recording_qos(qos: Any) -> Any:
+    """``qos`` with a keep-last history of at least ``RECORD_DEPTH`` (keep-all as it is)."""
+    from rclpy.qos import HistoryPolicy, QoSProfile
+
+    if isinstance(qos, int):
+        qos = QoSProfile(depth=qos)
+    if qos.history == HistoryPolicy.KEEP_ALL or qos.depth >= RECORD_DEPTH:
+        return qos
+    deep = copy.copy(qos)
+    deep.depth = RECORD_DEPTH
+    return deep
 
 
 def start_node_process(module: str, ros_args: list[str], env: dict[str, str], log: Path,
@@ -115,7 +134,7 @@ class Probe:
             with self._lock:
                 self.received[topic].append((time.monotonic(), msg))
 
-        self.subscribe(msg_type, topic, store, qos)
+        self.subscribe(msg_type, topic, store, recording_qos(qos))
 
     def subscribe(self, msg_type: type, topic: str, callback: Callable[[Any], None],
                   qos: Any) -> Any:
