@@ -261,3 +261,17 @@ def test_silent_policy_triggers_minimal_risk_stop_within_one_cycle(controller) -
     # jerk-limited: acceleration moves toward -2.5 m/s^2 by at most 1.5 m/s^3 * dt
     accels = [c.acceleration for c in later]
     assert all(abs(b - a) <= 1.5 * 0.05 + 1e-6 for a, b in zip(accels, accels[1:]))
+
+
+def test_the_controller_sends_over_udp_only(controller) -> None:
+    """No shared-memory segment in the controller process.
+
+    A Fast DDS shared-memory send can sleep 333 ms when another process restarts
+    (alpamayo_ros/ros/transport.py).
+    """
+    _, _, proc, _ = controller
+    if not Path("/proc/self/maps").is_file():
+        pytest.skip("needs Linux /proc")
+    mine = Path("/proc/self/maps").read_text()  # the probe here uses shared memory
+    assert "/dev/shm/fastdds" in mine
+    assert "/dev/shm/fastdds" not in Path(f"/proc/{proc.pid}/maps").read_text()

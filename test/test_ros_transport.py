@@ -19,6 +19,21 @@ def test_profile_applied_only_when_user_did_not_choose() -> None:
     assert transport.configure_dds_transport(other_rmw) is None
 
 
+def test_udp_only_replaces_the_package_profile_but_not_the_users() -> None:
+    env: dict[str, str] = {}
+    assert transport.configure_dds_transport(env, shared_memory=False) == \
+        "FASTDDS_BUILTIN_TRANSPORTS=UDPv4"
+    assert env == {"FASTDDS_BUILTIN_TRANSPORTS": "UDPv4"}
+    inherited: dict[str, str] = {}  # a parent process applied the package's profile
+    path = transport.configure_dds_transport(inherited)
+    assert transport.configure_dds_transport(dict(inherited)) == path  # kept as it is
+    assert transport.configure_dds_transport(inherited, shared_memory=False)
+    assert inherited == {"FASTDDS_BUILTIN_TRANSPORTS": "UDPv4"}
+    users = {"FASTDDS_DEFAULT_PROFILES_FILE": "/etc/my_profile.xml"}
+    assert transport.configure_dds_transport(users, shared_memory=False) is None
+    assert users == {"FASTDDS_DEFAULT_PROFILES_FILE": "/etc/my_profile.xml"}
+
+
 @pytest.mark.ros
 def test_seven_cameras_cross_processes_without_loss(ros_env: dict[str, str]) -> None:
     from alpamayo_ros.ros.transport_bench import run_setting

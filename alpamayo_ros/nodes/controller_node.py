@@ -248,8 +248,10 @@ def main(args: list[str] | None = None) -> None:
     from alpamayo_ros.ros.runner import run_node
 
     # Single-threaded: every callback is short, and the MultiThreadedExecutor measured
-    # stalls of ~1 s between timer callbacks here (see README, Controller).
-    run_node(ControllerNode, args, threads=1)
+    # stalls of ~1 s between timer callbacks here (see README, Controller). UDP only: a
+    # shared-memory send can sleep 333 ms when another process restarts or freezes
+    # (alpamayo_ros/ros/transport.py).
+    run_node(ControllerNode, args, threads=1, shared_memory=False)
 
 
 if __name__ == "__main__":

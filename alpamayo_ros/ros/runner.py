@@ -90,7 +90,8 @@ class ShutdownRequest:
 
 
 def run_node(make_node: Callable[[], Node | Sequence[Node]],
-             args: Sequence[str] | None = None, threads: int = 1) -> None:
+             args: Sequence[str] | None = None, threads: int = 1,
+             shared_memory: bool = True) -> None:
     """Create the node(s) after ``rclpy.init(args)`` and spin them until shutdown.
 
     ``make_node`` returns one node or several (spun by one executor, destroyed in reverse
@@ -104,9 +105,10 @@ def run_node(make_node: Callable[[], Node | Sequence[Node]],
     that does not validate, ``ConfigError``) or ``OSError`` (a missing file) while the
     nodes are created, and ROS arguments that rcl rejects (a ``--params-file`` that
     cannot be read), end the process with exit code 1 and the message on one line
-    (:func:`fatal`).
+    (:func:`fatal`). ``shared_memory`` picks the DDS transport
+    (:func:`~alpamayo_ros.ros.transport.configure_dds_transport`).
     """
-    configure_dds_transport()
+    configure_dds_transport(shared_memory=shared_memory)
     stop = ShutdownRequest()
     if stop.installed and not die_with_parent(signal.SIGTERM):
         stop.signal = signal.SIGTERM  # the process that started this one is gone

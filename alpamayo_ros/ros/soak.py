@@ -55,6 +55,20 @@ STALE_PLAN_AGE_S = 3.0
 GARBAGE_BYTES = 4096
 
 
+SIM_PACING_KEYS = ("lag_s", "pace_slips", "real_time_factor")
+
+
+def _kept_values(status: Any) -> dict[str, str]:
+    """A diagnostic status' values for the record; of the simulator's, its pacing only.
+
+    A sim step that ran late shows in the controller's stamps as a command gap.
+    """
+    values = {kv.key: kv.value for kv in status.values}
+    if status.hardware_id == "alpamayo_sim":
+        return {k: values[k] for k in SIM_PACING_KEYS if k in values}
+    return values
+
+
 class SoakListener(demo.Listener):
     """The demo's listener plus what the soak analysis needs; it also injects frames/plans."""
 
@@ -129,8 +143,7 @@ class SoakListener(demo.Listener):
 
         super()._on_diagnostics(msg)
         stamp = ns_from_time(msg.header.stamp)
-        samples = [core.DiagnosticSample(stamp, s.name, {kv.key: kv.value for kv in s.values})
-                   for s in msg.status if s.hardware_id != "alpamayo_sim"]
+        samples = [core.DiagnosticSample(stamp, s.name, _kept_values(s)) for s in msg.status]
         with self.lock:
             self.diagnostics += samples
 
