@@ -311,6 +311,10 @@ def test_config_validation_names_the_field() -> None:
         ControllerConfig(mrm_jerk_mps3=math.inf)
     with pytest.raises(ValueError, match="mrm_accel_mps2"):
         ControllerConfig(mrm_accel_mps2=-12.0)
+    with pytest.raises(ValueError, match="collision_stop_min_accel_mps2"):
+        ControllerConfig(collision_stop_min_accel_mps2=-2.0)  # softer than the MRM
+    with pytest.raises(ValueError, match="collision_stop_jerk_mps3"):
+        ControllerConfig(collision_stop_jerk_mps3=0.0)
 
 
 def test_soft_stop_keeps_a_valid_plans_harder_braking() -> None:
@@ -385,3 +389,84 @@ def test_an_overrun_says_whether_the_process_or_the_clock_stood_still() -> None:
     assert "this process was held up" in held
     jumped = describe_overrun(0.99, 0.02)  # the callbacks came on time, /clock jumped
     assert "the clock jumped ahead" in jumped and "held up" not in jumped
+
+
+def test_stop_distance_of_a_jerk_limited_brake_on_hand_built_cases() -> None:
+    from alpamayo_ros.control.fallback import stop_distance_m
+
+    assert stop_distance_m(10.0, -2.5, -2.5, 1.5) == pytest.approx(20.0)  # v^2 / 2a
+    # 0 -> -5 m/s^2 at 10 m/s^3: 0.5 s ramp (4.79 m, then 8.75 m/s), then 7.66 m at -5
+    assert stop_distance_m(10.0, 0.0, -5.0, 10.0) == pytest.approx(
+        10 * 0.5 - 10 * 0.5 ** 3 / 6 + 8.75 ** 2 / 10)
+    # stands still during the ramp: v(t) = 0.5 - 5 t^2 reaches 0 at t = 0.316 s
+    t = math.sqrt(0.1)
+    assert stop_distance_m(0.5, 0.0, -5.0, 10.0) == pytest.approx(0.5 * t - 10 * t ** 3 / 6)
+    # braking harder than the goal already: the ramp softens toward it
+    assert stop_distance_m(10.0, -6.0, -2.5, 10.0) < stop_distance_m(10.0, -2.5, -2.5, 10.0)
+    assert stop_distance_m(0.0, 0.0, -2.5, 1.5) == 0.0
+
+
+def test_collision_stop_picks_the_gentlest_braking_that_stands_in_time() -> None:
+    from alpamayo_ros.control.fallback import collision_stop_accel, stop_distance_m
+
+    args = dict(softest_mps2=-2.5, hardest_mps2=-6.0, jerk_mps3=10.0)
+    assert collision_stop_accel(11.0, 0.0, 100.0, **args) == (-2.5, True)  # the MRM is enough
+    assert collision_stop_accel(11.0, 0.0, 5.0, **args) == (-6.0, False)  # nothing is
+    goal, ok = collision_stop_accel(11.0, 0.0, 18.0, **args)
+    assert ok and -6.0 < goal < -2.5
+    assert stop_distance_m(11.0, 0.0, goal, 10.0) == pytest.approx(18.0, abs=0.01)
+    assert stop_distance_m(11.0, 0.0, goal + 0.05, 10.0) > 18.0  # a softer one overruns
+
+
+def _run_into_a_stopped_car(config: ControllerConfig) -> tuple[float, list]:
+    """11 m/s on a plan that keeps its speed; a stopped car appears 28 m ahead.
+
+    Returns the gap (m) left between the ego's front and the car's rear when the ego
+    stands (< 0: it ran into it), and the loop's log from the car's appearance on.
+    """
+    core = ControllerCore(config)
+    speed = 11.0
+    core.submit_plan(plan(0, v0=speed), now_ns=0)
+    loop = Loop(core, speed=speed, now_ns=0)
+    loop.run(0.1)
+    ego_x = 0.1 * speed  # rear axle, in the plan's frame (it starts at 0)
+    lim = SafetyLimits()
+    ego_front = lim.ego_center_offset_m + lim.ego_length_m / 2
+    rear = ego_x + ego_front + 28.0
+    stopped = Obstacle(x_m=rear + 2.25, y_m=0.0, yaw_rad=0.0, length_m=4.5, width_m=1.9,
+                       id="stopped")
+    assert core.update_obstacles([stopped], now_ns=loop.now) is not None
+    log = loop.run(8.0)
+    ego_x += sum(v for *_, v in log) * PERIOD_NS / S
+    return rear - (ego_x + ego_front), log
+
+
+def test_a_collision_course_brakes_hard_enough_to_stand_before_the_obstacle() -> None:
+    gap, log = _run_into_a_stopped_car(ControllerConfig())
+    assert gap > 0.0, f"ran into the stopped car ({gap:.2f} m)"
+    assert log[-1][3] == 0.0  # stands
+    stop = [(c, st) for _, c, st, _ in log]
+    assert all(st.state is SafetyState.FALLBACK for _, st in stop)
+    accels = np.array([c.acceleration_mps2 for c, _ in stop])
+    assert accels.min() >= -6.0 - 1e-9
+    steps = np.abs(np.diff(np.r_[0.0, accels]))
+    assert steps.max() <= 10.0 * PERIOD_NS / S + 1e-9  # jerk-limited at the collision stop's
+    assert steps[0] > 1.5 * PERIOD_NS / S  # a faster onset than the MRM's 1.5 m/s^3
+    assert "stop short of the predicted collision" in stop[0][1].reason
+    # the Autoware emergency stop alone (-2.5 m/s^2 at 1.5 m/s^3) does not stand in time
+    gap_mrm, _ = _run_into_a_stopped_car(ControllerConfig(collision_stop_min_accel_mps2=-2.5,
+                                                          collision_stop_jerk_mps3=1.5))
+    assert gap_mrm < 0.0, gap_mrm
+
+
+def test_a_plan_the_node_cannot_check_still_names_every_other_failed_check() -> None:
+    core = ControllerCore()
+    old = plan(0)  # 3 s old at 3 s: fails max_plan_age_s as well
+    report = core.reject_plan(old, 3 * S, "localization_at_plan_stamp", "no odometry")
+    assert report.failed_checks == ("max_plan_age_s", "localization_at_plan_stamp")
+    assert "min_time_to_collision_s" not in {c.name for c in report.checks}  # not checkable
+    assert report.summary().endswith("localization_at_plan_stamp failed")
+    fresh = core.reject_plan(plan(3 * S), 3 * S, "localization_at_plan_stamp", "no odometry")
+    assert fresh.failed_checks == ("localization_at_plan_stamp",)
+    (_, _, status, _), = Loop(core, speed=10.0, now_ns=3 * S).run(0.02)
+    assert status.failed_checks == ("localization_at_plan_stamp",)

@@ -13,6 +13,11 @@ AUTOWARE_SOFT_STOP_JERK_MPS3 = 0.3
 # target_jerk -1.5 m/s^3.
 AUTOWARE_MRM_ACCEL_MPS2 = -2.5
 AUTOWARE_MRM_JERK_MPS3 = 1.5
+# Autoware ODD use case UC-AEB-001-0001 (automatic emergency braking before a standstill
+# obstacle): the ego stops without collision and keeps its acceleration above -6.0 m/s^2.
+AUTOWARE_AEB_MIN_ACCEL_MPS2 = -6.0
+# Design choice: the brake reaches -6 m/s^2 from coasting in 0.6 s.
+COLLISION_STOP_JERK_MPS3 = 10.0
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,10 @@ class ControllerConfig:
     - ``lookahead_s``: sample the plan this far ahead of now (actuation delay).
     - ``soft_stop_*``: the DEGRADED stop on the last valid plan (Autoware comfortable stop).
     - ``mrm_*``: the FALLBACK minimal-risk stop (Autoware emergency stop operator).
+    - ``collision_stop_*``: when the plan was dropped for a collision course, the
+      minimal-risk stop brakes as hard as needed to stop before the predicted collision,
+      down to ``collision_stop_min_accel_mps2`` (Autoware's AEB use case: -6 m/s^2), at
+      ``collision_stop_jerk_mps3``; the gentlest such stop, never softer than ``mrm_*``.
     - ``min/max_command_accel_mps2``: envelope of every acceleration command.
     - ``standstill_speed_mps``: below this the vehicle counts as stopped.
     - ``odometry_timeout_s`` / ``obstacles_timeout_s``: an input stream that has delivered
@@ -43,13 +52,11 @@ class ControllerConfig:
       (minimal-risk stop) until a plan stamped after the jump passes (design choice:
       ~6 times the 0.16 m a 50 Hz sample moves at 8 m/s, far above odometry noise).
     - ``process_nice``: the controller node process' nice value (Linux, every thread);
-      0 (the default) leaves the inherited one alone. Measured here, -10 made things
-      worse: the policy-restart test (``test_faults_sigkill.py``) saw 240 ms command gaps
-      in 2 of 3 runs with it, none in 3 runs at 0 (the controller likely waits on DDS
-      work of the lower-priority processes). A vehicle computer would use a real-time
-      policy and real-time transport settings instead. Values below 0 need
-      CAP_SYS_NICE; without it the node warns and keeps its priority. Not used by the
-      in-process core.
+      0 (the default) leaves the inherited one alone. No effect of -10 is established:
+      the runs that seemed to show one measured through a test probe that dropped
+      commands (docs/RELIABILITY.md). A vehicle computer would use a real-time policy
+      instead. Values below 0 need CAP_SYS_NICE; without it the node warns and keeps its
+      priority. Not used by the in-process core.
     """
 
     control_rate_hz: float = 50.0
@@ -61,6 +68,8 @@ class ControllerConfig:
     soft_stop_jerk_mps3: float = AUTOWARE_SOFT_STOP_JERK_MPS3
     mrm_accel_mps2: float = AUTOWARE_MRM_ACCEL_MPS2
     mrm_jerk_mps3: float = AUTOWARE_MRM_JERK_MPS3
+    collision_stop_min_accel_mps2: float = AUTOWARE_AEB_MIN_ACCEL_MPS2
+    collision_stop_jerk_mps3: float = COLLISION_STOP_JERK_MPS3
     min_command_accel_mps2: float = -9.8  # Autoware validator |accel| 9.8 m/s^2
     max_command_accel_mps2: float = 9.8
     standstill_speed_mps: float = 0.1
@@ -77,7 +86,8 @@ class ControllerConfig:
             if not math.isfinite(value):
                 raise ValueError(f"{name} must be finite, got {value!r}")
         for name in ("control_rate_hz", "policy_timeout_s", "soft_stop_jerk_mps3",
-                     "mrm_jerk_mps3", "max_command_accel_mps2", "odometry_timeout_s",
+                     "mrm_jerk_mps3", "collision_stop_jerk_mps3", "max_command_accel_mps2",
+                     "odometry_timeout_s",
                      "obstacles_timeout_s", "clock_jump_reset_s", "max_odometry_jump_m"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
@@ -92,10 +102,14 @@ class ControllerConfig:
         if not isinstance(self.process_nice, int) or not -20 <= self.process_nice <= 19:
             raise ValueError(f"process_nice must be an integer in [-20, 19], got "
                              f"{self.process_nice!r}")
-        for name in ("soft_stop_accel_mps2", "mrm_accel_mps2"):
+        for name in ("soft_stop_accel_mps2", "mrm_accel_mps2", "collision_stop_min_accel_mps2"):
             if getattr(self, name) < self.min_command_accel_mps2:
                 raise ValueError(f"{name} must be within min_command_accel_mps2 "
                                  f"({self.min_command_accel_mps2})")
+        if self.collision_stop_min_accel_mps2 > self.mrm_accel_mps2:
+            raise ValueError(f"collision_stop_min_accel_mps2 ({self.collision_stop_min_accel_mps2})"
+                             f" must be <= mrm_accel_mps2 ({self.mrm_accel_mps2}): the "
+                             "collision stop is never softer than the minimal-risk stop")
 
     @property
     def period_s(self) -> float:

@@ -9,7 +9,10 @@ Rules: a plan that fails a rejecting check is never executed; the last valid pla
 stays active until a newer valid plan replaces it, it expires, or a newer obstacle
 update puts it on a collision course (then nothing valid is left: FALLBACK). A valid
 plan older (by stamp) than the active one is not adopted. ``step`` always returns a
-command.
+command. When a collision course leaves no valid plan (the active plan dropped by an
+obstacle update, or a plan rejected by ``min_time_to_collision_s`` while none is active),
+the core keeps the path distance to that collision until a plan is adopted, and the
+minimal-risk stop brakes hard enough to stand before it (``collision_stop_*``).
 
 Input streams: the node calls :meth:`ControllerCore.note_input` when odometry or
 obstacles arrive; a stream that has delivered and then stays silent longer than its
@@ -46,7 +49,7 @@ from alpamayo_ros.control.fallback import (
     SafetyState,
 )
 from alpamayo_ros.control.tracker import TrajectoryTracker
-from alpamayo_ros.safety.collision import Obstacle, check_collision
+from alpamayo_ros.safety.collision import Obstacle, check_collision, collision_distance_m
 from alpamayo_ros.safety.limits import SafetyLimits
 from alpamayo_ros.safety.monitor import CheckResult, SafetyMonitor, SafetyReport
 from alpamayo_ros.trajectory import Trajectory
@@ -92,6 +95,8 @@ class ControllerCore:
         self.time_resets = 0
         self._jump: tuple[int, float] | None = None  # (stamp, metres) of an unresolved jump
         self.odometry_jumps = 0
+        # (detected at, path distance) of the collision that left no valid plan
+        self._collision: tuple[int, float] | None = None
 
     @property
     def active_plan(self) -> Trajectory | None:
@@ -121,12 +126,16 @@ class ControllerCore:
             self._latest_report = report
             if not report.passed:
                 self._latest_rejected = True
+                if (self._active is None and self._collision is None
+                        and "min_time_to_collision_s" in report.failed_checks):
+                    self._note_collision(traj, now_ns, obstacles, obstacles_stamp_ns)
                 return report, False
             self._latest_rejected = False
             if self._active is not None and traj.stamp_ns < self._active.stamp_ns:
                 return report, False  # valid but older than the active plan
             self._active = traj
             self._invalid_reason = ""
+            self._collision = None
             self._jump = None  # a plan made after the jump: localization fault over
             return report, True
 
@@ -136,12 +145,16 @@ class ControllerCore:
 
         For conditions only the node can see, e.g. no localization at the plan's stamp
         to place the obstacles in the plan's frame: the plan cannot be checked, so it is
-        treated like one that failed.
+        treated like one that failed. The monitor's other checks still run, so the report
+        names every reason (a plan 3 s old also fails ``max_plan_age_s``); the collision
+        check, which needs the obstacles, is left out.
         """
         with self._lock:
             self._last_arrival_ns = int(now_ns)
-            report = SafetyReport(traj.stamp_ns, int(now_ns), (CheckResult(
-                check_name, math.nan, math.nan, False),))
+            checked = self.monitor.check(traj, now_ns, ())
+            report = SafetyReport(traj.stamp_ns, int(now_ns), (
+                *(c for c in checked.checks if c.name != "min_time_to_collision_s"),
+                CheckResult(check_name, math.nan, math.nan, False)))
             self._latest_report = report
             self._latest_rejected = True
             return report
@@ -168,10 +181,20 @@ class ControllerCore:
                 "min_time_to_collision_s", value, lim.min_time_to_collision_s, False),))
             self._latest_report = report
             self._latest_rejected = True
+            self._note_collision(self._active, now_ns, self._obstacles, obstacles_stamp_ns)
             self._active = None
             self._invalid_reason = (
                 f"active plan on a collision course (time to collision {value:.2f} s)")
             return report
+
+    def _note_collision(self, traj: Trajectory, now_ns: int, obstacles: Sequence[Obstacle],
+                        obstacles_stamp_ns: int | None) -> None:
+        """Remember how far ahead ``traj`` collides: the stop brakes to stand before it."""
+        distance = collision_distance_m(traj, obstacles, now_ns, self.monitor.ego,
+                                        obstacles_stamp_ns,
+                                        self.monitor.limits.collision_time_step_s)
+        if math.isfinite(distance):
+            self._collision = (int(now_ns), distance)
 
     def note_odometry_jump(self, stamp_ns: int, distance_m: float) -> None:
         """Odometry jumped ``distance_m`` at ``stamp_ns``: drop the plan anchored before it."""
@@ -218,6 +241,7 @@ class ControllerCore:
         self._last_arrival_ns = None
         self._input_arrival_ns.clear()
         self._jump = None
+        self._collision = None
         self._invalid_reason = "clock jumped back; plans of the old timeline dropped"
 
     def step(self, now_ns: int, ego_speed_mps: float) -> tuple[Command, ControllerStatus]:
@@ -236,7 +260,8 @@ class ControllerCore:
                 target=target, latest_rejected=self._latest_rejected,
                 policy_silence_s=silence,
                 rejected_checks=report.failed_checks if report is not None else (),
-                invalid_reason=self._invalid_reason, stale_inputs=stale)
+                invalid_reason=self._invalid_reason, stale_inputs=stale,
+                collision=self._collision if plan is None else None)
             command, state, reason = self.fallback.step(inputs)
             failed = report.failed_checks if report is not None else ()
             if self._jump is not None and "max_odometry_jump_m" not in failed:

@@ -16,7 +16,12 @@ States (``msg/SafetyStatus.msg``) and the command each produces:
   ``policy_timeout_s`` -> minimal-risk stop
   (``SOURCE_MINIMAL_RISK_STOP``): ramp toward ``mrm_accel_mps2`` at ``mrm_jerk_mps3``
   (Autoware emergency stop: -2.5 m/s^2, 1.5 m/s^3), again heading for a still-valid
-  plan's acceleration where it brakes harder.
+  plan's acceleration where it brakes harder. When the plan was dropped because it
+  runs into an obstacle (the core passes the path distance to that collision), the stop
+  brakes as hard as it must to stand before it: the gentlest acceleration between
+  ``mrm_accel_mps2`` and ``collision_stop_min_accel_mps2`` whose ramp at
+  ``collision_stop_jerk_mps3`` stops within the distance left
+  (:func:`collision_stop_accel`, recomputed every cycle from the distance driven since).
 
 In both stops the curvature follows the last valid plan's *path*, sampled at the
 distance travelled since the stop began (the car is slower than the plan, so sampling
@@ -82,6 +87,58 @@ class FallbackInputs:
     invalid_reason: str = ""  # why there is no valid plan, when known
     # input streams that stopped: {timeout parameter name: seconds silent}
     stale_inputs: tuple[tuple[str, float], ...] = ()
+    # (detected at ns, path distance m then) of the collision that invalidated the plan
+    collision: tuple[int, float] | None = None
+
+
+COLLISION_STOP_NOTE = "; braking harder to stop short of the predicted collision"
+
+
+def stop_distance_m(speed_mps: float, accel_mps2: float, goal_accel_mps2: float,
+                    jerk_mps3: float) -> float:
+    """Distance (m) to a standstill from ``speed_mps`` under a jerk-limited brake.
+
+    The acceleration moves from ``accel_mps2`` to ``goal_accel_mps2`` (< 0) at
+    ``jerk_mps3`` and then holds.
+    """
+    if speed_mps <= 0.0:
+        return 0.0
+    sign = -1.0 if goal_accel_mps2 < accel_mps2 else 1.0
+    ramp_s = abs(goal_accel_mps2 - accel_mps2) / jerk_mps3
+    # during the ramp v(t) = v + a t + sign j t^2 / 2: does it reach 0 before the ramp ends?
+    qa, qb, qc = sign * jerk_mps3 / 2.0, accel_mps2, speed_mps
+    disc = qb * qb - 4.0 * qa * qc
+    if disc >= 0.0:
+        roots = [(-qb - math.sqrt(disc)) / (2.0 * qa), (-qb + math.sqrt(disc)) / (2.0 * qa)]
+        stops = [t for t in roots if 0.0 < t <= ramp_s]
+        if stops:
+            t = min(stops)
+            return speed_mps * t + accel_mps2 * t * t / 2.0 + sign * jerk_mps3 * t ** 3 / 6.0
+    t = ramp_s
+    ramp_m = speed_mps * t + accel_mps2 * t * t / 2.0 + sign * jerk_mps3 * t ** 3 / 6.0
+    speed_after = speed_mps + accel_mps2 * t + sign * jerk_mps3 * t * t / 2.0
+    return ramp_m + speed_after ** 2 / (-2.0 * goal_accel_mps2)
+
+
+def collision_stop_accel(speed_mps: float, accel_mps2: float, distance_m: float,
+                         softest_mps2: float, hardest_mps2: float,
+                         jerk_mps3: float) -> tuple[float, bool]:
+    """The gentlest goal acceleration in ``[hardest, softest]`` (both < 0) that stops in time.
+
+    In time: within ``distance_m``, the goal reached at ``jerk_mps3`` from ``accel_mps2``.
+    Returns ``(goal, stops_in_time)``; ``(hardest, False)`` when even that is too late.
+    """
+    def stops(goal: float) -> bool:
+        return stop_distance_m(speed_mps, accel_mps2, goal, jerk_mps3) <= distance_m
+    if stops(softest_mps2):
+        return softest_mps2, True
+    if not stops(hardest_mps2):
+        return hardest_mps2, False
+    soft, hard = softest_mps2, hardest_mps2  # soft fails, hard stops in time
+    for _ in range(30):
+        mid = (soft + hard) / 2.0
+        soft, hard = (soft, mid) if stops(mid) else (mid, hard)
+    return hard, True
 
 
 def approach(value: float, target: float, max_step: float) -> float:
@@ -106,6 +163,8 @@ class FallbackManager:
         self._v_ref: float | None = None
         self._path_plan_stamp: int | None = None
         self._path_s = 0.0
+        self._collision_ns: int | None = None  # which collision the distance counts toward
+        self._collision_driven_m = 0.0
 
     @property
     def last_acceleration_mps2(self) -> float:
@@ -167,6 +226,10 @@ class FallbackManager:
         else:
             goal, jerk, source = (cfg.mrm_accel_mps2, cfg.mrm_jerk_mps3,
                                   CommandSource.MINIMAL_RISK_STOP)
+            harder = self._collision_goal(inp, ego_v, dt)
+            if harder is not None:
+                goal, jerk = harder, cfg.collision_stop_jerk_mps3
+                reason += COLLISION_STOP_NOTE
         accel = approach(self._accel, goal, jerk * dt)
         if inp.target is not None:
             # keep a valid plan's harder braking, reached at the same jerk limit: the last
@@ -185,6 +248,26 @@ class FallbackManager:
             reason += "; vehicle stopped"
         return (Command(int(inp.now_ns), accel, self._curvature, self._v_ref, source,
                         plan_stamp), state, reason)
+
+    def _collision_goal(self, inp: FallbackInputs, ego_v: float, dt: float) -> float | None:
+        """Goal acceleration that stops before the collision ahead (None: none known)."""
+        if inp.collision is None:
+            self._collision_ns = None
+            return None
+        detected_ns, distance_m = inp.collision
+        if self._collision_ns != detected_ns:  # a new one: count from its detection
+            self._collision_ns = detected_ns
+            self._collision_driven_m = ego_v * max((inp.now_ns - detected_ns) / S_TO_NS, 0.0)
+        else:
+            self._collision_driven_m += ego_v * dt
+        cfg = self.config
+        left_m = distance_m - self._collision_driven_m
+        if stop_distance_m(ego_v, self._accel, cfg.mrm_accel_mps2, cfg.mrm_jerk_mps3) <= left_m:
+            return None  # the minimal-risk stop itself stands in time
+        goal, _ = collision_stop_accel(ego_v, self._accel, left_m, cfg.mrm_accel_mps2,
+                                       cfg.collision_stop_min_accel_mps2,
+                                       cfg.collision_stop_jerk_mps3)
+        return goal
 
     def _path_curvature(self, inp: FallbackInputs, ego_v: float, dt: float) -> float:
         """Curvature of the last valid plan at the distance driven since the stop began."""

@@ -164,10 +164,10 @@ class ControllerNode(Node):
             return
         obstacles = self._obstacles_for(plan.stamp_ns)
         if obstacles is None:
-            self.core.reject_plan(plan, now_ns, LOCALIZATION_CHECK,
-                                  "no odometry at the plan's stamp to place obstacles")
+            report = self.core.reject_plan(plan, now_ns, LOCALIZATION_CHECK,
+                                           "no odometry at the plan's stamp to place obstacles")
             accepted = False
-            summary = f"{LOCALIZATION_CHECK} failed"
+            summary = report.summary()
         else:
             report, accepted = self.core.submit_plan(plan, now_ns, obstacles,
                                                      self._obstacles_stamp_ns)

@@ -9,6 +9,7 @@ are not listed in ``failed_checks``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -68,7 +69,8 @@ class SafetyReport:
         failed = [c for c in self.checks if not c.passed and not c.advisory]
         if not failed:
             return "all checks passed"
-        return "; ".join(f"{c.name}={c.value:.3g} (limit {c.limit:.3g})" for c in failed)
+        return "; ".join(f"{c.name} failed" if math.isnan(c.limit)  # a check with no figure
+                         else f"{c.name}={c.value:.3g} (limit {c.limit:.3g})" for c in failed)
 
 
 class SafetyMonitor:
