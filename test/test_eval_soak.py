@@ -251,3 +251,26 @@ def test_a_fault_while_another_cause_holds_fallback_recovers_on_its_own_path() -
     (r,) = soak.analyse([rec], CONFIG, 19.0)["faults"]
     assert r["detected"] and r["detection_ms"] == pytest.approx(2000.0)
     assert r["recovered"] and r["recovered_how"] == "OK on a valid plan"
+
+
+def test_a_cause_found_during_the_fault_lets_the_fault_recover_on_its_own_path() -> None:
+    """A collision course found while the policy was frozen holds FALLBACK after the fault.
+
+    The policy's plans after the freeze are rejected for the same reason (a stopped lead).
+    """
+    collision = "active plan on a collision course (time to collision 2.90 s): minimal-risk stop"
+    rec = _record(speed=lambda t: max(8.0 - 2.0 * max(t - 10.0, 0.0), 0.0))
+    silent = "policy silent for 2.01 s (timeout 2.00 s): minimal-risk stop"
+    _set_status(rec, 10.0, 10.2, FALLBACK, (), silent)
+    _set_status(rec, 10.2, 20.1, FALLBACK, ("min_time_to_collision_s",), collision)
+    rec.plan_speeds = {_ns(0.0): 10.0, **{_ns(11.5 + 0.5 * k): 3.0 for k in range(16)}}
+    rec.faults = [_fault("policy_freeze", 8.0, 11.0)]
+    (r,) = soak.analyse([rec], CONFIG, 19.0)["faults"]
+    assert r["detected"] and r["recovered"]
+    assert r["recovery_ms"] == pytest.approx(500.0)  # the plan stamped 11.5 s
+    assert "for a cause found during the fault (active plan on a collision course" in \
+        r["recovered_how"]
+    # the fault's own symptom alone (no other failed check) is not another cause
+    _set_status(rec, 10.2, 20.1, FALLBACK, (), silent)
+    (r,) = soak.analyse([rec], CONFIG, 19.0)["faults"]
+    assert r["detected"] and not r["recovered"]

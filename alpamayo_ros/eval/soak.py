@@ -427,10 +427,12 @@ def _recovery(record: EpisodeRecord, fault: InjectedFault, after_ns: int
 
     Normally the first OK status following a valid plan (for a policy or sensor fault, a
     plan stamped after the fault). When another cause held the controller out of OK as the
-    fault began (a plan on a collision course behind a stopped lead), no OK status can be
-    asked of the fault; then the fault's own path counts: for a policy or sensor fault the
-    policy's first plan stamped after the fault, for a plan burst the first status that
-    no longer names the burst's check.
+    fault began (a plan on a collision course behind a stopped lead), or holds it as the
+    fault clears (a collision course found while the policy was frozen: the status names
+    a failed check that is not the fault's own), no OK status can be asked of the fault;
+    then the fault's own path counts: for a policy or sensor fault the policy's first plan
+    stamped after the fault, for a plan burst the first status that no longer names the
+    burst's check.
     """
     kind = fault.event.kind
     fresh_plan = kind not in PLAN_FAULTS
@@ -443,9 +445,16 @@ def _recovery(record: EpisodeRecord, fault: InjectedFault, after_ns: int
             continue  # still the plan from before the fault
         return s.stamp_ns, RECOVERED_OK
     before = [s for s in record.statuses if s.stamp_ns < fault.start_ns]
-    if not before or before[-1].state == STATE_OK:
+    at_clear = [s for s in record.statuses if s.stamp_ns < after_ns]
+    own_check = PLAN_CHECKS.get(kind)
+    if before and before[-1].state != STATE_OK:
+        held = f"the controller stayed out of OK as before the fault ({before[-1].reason})"
+    elif at_clear and at_clear[-1].state != STATE_OK and any(
+            c != own_check for c in at_clear[-1].failed_checks):
+        held = ("the controller stayed out of OK for a cause found during the fault "
+                f"({at_clear[-1].reason})")
+    else:
         return None, ""
-    held = f"the controller stayed out of OK as before the fault ({before[-1].reason})"
     if fresh_plan:
         plans = sorted(p for p in record.plan_speeds
                        if p > max(after_ns, fault.end_ns) and p not in fault.plan_stamps)
