@@ -40,9 +40,19 @@ def ros_env() -> dict[str, str]:
     module's topics.
     """
     env = dict(os.environ)
-    domain = random.choice([d for d in range(1, 101) if d not in _USED_DOMAINS])
-    _USED_DOMAINS.add(domain)
-    env["ROS_DOMAIN_ID"] = str(domain)
+    env["ROS_DOMAIN_ID"] = str(_new_domain())
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def _new_domain() -> int:
+    domain = random.choice([d for d in range(1, 101) if d not in _USED_DOMAINS])
+    _USED_DOMAINS.add(domain)
+    return domain
+
+
+@pytest.fixture
+def own_ros_env(ros_env: dict[str, str]) -> dict[str, str]:
+    """``ros_env`` with a domain of its own, for a test beside the module's running nodes."""
+    return {**ros_env, "ROS_DOMAIN_ID": str(_new_domain())}
