@@ -49,7 +49,13 @@ from alpamayo_ros.control.fallback import (
     SafetyState,
 )
 from alpamayo_ros.control.tracker import TrajectoryTracker
-from alpamayo_ros.safety.collision import Obstacle, check_collision, collision_distance_m
+from alpamayo_ros.safety.checks import check_finite
+from alpamayo_ros.safety.collision import (
+    Obstacle,
+    check_collision,
+    collision_distance_m,
+    first_collision,
+)
 from alpamayo_ros.safety.limits import SafetyLimits
 from alpamayo_ros.safety.monitor import CheckResult, SafetyMonitor, SafetyReport
 from alpamayo_ros.trajectory import Trajectory
@@ -190,11 +196,12 @@ class ControllerCore:
     def _note_collision(self, traj: Trajectory, now_ns: int, obstacles: Sequence[Obstacle],
                         obstacles_stamp_ns: int | None) -> None:
         """Remember how far ahead ``traj`` collides: the stop brakes to stand before it."""
-        distance = collision_distance_m(traj, obstacles, now_ns, self.monitor.ego,
-                                        obstacles_stamp_ns,
-                                        self.monitor.limits.collision_time_step_s)
-        if math.isfinite(distance):
-            self._collision = (int(now_ns), distance)
+        if not check_finite(traj)[1]:
+            return  # NaN poses fail the collision check too, but say nothing of distance
+        hit = first_collision(traj, obstacles, now_ns, self.monitor.ego, obstacles_stamp_ns,
+                              self.monitor.limits.collision_time_step_s)
+        if hit is not None:
+            self._collision = (int(now_ns), collision_distance_m(traj, hit, now_ns))
 
     def note_odometry_jump(self, stamp_ns: int, distance_m: float) -> None:
         """Odometry jumped ``distance_m`` at ``stamp_ns``: drop the plan anchored before it."""

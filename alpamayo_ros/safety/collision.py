@@ -176,21 +176,11 @@ def check_collision(
     return value, value >= min_time_to_collision_s
 
 
-def collision_distance_m(
-    traj: Trajectory,
-    obstacles: Sequence[Obstacle],
-    now_ns: int,
-    ego: EgoBox,
-    obstacles_stamp_ns: int | None = None,
-    time_step_s: float = 0.05,
-) -> float:
-    """Path distance (m) from where the plan has the ego now to its first predicted collision.
+def collision_distance_m(traj: Trajectory, hit: Collision, now_ns: int) -> float:
+    """Path distance (m) from where ``traj`` has the ego at ``now_ns`` to the collision ``hit``.
 
-    inf when the plan collides with none of the obstacles; 0 when it already overlaps one.
+    ``hit`` is :func:`first_collision`'s answer for ``traj``; 0 when it overlaps already.
     """
-    hit = first_collision(traj, obstacles, now_ns, ego, obstacles_stamp_ns, time_step_s)
-    if hit is None:
-        return math.inf
     now_s = max((int(now_ns) - traj.stamp_ns) / S_TO_NS, 0.0)
     return max(traj.distance_at(hit.plan_time_s) - traj.distance_at(now_s), 0.0)
 
