@@ -142,11 +142,15 @@ from alpamayo_ros.ros import runner
 
 runner.STALL_REPORT_S = 1.0
 runner.SHUTDOWN_REPORT_S = 1.0
+runner.STARTUP_REPORT_S = 1.0
 
 
 class Stalling(Node):
     def __init__(self):
         super().__init__("stalling")
+        print("starting", flush=True)
+        time.sleep(2.0)  # a start slower than STARTUP_REPORT_S
+        print("started", flush=True)
         self.calls = 0
         self.create_timer(0.1, self.tick)
 
@@ -167,7 +171,10 @@ runner.run_node(Stalling)
 
 
 def test_a_stalled_node_prints_every_threads_stack_and_keeps_running(ros_env, tmp_path) -> None:
-    """The runner's watchdog names where the main thread is stuck (alpamayo_ros/ros/runner.py)."""
+    """The runner's watchdog names where the main thread is stuck (alpamayo_ros/ros/runner.py).
+
+    At the start (creating the node), in a callback, and in the clean-up after SIGINT.
+    """
     log = tmp_path / "stall.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-c", STALLING_NODE], env=ros_env,
@@ -175,6 +182,8 @@ def test_a_stalled_node_prints_every_threads_stack_and_keeps_running(ros_env, tm
     try:
         wait_for_text(log, "back", proc, 60.0)
         text = log.read_text()
+        start = text[text.index("starting"):text.index("started")]
+        assert "most recent call first" in start and "in __init__" in start, text
         stall = text[text.index("stalling"):text.index("back")]
         # faulthandler's dump, with the stalled callback on the main thread's stack
         assert "most recent call first" in stall and "in tick" in stall, text

@@ -20,9 +20,13 @@ of the recorder, the end of a bag).
 Stalls are reported, not guessed at: a watchdog thread (:mod:`faulthandler`, C level, so
 it runs while the main thread is stuck inside rcl or DDS with the GIL held) prints every
 thread's stack to stderr when the main thread has not come back to the spin loop for
-``STALL_REPORT_S``, or when the clean-up after a stop signal takes longer than
-``SHUTDOWN_REPORT_S`` (``ros2 launch`` escalates to SIGTERM 5 s after SIGINT, so the
-stacks reach the launch log first). Nothing else changes: the process keeps waiting.
+``STALL_REPORT_S``, when the start (``rclpy.init``, creating the nodes: DDS
+participants, weights, warm-up) has not reached the spin loop after ``STARTUP_REPORT_S``
+(a policy process once hung silently there, before its first log line, among 14 processes
+started at once; test_faults_files.py), or when the clean-up after a stop signal takes
+longer than ``SHUTDOWN_REPORT_S`` (``ros2 launch`` escalates to SIGTERM 5 s after SIGINT,
+so the stacks reach the launch log first). Nothing else changes: the process keeps
+waiting.
 
 Uses ``rclpy.init()`` plus ``try/finally`` rather than ``with rclpy.init()`` so the same
 code runs on Jazzy (where the context manager does not exist) and Kilted.
@@ -56,6 +60,9 @@ from alpamayo_ros.ros.transport import configure_dds_transport
 POLL_S = 0.1  # longest wait between a signal and the end of spinning
 STALL_REPORT_S = 10.0  # main thread away from the spin loop this long: print the stacks
 SHUTDOWN_REPORT_S = 3.0  # clean-up after a stop signal this long: print the stacks
+# Start not done this long: print the stacks. Starts take seconds: the 13 processes of
+# test_faults_files.py that reached their error, started at once on 2 cores, did in 7 s.
+STARTUP_REPORT_S = 60.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -109,6 +116,7 @@ def run_node(make_node: Callable[[], Node | Sequence[Node]],
     (:func:`~alpamayo_ros.ros.transport.configure_dds_transport`).
     """
     configure_dds_transport(shared_memory=shared_memory)
+    faulthandler.dump_traceback_later(STARTUP_REPORT_S)  # re-armed by the StallWatchdog
     stop = ShutdownRequest()
     if stop.installed and not die_with_parent(signal.SIGTERM):
         stop.signal = signal.SIGTERM  # the process that started this one is gone
@@ -117,6 +125,7 @@ def run_node(make_node: Callable[[], Node | Sequence[Node]],
         rclpy.init(args=list(args) if args is not None else None,
                    signal_handler_options=options)
     except RuntimeError as exc:  # rcl's RCLError: e.g. a --params-file that cannot be read
+        faulthandler.cancel_dump_traceback_later()
         stop.restore()
         fatal(f"ROS arguments rejected: {exc}")
     context = rclpy.get_default_context()
