@@ -51,9 +51,7 @@ def main() -> None:
         batch = [data[i] for i in indices[start:start + 16]]
         inputs = policy.processor(batch)
         with torch.no_grad():
-            embeds, valid = model.prefix(inputs, None)
-            positions = (valid.long().cumsum(1) - 1).clamp_min(0)
-            hidden, _ = model.backbone(embeds, positions, valid, None)
+            hidden, _, _ = model.encode_prefix(inputs)
             logits = model.decision_head(hidden[:, -1]).float()  # the <coc> position
         for j, sample in enumerate(batch):
             truth = truth_decisions(sample)

@@ -49,12 +49,12 @@ from alpamayo_ros.control.fallback import (
     SafetyState,
 )
 from alpamayo_ros.control.tracker import TrajectoryTracker
-from alpamayo_ros.safety.checks import check_finite
 from alpamayo_ros.safety.collision import (
     Obstacle,
     check_collision,
     collision_distance_m,
     first_collision,
+    poses_finite,
 )
 from alpamayo_ros.safety.limits import SafetyLimits
 from alpamayo_ros.safety.monitor import CheckResult, SafetyMonitor, SafetyReport
@@ -196,7 +196,7 @@ class ControllerCore:
     def _note_collision(self, traj: Trajectory, now_ns: int, obstacles: Sequence[Obstacle],
                         obstacles_stamp_ns: int | None) -> None:
         """Remember how far ahead ``traj`` collides: the stop brakes to stand before it."""
-        if not check_finite(traj)[1]:
+        if not poses_finite(traj):
             return  # NaN poses fail the collision check too, but say nothing of distance
         hit = first_collision(traj, obstacles, now_ns, self.monitor.ego, obstacles_stamp_ns,
                               self.monitor.limits.collision_time_step_s)

@@ -280,12 +280,21 @@ class AlpamayoModel(nn.Module):
         valid = [ones(1 + vis.shape[1] + ego.shape[1] + 1), inputs.nav_valid, ones(2)]
         return torch.cat(parts, dim=1), torch.cat(valid, dim=1)
 
-    def prefill(self, inputs: ModelInputs, vision_tokens: torch.Tensor | None = None
-                ) -> Context:
-        """Run the prefix through the backbone; the context ends after ``<coc>``."""
+    def encode_prefix(self, inputs: ModelInputs, vision_tokens: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        """The backbone over the prefix: ``(hidden, cache, valid)``; it ends with ``<coc>``.
+
+        ``hidden[:, -1]`` is what the decision heads read (``compute_losses``).
+        """
         embeds, valid = self.prefix(inputs, vision_tokens)
         positions = (valid.long().cumsum(1) - 1).clamp_min(0)
         hidden, cache = self.backbone(embeds, positions, valid, None)
+        return hidden, cache, valid
+
+    def prefill(self, inputs: ModelInputs, vision_tokens: torch.Tensor | None = None
+                ) -> Context:
+        """Run the prefix through the backbone; the context ends after ``<coc>``."""
+        hidden, cache, valid = self.encode_prefix(inputs, vision_tokens)
         ctx = Context(cache, valid, valid.long().sum(1), self.backbone.logits(hidden[:, -1]))
         return self.compact(ctx)
 

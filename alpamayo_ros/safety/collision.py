@@ -113,6 +113,12 @@ def boxes_overlap(
     return ~separated
 
 
+def poses_finite(traj: Trajectory) -> bool:
+    """True when every time and pose of ``traj`` is finite (else it cannot be checked)."""
+    return all(bool(np.all(np.isfinite(getattr(traj, f))))
+               for f in ("time_s", "x_m", "y_m", "heading_rad"))
+
+
 def first_collision(
     traj: Trajectory,
     obstacles: Sequence[Obstacle],
@@ -167,9 +173,7 @@ def check_collision(
 
     A plan whose poses are not finite gets NaN (and fails): it cannot be checked.
     """
-    poses_finite = all(np.all(np.isfinite(getattr(traj, f)))
-                       for f in ("time_s", "x_m", "y_m", "heading_rad"))
-    if not poses_finite:
+    if not poses_finite(traj):
         return math.nan, False
     hit = first_collision(traj, obstacles, now_ns, ego, obstacles_stamp_ns, time_step_s)
     value = math.inf if hit is None else hit.time_to_collision_s
