@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from alpamayo_ros.model import dynamics
 from alpamayo_ros.model.policy import Policy
 from alpamayo_ros.model.synthetic import synthetic_sample
 from alpamayo_ros.sample import CocLabel, CriticalComponentLabel
@@ -30,6 +31,7 @@ from alpamayo_ros.training.grpo import (
     select_prompts,
     text_allowed,
     token_logprobs,
+    validation_rewards,
 )
 from alpamayo_ros.training.rewards import RolloutReward
 
@@ -263,6 +265,32 @@ def test_sample_group_shapes_and_rewards(policy):
     mask = batch.token_mask()
     assert mask.shape == (n, batch.text_ids.shape[1] + 1)
     assert torch.equal(mask.sum(1), batch.text_valid.sum(1) + batch.finished.long())
+
+
+def test_validation_rewards_score_the_nodes_greedy_plan(policy):
+    """One rollout per sample, as the node makes it (greedy text, zero-noise plan).
+
+    Whatever the batching; the model is left in the mode it was in.
+    """
+    cfg = RLConfig(group_size=3, max_reasoning_tokens=6, flow_steps=2)
+    samples = _samples(3)
+    policy.model.train()
+    rewards, texts = validation_rewards(policy.model, policy.processor, samples, cfg,
+                                        torch.Generator().manual_seed(0), batch_size=2)
+    assert policy.model.training
+    again, texts_again = validation_rewards(policy.model, policy.processor, samples, cfg,
+                                            torch.Generator().manual_seed(7), batch_size=3)
+    assert texts == texts_again and [r.total for r in rewards] == [r.total for r in again]
+    pred = policy.predict(samples, mode="reasoning", flow_steps=2, max_reasoning_tokens=6,
+                          noise_scale=0.0, seed=3)
+    assert texts == list(pred.reasoning)
+    for sample, r, text, controls in zip(samples, rewards, texts, pred.controls[:, 0]):
+        plan = dynamics.integrate(torch.as_tensor(controls[:, 0], dtype=torch.float64),
+                                  torch.as_tensor(controls[:, 1], dtype=torch.float64),
+                                  torch.tensor(sample.speed_mps, dtype=torch.float64))
+        want = RLRewards(cfg)(sample, [text], [[0]], controls[None].astype(np.float64),
+                              plan[None, :, :3].numpy())[0]
+        assert r.total == pytest.approx(want.total, abs=1e-4)
 
 
 def test_rl_step_gives_a_finite_loss_with_backbone_gradients(policy):

@@ -233,3 +233,33 @@ def test_model_card_names_the_commit_the_run_started_from(monkeypatch) -> None:
     assert export._code_line({}) == "- code: git commit `bbb`"
     assert export._code_line({"git_commit_at_start": "aaa"}) == (
         "- code: git commit `aaa` when the run started (`bbb` at export)")
+
+
+def test_rl_stage_is_selected_on_the_val_reward_including_its_starting_weights(tmp_path):
+    """The rl stage is selected on the mean reward of greedy val rollouts.
+
+    Scored at its start and at every eval; it hands on the weights with the highest
+    mean reward (those it started from when RL never beat them).
+    """
+    from alpamayo_ros.training.loop import train
+
+    data = tiny_dict(pretrain={"steps": 2, "eval_every": 0, "save_every": 0},
+                     sft={"steps": 0})
+    data["rl"] = {"steps": 2, "batch_size": 2, "lr": 1e-3, "min_lr": 1e-3,
+                  "schedule": "constant", "text_only": True, "log_every": 1, "eval_every": 1,
+                  "save_every": 0, "rl": {"group_size": 2, "max_reasoning_tokens": 8,
+                                          "flow_steps": 2}}
+    run = tmp_path / "run"
+    summary = train(config_from_dict(data), out=run, progress=False)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in rows if r["stage"] == "rl" and r["split"] == "val"]
+    assert [r["step"] for r in val] == [0, 1, 2]
+    for r in val:
+        assert {"reward", "reward_reasoning", "reward_consistency", "reward_trajectory",
+                "decision_lon", "decision_lat"} <= set(r)
+        assert r["reward_samples"] > 0
+    best = max(val, key=lambda r: r["reward"])  # the first of equal rewards is kept
+    assert summary["stages"]["rl"]["best_step"] == best["step"]
+    selection = json.loads((run / "rl" / "best" / "selection.json").read_text())
+    assert selection["step"] == best["step"]
+    assert summary["stages"]["rl"]["output"].endswith("rl/best")

@@ -227,7 +227,7 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 (autocast on CUDA)
     output_dir: str = "runs/train"
     export_dir: str = ""  # where the final weights + model card go ("" = no export)
-    export_select: str = "best"  # best (lowest val loss of the last stage) | last
+    export_select: str = "best"  # best (val loss; rl: val reward, loop.rl_validation) | last
 
     def __post_init__(self) -> None:
         for name, cls in (("model", ModelSection), ("data", DataSection),

@@ -87,17 +87,21 @@ def model_card(cfg: TrainConfig, summary: dict[str, Any], weights_config: dict[s
               f"- processes: {summary.get('world_size', 1)}, device `{summary.get('device')}`",
               f"- wall time: {summary.get('wall_s')} s (this invocation); per stage below "
               f"(all sessions of a resumed stage)", "",
-              "| stage | steps | samples | wall time (s) | val loss (last) | "
-              "best val loss (step) | weights handed on |", "|---|---|---|---|---|---|---|"]
+              "| stage | steps | samples | wall time (s) | val (last) | "
+              "best val (step) | weights handed on |", "|---|---|---|---|---|---|---|"]
     for name, st in summary.get("stages", {}).items():
         val = st.get("val", {}) or {}
-        best = (f"{_fmt(st['best_val'])} ({st.get('best_step')})"
+        # Selection: the lowest val loss; for rl the highest val reward (stored negated).
+        key, sign = ("reward", -1.0) if name == "rl" else ("loss", 1.0)
+        best = (f"{key} {_fmt(sign * st['best_val'])} ({st.get('best_step')})"
                 if st.get("best_val") is not None else "-")
         lines.append(f"| {name} | {st.get('steps')} | {st.get('samples')} | "
                      f"{st.get('stage_s', '-')} | "
-                     f"{_fmt(val['loss']) if 'loss' in val else '-'} | {best} | "
+                     f"{key + ' ' + _fmt(val[key]) if key in val else '-'} | {best} | "
                      f"{Path(str(st.get('output'))).name} |")
-    lines += ["", "Last val losses per stage (masked means over the val samples):", ""]
+    lines += ["", "Last val figures per stage (masked means over the val samples; rl also the "
+              "mean reward of one greedy rollout per val keyframe and the share of its "
+              "decisions the text gets right):", ""]
     for name, st in summary.get("stages", {}).items():
         val = st.get("val", {}) or {}
         if val:

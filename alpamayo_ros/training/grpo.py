@@ -428,19 +428,28 @@ class RolloutBatch:
 @torch.no_grad()
 def sample_group(model: AlpamayoModel, processor: Processor, samples: Sequence[DrivingSample],
                  cfg: RLConfig, generator: torch.Generator | None = None,
-                 reward_fn: RewardFn | None = None) -> RolloutBatch:
-    """Sample ``cfg.group_size`` rollouts per sample and score them (no gradients)."""
+                 reward_fn: RewardFn | None = None, group_size: int | None = None,
+                 temperature: float | None = None, noise_scale: float = 1.0) -> RolloutBatch:
+    """Sample ``cfg.group_size`` rollouts per sample and score them (no gradients).
+
+    ``group_size`` / ``temperature`` override the config's and ``noise_scale`` scales the
+    flow's noise (validation: one greedy rollout per sample with the mean plan,
+    :func:`validation_rewards`).
+    """
     if not samples:
         raise ValueError("samples must not be empty")
-    g, dev, pad = cfg.group_size, model.device, model.ids.pad
+    g = cfg.group_size if group_size is None else int(group_size)
+    temperature = cfg.temperature if temperature is None else float(temperature)
+    dev, pad = model.device, model.ids.pad
     reward_fn = RLRewards(cfg) if reward_fn is None else reward_fn
     prompt_inputs = processor(list(samples), with_targets=False).to(dev)
     inputs = repeat_inputs(prompt_inputs, g)
     vision = model.encode_vision(prompt_inputs).repeat_interleave(g, 0)
     ctx = model.prefill(inputs, vision)
-    text_ids, ctx = model.generate_reasoning(ctx, cfg.max_reasoning_tokens, cfg.temperature,
+    text_ids, ctx = model.generate_reasoning(ctx, cfg.max_reasoning_tokens, temperature,
                                              generator)
-    controls = model.flow_trajectory(ctx, cfg.flow_steps, 1, generator=generator)[:, 0]
+    controls = model.flow_trajectory(ctx, cfg.flow_steps, 1, generator=generator,
+                                     noise_scale=noise_scale)[:, 0]
     states = dynamics.integrate(controls[..., 0].double(), controls[..., 1].double(),
                                 inputs.speed_mps.double())
     plans = states[..., :3].cpu().numpy()
@@ -462,6 +471,34 @@ def sample_group(model: AlpamayoModel, processor: Processor, samples: Sequence[D
     return RolloutBatch(prompt_inputs, inputs, text_ids, text_valid, finished, texts,
                         controls.float(), plans, rewards,
                         group_advantages(rewards, cfg.advantage_std_floor), scored)
+
+
+def validation_rewards(model: AlpamayoModel, processor: Processor,
+                       samples: Sequence[DrivingSample], cfg: RLConfig,
+                       generator: torch.Generator | None = None,
+                       reward_fn: RewardFn | None = None, batch_size: int = 16
+                       ) -> tuple[list[RolloutReward], list[str]]:
+    """The RL objective at the policy node's setting, for selecting among RL checkpoints.
+
+    One rollout per sample as the policy node makes it: greedy reasoning (temperature 0),
+    then the flow plan from zero noise in its context; scored by the same reward
+    function as training.
+    Returns the rewards and the texts, in the order of ``samples``.
+    """
+    was_training = model.training
+    model.eval()
+    rewards: list[RolloutReward] = []
+    texts: list[str] = []
+    try:
+        for start in range(0, len(samples), batch_size):
+            chunk = samples[start: start + batch_size]
+            batch = sample_group(model, processor, chunk, cfg, generator, reward_fn,
+                                 group_size=1, temperature=0.0, noise_scale=0.0)
+            rewards.extend(batch.rollout_rewards)
+            texts.extend(batch.texts)
+    finally:
+        model.train(was_training)
+    return rewards, texts
 
 
 def collect_rollouts(model: AlpamayoModel, ref_model: AlpamayoModel | None,

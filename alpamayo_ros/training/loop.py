@@ -12,7 +12,9 @@ Read top to bottom, :func:`train` does:
    micro-batches of the step's global batch (:class:`StepSampler`), the per-sample losses
    (``model.compute_losses``) divided by the *global* number of samples that have each
    target (all-reduced), backward, gradients summed across processes, clipping, step; log,
-   val losses (model selection on val only; the test split is never read), checkpoint;
+   val losses (model selection on val only; the test split is never read), checkpoint.
+   The rl stage is selected on its own objective instead: the mean reward of one greedy
+   rollout per val keyframe (:func:`rl_validation`), its starting weights included;
 3. PNG curves, and the export of the last stage's selected weights with a model card.
 
 Determinism: every random draw comes from generators seeded by (seed, stage, step,
@@ -254,6 +256,67 @@ def evaluate(model: Any, dataset: Any, processor: Any, cfg: TrainConfig, stage: 
     return sums.means(stage.loss_weights)
 
 
+def rl_validation_indices(dataset: Any, limit: int) -> list[int]:
+    """The val samples the rl stage is selected on: the labelled keyframes.
+
+    Evenly spaced, at most ``limit``: where ``alpamayo eval`` scores decisions.
+    """
+    chosen = np.flatnonzero(tdata.keyframe_mask(dataset) & tdata.has_text(dataset))
+    if limit and len(chosen) > limit:
+        chosen = chosen[np.linspace(0, len(chosen) - 1, limit).round().astype(int)]
+    return [int(i) for i in chosen]
+
+
+def _memo_boxes(boxes_fn: Any) -> Any:
+    """``boxes_fn`` remembered per (family, seed, frame, steps): val samples recur."""
+    memo: dict[tuple, Any] = {}
+
+    def boxes(sample: Any, steps: int) -> Any:
+        meta = sample.meta or {}
+        key = (meta.get("family"), meta.get("seed"), meta.get("index"), steps)
+        if None in key:
+            return boxes_fn(sample, steps)
+        if key not in memo:
+            memo[key] = boxes_fn(sample, steps)
+        return memo[key]
+    return boxes
+
+
+def rl_validation(model: Any, processor: Any, dataset: Any, indices: list[int], rl_cfg: Any,
+                  reward_fn: Any, generator: torch.Generator, dist: Distributed
+                  ) -> dict[str, float]:
+    """Mean reward (and its parts) of one greedy rollout per val keyframe.
+
+    :func:`grpo.validation_rewards` on this process's share of ``indices``, all-reduced,
+    with the share of decisions the generated text gets right.
+    """
+    from alpamayo_ros.eval.evaluate import truth_decisions
+    from alpamayo_ros.eval.metrics import predicted_decisions
+    from alpamayo_ros.training import grpo
+
+    mine = indices[dist.rank::dist.world]
+    samples = [dataset[i] for i in mine]
+    names = [n for n, w in rl_cfg.reward_weights.items() if w]
+    keys = ["reward", *(f"reward_{n}" for n in names), "decision_lon", "decision_lat"]
+    sums = torch.zeros(len(keys) + 1, dtype=torch.float64)
+    if samples:
+        rewards, texts = grpo.validation_rewards(model, processor, samples, rl_cfg, generator,
+                                                 reward_fn)
+        for sample, r, text in zip(samples, rewards, texts):
+            truth = truth_decisions(sample) or (None, None)
+            lon, lat = predicted_decisions(text)
+            sums += torch.tensor([r.total, *(r.components[n] for n in names),
+                                  float(lon == truth[0]), float(lat == truth[1]), 1.0],
+                                 dtype=torch.float64)
+    sums = dist.all_reduce(sums)
+    count = float(sums[-1])
+    if count == 0:
+        return {}
+    out = {k: float(sums[i]) / count for i, k in enumerate(keys)}
+    out["reward_samples"] = count
+    return out
+
+
 # --- one stage -------------------------------------------------------------------------
 def _stage_output(run_dir: Path, name: str, select: str) -> Path | None:
     """The weights a finished stage hands on: its best (by val) or its last."""
@@ -369,6 +432,10 @@ def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_se
         if rl_cfg.kl_beta > 0:
             ref_model = Policy.from_pretrained(state["init_from"], dev).model
             ref_model.eval().requires_grad_(False)
+        # Selection: the RL objective on the val keyframes at the node's setting
+        # (rl_validation); the agents' true futures are simulated once per sample.
+        rl_val = rl_validation_indices(val_set, cfg.data.val_samples)
+        val_rewards = grpo.RLRewards(rl_cfg, boxes_fn=_memo_boxes(grpo.scene_boxes))
     else:
         batches = iter(tdata.make_loader(train_set, sampler, processor, cfg.data.workers))
     best_val = state.get("best_val")
@@ -409,9 +476,14 @@ def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_se
         if not len(val_set):
             return
         val = evaluate(model, val_set, processor, cfg, stage, micro, dist, dev)
+        if rl:
+            val.update(rl_validation(model, processor, val_set, rl_val, rl_cfg, val_rewards,
+                                     tdata.generator(cfg.seed, name, "val", device=dev), dist))
         logger.log(name, step, "val", val)
-        score = val.get("loss")
-        if score is not None and not rl and (best_val is None or score < best_val):
+        # Selection score, lower is better: the val loss, or for rl minus the val reward
+        # (the stage's objective; its losses are not what it optimises).
+        score = -val["reward"] if rl and "reward" in val else None if rl else val.get("loss")
+        if score is not None and (best_val is None or score < best_val):
             best_val, best_step = score, step
             if dist.main:
                 shutil.rmtree(stage_dir / "best", ignore_errors=True)
@@ -430,6 +502,8 @@ def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_se
 
     bar = tqdm(total=stage.steps, initial=start, desc=name, disable=not (dist.main and progress),
                dynamic_ncols=True)
+    if rl and start == 0 and stage.eval_every:
+        run_eval(0)  # the starting (SFT) weights are a candidate: RL must beat them on val
     for step in range(start, stage.steps):
         lr = stage.lr_at(step)
         for group in opt.param_groups:

@@ -1,0 +1,93 @@
+"""What the policy's vision tokens know about the scene: its perception head, scored.
+
+The perception head (``AlpamayoModel.perception_head``, trained on the simulator's
+privileged state, :mod:`alpamayo_ros.perception`) reads the vision tokens. Scoring it
+against the true targets tells whether the vision sees what the decisions depend on
+(a lead vehicle, a red light, a crossing pedestrian), apart from the text. Each scene
+field is printed next to the baseline that sees nothing: the majority answer for a
+yes/no field, the median for a distance or speed:
+
+    PYTHONPATH=. .venv/bin/python tools/perception_head_accuracy.py weights/default \
+        --data artifacts/datasets/default --split test [--all-samples] [--max-samples N]
+
+Only the scene fields are listed (the agent slots are left out). ``n`` is the number
+of samples where the field is defined (a lead's gap only where there is a lead).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from alpamayo_ros.eval.commands import open_dataset, select_samples
+from alpamayo_ros.model.policy import Policy
+from alpamayo_ros.perception import PERCEPTION_FIELDS, PERCEPTION_INDEX
+
+SCENE_FIELDS = PERCEPTION_INDEX["agent0_present"]  # the agent slots come last
+
+
+def score_fields(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> list[dict]:
+    """Per scene field: accuracy (binary) or mean absolute error in its unit (real).
+
+    Each with the no-vision baseline, over the samples where the field is defined.
+    """
+    rows = []
+    for j, field in enumerate(PERCEPTION_FIELDS[:SCENE_FIELDS]):
+        known = mask[:, j].astype(bool)
+        if not known.any():
+            continue
+        if field.kind == "binary":
+            truth = target[known, j] > 0.5
+            share = float(truth.mean())
+            rows.append({"field": field.name, "n": int(known.sum()), "metric": "accuracy",
+                         "model": float(np.mean((pred[known, j] > 0.0) == truth)),
+                         "baseline": max(share, 1.0 - share)})
+        else:
+            truth = target[known, j] * field.scale
+            rows.append({"field": field.name, "n": int(known.sum()), "metric": "MAE",
+                         "model": float(np.mean(np.abs(pred[known, j] * field.scale - truth))),
+                         "baseline": float(np.mean(np.abs(truth - np.median(truth))))})
+    return rows
+
+
+def main() -> None:
+    """Score the perception head of one weights directory on one split."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("weights", help="exported weights or checkpoint directory")
+    parser.add_argument("--data", default="artifacts/datasets/default")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--all-samples", action="store_true",
+                        help="every sample, not only the CoC keyframes")
+    parser.add_argument("--max-samples", type=int, default=0,
+                        help="evenly spaced cap (0: all)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    policy = Policy.from_pretrained(args.weights, device="cpu")
+    model = policy.model
+    if model.perception_head is None:
+        raise SystemExit(f"{args.weights}: the model has no perception head")
+    data, _ = open_dataset(args.data, args.split)
+    indices, _ = select_samples(data, not args.all_samples, None, None, args.max_samples)
+    preds, targets, masks = [], [], []
+    for start in range(0, len(indices), 16):
+        batch = [data[i] for i in indices[start:start + 16]]
+        with torch.no_grad():
+            tokens = model.encode_vision(policy.processor(batch))
+            preds.append(model.perception_head(tokens).float().numpy())
+        targets.append(np.nan_to_num(np.stack([s.perception for s in batch])))
+        masks.append(np.stack([s.perception_mask for s in batch]))
+    rows = score_fields(np.concatenate(preds), np.concatenate(targets),
+                        np.concatenate(masks))
+    print(f"{args.weights} on {args.split}: {len(indices)} "
+          f"{'samples' if args.all_samples else 'keyframes'}")
+    print(f"{'field':22s} {'n':>5s} {'metric':>8s} {'model':>7s} {'no vision':>9s}")
+    for r in rows:
+        print(f"{r['field']:22s} {r['n']:5d} {r['metric']:>8s} {r['model']:7.3f} "
+              f"{r['baseline']:9.3f}")
+
+
+if __name__ == "__main__":
+    main()
