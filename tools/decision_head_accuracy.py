@@ -13,36 +13,19 @@ Prints the accuracy per channel and, per true longitudinal class, correct / tota
 
 from __future__ import annotations
 
-import argparse
 from collections import Counter
 
 import torch
+from head_inputs import policy_and_samples
 
-from alpamayo_ros.eval.commands import open_dataset, select_samples
 from alpamayo_ros.eval.evaluate import truth_decisions
-from alpamayo_ros.model.policy import Policy
 from alpamayo_ros.taxonomy import LATERAL_CLASSES, LONGITUDINAL_CLASSES
 
 
 def main() -> None:
     """Score the decision heads of one weights directory on one split."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("weights", help="exported weights or checkpoint directory")
-    parser.add_argument("--data", default="artifacts/datasets/default")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--all-samples", action="store_true",
-                        help="every sample, not only the CoC keyframes")
-    parser.add_argument("--max-samples", type=int, default=0,
-                        help="evenly spaced cap (0: all)")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    policy = Policy.from_pretrained(args.weights, device="cpu")
+    args, policy, data, indices = policy_and_samples(__doc__.splitlines()[0], "decision_head")
     model = policy.model
-    if model.decision_head is None:
-        raise SystemExit(f"{args.weights}: the model has no decision heads")
-    data, _ = open_dataset(args.data, args.split)
-    indices, _ = select_samples(data, not args.all_samples, None, None, args.max_samples)
     n_lon = len(LONGITUDINAL_CLASSES)
     right, total = [0, 0], 0
     per_class: Counter = Counter()

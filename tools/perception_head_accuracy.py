@@ -16,13 +16,10 @@ of samples where the field is defined (a lead's gap only where there is a lead).
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import torch
+from head_inputs import policy_and_samples
 
-from alpamayo_ros.eval.commands import open_dataset, select_samples
-from alpamayo_ros.model.policy import Policy
 from alpamayo_ros.perception import PERCEPTION_FIELDS, PERCEPTION_INDEX
 
 SCENE_FIELDS = PERCEPTION_INDEX["agent0_present"]  # the agent slots come last
@@ -54,23 +51,9 @@ def score_fields(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> list
 
 def main() -> None:
     """Score the perception head of one weights directory on one split."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("weights", help="exported weights or checkpoint directory")
-    parser.add_argument("--data", default="artifacts/datasets/default")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--all-samples", action="store_true",
-                        help="every sample, not only the CoC keyframes")
-    parser.add_argument("--max-samples", type=int, default=0,
-                        help="evenly spaced cap (0: all)")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    policy = Policy.from_pretrained(args.weights, device="cpu")
+    args, policy, data, indices = policy_and_samples(__doc__.splitlines()[0],
+                                                     "perception_head")
     model = policy.model
-    if model.perception_head is None:
-        raise SystemExit(f"{args.weights}: the model has no perception head")
-    data, _ = open_dataset(args.data, args.split)
-    indices, _ = select_samples(data, not args.all_samples, None, None, args.max_samples)
     preds, targets, masks = [], [], []
     for start in range(0, len(indices), 16):
         batch = [data[i] for i in indices[start:start + 16]]
