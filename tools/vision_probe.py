@@ -12,7 +12,8 @@ not learn it" in minutes, without training a policy:
   swaps the linear patchify for four strided 3x3 convolutions; ``--fusion grid`` replaces
   the learned-query fusion by a max over each camera's patch grid in 2 x 3 cells (the
   same 24 tokens a frame for 4 cameras); with it, ``--without geometry blocks`` leaves out
-  the camera-geometry encoding and / or the transformer blocks.
+  the camera-geometry encoding and / or the transformer blocks; ``--head max`` reads the
+  field from a max over the tokens (then a linear layer) instead of the perception head.
 - ``--encoder cnn``: a 4-layer strided CNN with a global max over space and cameras, the
   simplest detector, as the reference.
 
@@ -60,7 +61,7 @@ class TokenizerProbe(nn.Module):
     """The policy's vision tokenizer and perception head, read at one field."""
 
     def __init__(self, preset_name: str, field: int, stem: str, fusion: str,
-                 without: tuple[str, ...] = ()) -> None:
+                 without: tuple[str, ...] = (), head: str = "perception") -> None:
         super().__init__()
         from alpamayo_ros.model.configuration import preset
         from alpamayo_ros.model.modeling import PerceptionHead
@@ -77,7 +78,9 @@ class TokenizerProbe(nn.Module):
             self.vision.encoder.patchify = nn.Sequential(
                 nn.Conv2d(3, d // 4, 3, 2, 1), nn.SiLU(), nn.Conv2d(d // 4, d // 2, 3, 2, 1),
                 nn.SiLU(), nn.Conv2d(d // 2, d, 3, 2, 1), nn.SiLU(), nn.Conv2d(d, d, 3, 2, 1))
-        self.head = PerceptionHead(d_model, PERCEPTION_DIM, cfg.perception_queries)
+        self.head = (PerceptionHead(d_model, PERCEPTION_DIM, cfg.perception_queries)
+                     if head == "perception" else None)
+        self.max_head = nn.Linear(d_model, 1) if head == "max" else None
         self.field = field
         self.fusion = fusion
         self.without = set(without)
@@ -110,6 +113,8 @@ class TokenizerProbe(nn.Module):
         """``(B, F, C, 3, H, W)`` uint8 and the rig -> ``(B,)`` logits."""
         tokens = (self._grid_tokens(images, intrinsics, camera_to_ego) if self.fusion == "grid"
                   else self.vision(images, valid, intrinsics, camera_to_ego))
+        if self.max_head is not None:
+            return self.max_head(tokens.max(1).values)[:, 0]
         return self.head(tokens)[:, self.field]
 
 
@@ -138,6 +143,7 @@ def main() -> None:
     parser.add_argument("--stem", choices=("linear", "conv"), default="linear")
     parser.add_argument("--fusion", choices=("queries", "grid"), default="queries")
     parser.add_argument("--without", nargs="*", default=[], choices=("geometry", "blocks"))
+    parser.add_argument("--head", choices=("perception", "max"), default="perception")
     parser.add_argument("--field", default="lead_present",
                         choices=[f.name for f in PERCEPTION_FIELDS if f.kind == "binary"])
     parser.add_argument("--cameras", default="all", help="all, or comma-separated names")
@@ -158,7 +164,7 @@ def main() -> None:
                                                   args.cameras.split(",")]
     model = (MaxPoolCnn() if args.encoder == "cnn"
              else TokenizerProbe(args.preset, field, args.stem, args.fusion,
-                                 tuple(args.without)))
+                                 tuple(args.without), args.head))
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     rng = np.random.default_rng(args.seed)
     val_idx = rng.choice(len(val), min(args.val_samples, len(val)), replace=False)
@@ -168,6 +174,7 @@ def main() -> None:
     majority = float(max(truth.mean(), 1.0 - truth.mean()))
     what = (f"{args.stem} stem, {args.fusion} fusion"
             + "".join(f", no {w}" for w in args.without)
+            + (", max head" if args.head == "max" else "")
             if args.encoder == "tokenizer" else "max")
     print(f"{args.encoder} ({what}), "
           f"field {args.field}, cameras {args.cameras}, batch {args.batch_size}, "
