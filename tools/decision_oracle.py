@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -45,8 +46,7 @@ def features(data: EpisodeDataset, vocabulary: list[str], use: set[str]) -> np.n
     if "navigation" in use:
         rows = []
         for e in data.episodes:
-            words = set(_words(str(_read_meta(__import__("pathlib").Path(e["dir"]))
-                                   .get("navigation", ""))))
+            words = set(_words(str(_read_meta(Path(e["dir"])).get("navigation", ""))))
             bow = np.array([w in words for w in vocabulary], np.float32)
             rows.append(np.repeat(bow[None], e["samples"], axis=0))
         parts.append(np.concatenate(rows))

@@ -476,13 +476,14 @@ def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_se
         if not len(val_set):
             return
         val = evaluate(model, val_set, processor, cfg, stage, micro, dist, dev)
+        # Selection score, lower is better: the val loss, or for rl minus the val reward
+        # (the stage's objective; its losses are not what it optimises).
+        score = val.get("loss")
         if rl:
             val.update(rl_validation(model, processor, val_set, rl_val, rl_cfg, val_rewards,
                                      tdata.generator(cfg.seed, name, "val", device=dev), dist))
+            score = -val["reward"] if "reward" in val else None
         logger.log(name, step, "val", val)
-        # Selection score, lower is better: the val loss, or for rl minus the val reward
-        # (the stage's objective; its losses are not what it optimises).
-        score = -val["reward"] if rl and "reward" in val else None if rl else val.get("loss")
         if score is not None and (best_val is None or score < best_val):
             best_val, best_step = score, step
             if dist.main:
