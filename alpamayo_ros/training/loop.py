@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from alpamayo_ros.model.modeling import LOSS_NAMES
+from alpamayo_ros.perception import field_weight_vector
 from alpamayo_ros.training import checkpoint as ckpt
 from alpamayo_ros.training import data as tdata
 from alpamayo_ros.training.config import STAGES, StageConfig, TrainConfig
@@ -231,6 +232,13 @@ class LossSums:
         return out
 
 
+def perception_weights(stage: StageConfig, device: torch.device) -> torch.Tensor | None:
+    """The stage's perception field weights, one per entry (None: it weighs none)."""
+    if not stage.perception_field_weights:
+        return None
+    return torch.tensor(field_weight_vector(stage.perception_field_weights), device=device)
+
+
 def evaluate(model: Any, dataset: Any, processor: Any, cfg: TrainConfig, stage: StageConfig,
              micro: int, dist: Distributed, dev: torch.device) -> dict[str, float]:
     """Val losses (masked means over the val samples, fixed noise) and their weighted sum."""
@@ -250,7 +258,8 @@ def evaluate(model: Any, dataset: Any, processor: Any, cfg: TrainConfig, stage: 
                 sums.add(model.compute_losses(
                     inputs.to(dev), generator=gen,
                     trajectory_tokens=stage.loss_weights["trajectory_tokens"] > 0,
-                    decision_token_weight=stage.decision_token_weight))
+                    decision_token_weight=stage.decision_token_weight,
+                    perception_field_weights=perception_weights(stage, dev)))
     model.train(was_training)
     sums.reduce(dist)
     return sums.means(stage.loss_weights)
@@ -416,6 +425,7 @@ def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_se
                                 stage.steps, dist.rank, dist.world)
     rl = name == "rl"
     with_tokens = stage.loss_weights["trajectory_tokens"] > 0  # else skip the 128 tokens
+    field_weights = perception_weights(stage, dev)
     if rl:
         # GRPO prompts: AR1's selection, the prompts whose last rollouts disagreed most
         # with the reward mixed with uniform draws (grpo.DisagreementPool), step by step.
@@ -546,7 +556,8 @@ def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_se
                 with _autocast(cfg, dev):
                     losses.append(model.compute_losses(
                         inputs.to(dev), generator=gen, trajectory_tokens=with_tokens,
-                        decision_token_weight=stage.decision_token_weight))
+                        decision_token_weight=stage.decision_token_weight,
+                        perception_field_weights=field_weights))
             step_sums = LossSums()
             for item in losses:
                 step_sums.add(item)
