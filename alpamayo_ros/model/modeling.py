@@ -168,7 +168,7 @@ class Losses:
 
 
 class PerceptionHead(nn.Module):
-    """Pooling over the vision tokens, then an MLP to the perception targets.
+    """Pooling over the vision tokens, then a read-out to the perception targets.
 
     ``pooling="attention"``: ``queries`` learned queries, then an MLP; ``"max"``: a max
     over the tokens, then a linear layer (the session 10 probe: attention pooling averaged

@@ -250,6 +250,7 @@ def evaluate(model: Any, dataset: Any, processor: Any, cfg: TrainConfig, stage: 
     loader = tdata.make_loader(dataset, [chunks[j] for j in mine], processor, cfg.data.workers)
     sums = LossSums()
     was_training = model.training
+    field_weights = perception_weights(stage, dev)
     model.eval()
     with torch.no_grad():
         for j, inputs in zip(mine, loader):
@@ -259,7 +260,7 @@ def evaluate(model: Any, dataset: Any, processor: Any, cfg: TrainConfig, stage: 
                     inputs.to(dev), generator=gen,
                     trajectory_tokens=stage.loss_weights["trajectory_tokens"] > 0,
                     decision_token_weight=stage.decision_token_weight,
-                    perception_field_weights=perception_weights(stage, dev)))
+                    perception_field_weights=field_weights))
     model.train(was_training)
     sums.reduce(dist)
     return sums.means(stage.loss_weights)
