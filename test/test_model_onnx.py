@@ -25,11 +25,13 @@ def session(path):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-@pytest.mark.parametrize("fusion", ["queries", "camera_grid"])
-def test_vision_onnx_matches_torch(policy, tmp_path, fusion):
-    if fusion == "camera_grid":  # conv stem, 3x5 patch grid pooled into 2x3 cells
+@pytest.mark.parametrize("fusion,grid_queries", [("queries", 0), ("camera_grid", 0),
+                                                  ("camera_grid", 4)])
+def test_vision_onnx_matches_torch(policy, tmp_path, fusion, grid_queries):
+    if fusion == "camera_grid":  # conv stem, 3x5 patch grid pooled into 2x3 cells (+ queries)
         policy = Policy.from_config(preset("tiny", vision={
-            "stem": "conv", "fusion": fusion, "tokens_per_timestep": 24}), device="cpu")
+            "stem": "conv", "fusion": fusion, "grid_queries": grid_queries,
+            "tokens_per_timestep": 24 + grid_queries}), device="cpu")
     model = policy.model
     batch = policy.processor([synthetic_sample(np.random.default_rng(0), num_cameras=3,
                                                height_px=48, width_px=72)])

@@ -49,6 +49,12 @@ def test_vision_options_are_validated_naming_the_field():
                      image_height_px=48, image_width_px=80, patch_size_px=8)
     with pytest.raises(ValueError, match="PolicyConfig.perception_pooling"):
         PolicyConfig(perception_pooling="mean")
+    with pytest.raises(ValueError, match="VisionConfig.grid_queries 4 needs fusion"):
+        VisionConfig(grid_queries=4)
+    with pytest.raises(ValueError, match="VisionConfig.grid_queries must be an int >= 0"):
+        VisionConfig(fusion="camera_grid", grid_queries=-1, tokens_per_timestep=23)
+    with pytest.raises(ValueError, match=r"grid_cols \+ grid_queries = 28"):
+        VisionConfig(fusion="camera_grid", grid_queries=4, tokens_per_timestep=24)
 
 
 def test_weights_saved_before_the_options_load_with_the_old_vision_path():
@@ -61,6 +67,7 @@ def test_weights_saved_before_the_options_load_with_the_old_vision_path():
     assert (cfg.vision.stem, cfg.vision.fusion, cfg.perception_pooling) == \
         ("linear", "queries", "attention")
     assert preset("default").vision.fusion == "camera_grid"
+    assert "grid_queries" not in data["vision"] or cfg.vision.grid_queries == 0
 
 
 def test_camera_grid_tokens_are_per_camera_cells_and_a_missing_camera_is_one_token():
@@ -119,3 +126,29 @@ def test_max_perception_head_is_order_free_and_sees_one_token():
     assert not torch.allclose(changed[0], out[0])
     torch.testing.assert_close(changed[1:], out[1:])
     assert not hasattr(head, "queries")
+
+
+def test_grid_queries_follow_each_frames_cells_and_attend_to_every_camera():
+    """Per frame: the grid-only path's cells, then the queries, which read every patch."""
+    torch.manual_seed(2)
+    grid_only = VisionTokenizer(preset("tiny", vision={**GRID, "encoder_layers": 0}).vision,
+                                16).eval()
+    cfg = preset("tiny", vision={**GRID, "grid_queries": 3, "tokens_per_timestep": 27,
+                                 "encoder_layers": 0}).vision
+    vision = VisionTokenizer(cfg, 16).eval()
+    missing = vision.load_state_dict(grid_only.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith(("queries", "fusion.")) for k in missing)
+    b, f, c, h, w = 1, cfg.num_frames, cfg.max_cameras, cfg.image_height_px, cfg.image_width_px
+    images = torch.full((b, f, c, 3, h, w), 90, dtype=torch.uint8)
+    valid = torch.ones(b, c, dtype=torch.bool)
+    intrinsics, extrinsics = rig(b, c)
+    with torch.no_grad():
+        tokens = vision(images, valid, intrinsics, extrinsics)
+        assert tokens.shape == (b, f * 27, 16)
+        cells = grid_only(images, valid, intrinsics, extrinsics).view(f, 24, 16)
+        torch.testing.assert_close(tokens.view(f, 27, 16)[:, :24], cells)
+        images[0, -1, 1, :, 2:6, 2:6] = 255  # a 4x4 px object, camera 1, last frame
+        moved = vision(images, valid, intrinsics, extrinsics).view(f, 27, 16)
+    changed = (moved - tokens.view(f, 27, 16)).abs().amax(-1) > 1e-6
+    assert changed[-1, 24:].all()  # every query of that frame sees it
+    assert int(changed[-1, :24].sum()) == 1 and not changed[0].any()

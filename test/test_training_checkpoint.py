@@ -67,7 +67,7 @@ def _cfg(workers: int):
     data["data"] = {**data["data"], "workers": workers, "synthetic_samples": 10,
                     "val_samples": 4}
     data["pretrain"] = {**data["pretrain"], "steps": 4, "log_every": 1, "eval_every": 2,
-                        "save_every": 0}
+                        "save_every": 0, "blank_images_share": 0.5}
     data["sft"] = {**data["sft"], "steps": 2, "save_every": 0}
     return config_from_dict(data)
 

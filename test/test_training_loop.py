@@ -67,6 +67,8 @@ def test_unknown_and_invalid_keys_are_named():
         config_from_dict(tiny_dict(rl={"steps": 0, "decision_token_weight": 3.0}))
     with pytest.raises(ValueError, match=r"StageConfig.decision_token_weight must be >= 1.0"):
         config_from_dict(tiny_dict(sft={"decision_token_weight": 0.5}))
+    with pytest.raises(ValueError, match=r"StageConfig.blank_images_share must be"):
+        config_from_dict(tiny_dict(pretrain={"blank_images_share": 1.5}))
     with pytest.raises(ValueError, match="ModelSection.preset"):
         config_from_dict(tiny_dict(model={"preset": "huge"}))
 
@@ -129,6 +131,48 @@ def test_action_stats_are_the_training_controls_statistics():
     ctrl = np.concatenate([s.future_controls for s in samples]).astype(np.float64)
     np.testing.assert_allclose(mean.numpy(), ctrl.mean(0), rtol=1e-5)
     np.testing.assert_allclose(std.numpy(), ctrl.std(0), rtol=1e-5)
+
+
+def test_blank_images_blacks_out_a_seeded_share_of_samples_and_keeps_their_targets():
+    from types import SimpleNamespace
+
+    def batch():
+        images = torch.full((64, 2, 3, 3, 4, 6), 100, dtype=torch.uint8)
+        return SimpleNamespace(images=images, controls=torch.ones(64, 64, 2))
+
+    none, every = batch(), batch()
+    assert not tdata.blank_images(none, 0.0, tdata.generator(1)).any()
+    assert (none.images == 100).all()
+    assert tdata.blank_images(every, 1.0, tdata.generator(1)).all()
+    assert (every.images == 0).all() and (every.controls == 1).all()
+    half_a, half_b = batch(), batch()
+    mask = tdata.blank_images(half_a, 0.5, tdata.generator(7, "pretrain", "blank", 3, 0))
+    again = tdata.blank_images(half_b, 0.5, tdata.generator(7, "pretrain", "blank", 3, 0))
+    assert torch.equal(mask, again) and 16 < int(mask.sum()) < 48
+    assert (half_a.images[mask] == 0).all() and (half_a.images[~mask] == 100).all()
+
+
+def test_a_stage_trains_on_blanked_images_in_its_share(tmp_path, monkeypatch):
+    from alpamayo_ros.model.modeling import AlpamayoModel
+    from alpamayo_ros.training.loop import train
+
+    seen = []
+    original = AlpamayoModel.compute_losses
+
+    def spy(self, inputs, *args, **kwargs):
+        if self.training:
+            seen.append(int(inputs.images.flatten(1).amax(1).gt(0).sum()))
+        return original(self, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(AlpamayoModel, "compute_losses", spy)
+    cfg = config_from_dict(tiny_dict(
+        data={"synthetic_samples": 8, "val_samples": 4},
+        pretrain={"steps": 3, "batch_size": 4, "log_every": 1, "eval_every": 0,
+                  "save_every": 0, "blank_images_share": 1.0},
+        sft={"steps": 2, "batch_size": 4, "save_every": 0, "blank_images_share": 0.0}))
+    train(cfg, out=tmp_path, progress=False)
+    assert seen[:3] == [0, 0, 0]  # pretrain: every sample's images black
+    assert all(n == 4 for n in seen[3:5])  # sft: none
 
 
 def test_losses_fall_on_a_tiny_fixed_set(tmp_path):

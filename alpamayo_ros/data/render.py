@@ -26,6 +26,17 @@ from alpamayo_ros.data.scenarios import AgentSnapshot, Episode, Frame
 from alpamayo_ros.data.world import COLOURS
 
 NEAR_M = 0.15
+# Traffic-signal heads are drawn 2.5x a real 12-inch (0.3 m lamp) three-lamp head so our
+# 160-px cameras resolve the lit lamp where the expert reacts to it: about 3 px at 60 m in
+# the 30-degree tele camera (a real head's lamp there is 1.3 px, below what session 11's
+# policy could see: docs/RESULTS.md). An observability choice, as AR1's 1080p cameras see
+# real lamps; the lamps keep their real order, colours and pole position.
+SIGNAL_LAMP_RADIUS_M = 0.33
+SIGNAL_LAMP_PITCH_M = 0.85  # lamp centre to lamp centre
+SIGNAL_HEAD_WIDTH_M = 1.0
+SIGNAL_HEAD_DEPTH_M = 0.45
+SIGNAL_HEAD_HEIGHT_M = 3 * SIGNAL_LAMP_PITCH_M + 0.1
+SIGNAL_HEAD_BOTTOM_M = 3.7
 FAR_M = 220.0
 SUBPIXEL_BITS = 3
 SURFACE_LAYER = 0.5  # coloured road surfaces: over the asphalt (0), under the paint (1)
@@ -235,10 +246,11 @@ class SceneRenderer:
         # Traffic-light poles and mast arms (heads are dynamic).
         for tl in world.lights:
             x, y, h = road.to_world(tl.stop_line_s + 1.0, right - 1.0)
-            b.box(float(x), float(y), 0.0, float(h), 0.25, 0.25, 5.6, (70, 70, 75))
+            mast_z = SIGNAL_HEAD_BOTTOM_M + SIGNAL_HEAD_HEIGHT_M - 0.3
+            b.box(float(x), float(y), 0.0, float(h), 0.25, 0.25, mast_z + 0.2, (70, 70, 75))
             x2, y2, _ = road.to_world(tl.stop_line_s + 1.0, 0.5 * w)
             mx, my = 0.5 * (float(x) + float(x2)), 0.5 * (float(y) + float(y2))
-            b.box(mx, my, 5.4, float(h) + math.pi / 2, math.hypot(x2 - x, y2 - y) + 0.3,
+            b.box(mx, my, mast_z, float(h) + math.pi / 2, math.hypot(x2 - x, y2 - y) + 0.3,
                   0.15, 0.15, (70, 70, 75))
         self._n_static_objects = b.next_object
         return b.batch()
@@ -253,17 +265,19 @@ class SceneRenderer:
             state = frame.lights.get(tl.id, "red")
             x, y, h = self.road.to_world(tl.stop_line_s + 1.0, 0.5 * w)
             x, y, h = float(x), float(y), float(h)
-            b.box(x, y, 4.3, h, 0.4, 0.45, 1.2, (25, 25, 25))
+            b.box(x, y, SIGNAL_HEAD_BOTTOM_M, h, SIGNAL_HEAD_DEPTH_M, SIGNAL_HEAD_WIDTH_M,
+                  SIGNAL_HEAD_HEIGHT_M, (25, 25, 25))
             head = b.next_object - 1  # lamps join the head object: drawn right after it
             # Lamps on the face toward oncoming ego traffic (the -s side).
             c, s = math.cos(h), math.sin(h)
-            fx, fy = x - c * 0.21, y - s * 0.21
+            fx, fy = x - c * (0.5 * SIGNAL_HEAD_DEPTH_M + 0.01), y - s * (
+                0.5 * SIGNAL_HEAD_DEPTH_M + 0.01)
             for k, colour in enumerate(("red", "yellow", "green")):
-                zc = 5.25 - 0.37 * k
+                zc = SIGNAL_HEAD_BOTTOM_M + SIGNAL_HEAD_HEIGHT_M - SIGNAL_LAMP_PITCH_M * (k + 0.5)
                 lit = state == colour
                 col = LAMP_COLOURS[colour] if lit else tuple(int(v * 0.18) + 20 for v in
                                                               LAMP_COLOURS[colour])
-                r = 0.13
+                r = SIGNAL_LAMP_RADIUS_M
                 quad = np.array([[fx - s * r, fy + c * r, zc - r],
                                  [fx + s * r, fy - c * r, zc - r],
                                  [fx + s * r, fy - c * r, zc + r],

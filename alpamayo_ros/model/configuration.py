@@ -82,6 +82,12 @@ class VisionConfig:
     fusion: str = "queries"
     grid_rows: int = 2
     grid_cols: int = 3
+    # "camera_grid" only: this many learned queries per timestep also cross-attend to every
+    # patch (fusion_layers blocks) and follow the cells, so tokens_per_timestep is
+    # max_cameras * grid_rows * grid_cols + grid_queries. A cell's maximum keeps whether a
+    # thing is there and loses where in the cell it is; the lane lines' position is what
+    # keeps the car in its lane (session 11's grid-only policy left the road in closed loop).
+    grid_queries: int = 0
 
     def __post_init__(self) -> None:
         _choice(self, "encoder", ("patch", "efficientnet_lite0"))
@@ -109,12 +115,20 @@ class VisionConfig:
             raise ValueError(f"VisionConfig.image_height_px/image_width_px "
                              f"({self.image_height_px}x{self.image_width_px}) must be "
                              f"multiples of the encoder stride {stride}")
+        if not isinstance(self.grid_queries, int) or isinstance(self.grid_queries, bool) \
+                or self.grid_queries < 0:
+            raise ValueError(f"VisionConfig.grid_queries must be an int >= 0, "
+                             f"got {self.grid_queries!r}")
+        if self.fusion == "queries" and self.grid_queries:
+            raise ValueError(f"VisionConfig.grid_queries {self.grid_queries} needs fusion "
+                             f"'camera_grid' (with 'queries', tokens_per_timestep are the "
+                             f"queries)")
         if self.fusion == "camera_grid":
             cells = self.max_cameras * self.grid_rows * self.grid_cols
-            if self.tokens_per_timestep != cells:
+            if self.tokens_per_timestep != cells + self.grid_queries:
                 raise ValueError(f"VisionConfig.tokens_per_timestep {self.tokens_per_timestep} "
-                                 f"must be max_cameras * grid_rows * grid_cols = {cells} "
-                                 f"with fusion 'camera_grid'")
+                                 f"must be max_cameras * grid_rows * grid_cols + grid_queries "
+                                 f"= {cells + self.grid_queries} with fusion 'camera_grid'")
             if self.grid_rows > self.image_height_px // stride \
                     or self.grid_cols > self.image_width_px // stride:
                 raise ValueError(f"VisionConfig.grid_rows x grid_cols ({self.grid_rows}x"
@@ -363,10 +377,13 @@ def preset(name: str, **overrides: Any) -> PolicyConfig:
             preset="default",
             # Conv stem, camera-grid fusion and a max-pooled perception head since session
             # 11: the only vision path of session 10's probe that learned to see a lead car.
+            # Session 12: 8 learned queries beside the 24 cells, for the lane lines' position
+            # (the grid alone left the road in closed loop).
             vision=VisionConfig(image_height_px=96, image_width_px=160, patch_size_px=16,
                                 hidden_size=96, num_heads=4, encoder_layers=2, fusion_layers=2,
-                                tokens_per_timestep=24, num_frames=2, max_cameras=4,
-                                stem="conv", fusion="camera_grid", grid_rows=2, grid_cols=3),
+                                tokens_per_timestep=32, num_frames=2, max_cameras=4,
+                                stem="conv", fusion="camera_grid", grid_rows=2, grid_cols=3,
+                                grid_queries=8),
             backbone=BackboneConfig(hidden_size=192, num_layers=6, num_heads=6, num_kv_heads=2,
                                     intermediate_size=512, max_positions=1024),
             expert=ExpertConfig(hidden_size=96, num_layers=2, intermediate_size=256),

@@ -15,7 +15,9 @@
    - ``fusion="camera_grid"``: each camera slot's patch grid is max-pooled into
      ``grid_rows x grid_cols`` cells, one token each, and a missing camera's cells are a
      learned token. A max keeps a small object (a car 60 m ahead) that an attention
-     average loses (session 10's probe, docs/RESULTS.md).
+     average loses (session 10's probe, docs/RESULTS.md). With ``grid_queries`` learned
+     queries follow the cells, as in ``"queries"``: they keep where things are (the lane
+     lines), which a cell's maximum loses.
 """
 
 from __future__ import annotations
@@ -152,11 +154,12 @@ class VisionTokenizer(nn.Module):
         self.blocks = nn.ModuleList(EncoderBlock(d, cfg.num_heads, 3 * d)
                                     for _ in range(cfg.encoder_layers))
         self.frame_embedding = nn.Parameter(torch.zeros(cfg.num_frames, d))
-        if cfg.fusion == "queries":
-            self.queries = nn.Parameter(torch.randn(cfg.tokens_per_timestep, d) * 0.02)
+        queries = cfg.tokens_per_timestep if cfg.fusion == "queries" else cfg.grid_queries
+        if queries:
+            self.queries = nn.Parameter(torch.randn(queries, d) * 0.02)
             self.fusion = nn.ModuleList(EncoderBlock(d, cfg.num_heads, 3 * d, cross=True)
                                         for _ in range(cfg.fusion_layers))
-        else:
+        if cfg.fusion == "camera_grid":
             self.missing_camera = nn.Parameter(torch.randn(d) * 0.02)
         self.out = nn.Linear(d, out_dim)
 
@@ -186,16 +189,27 @@ class VisionTokenizer(nn.Module):
         tokens = tokens.reshape(b * f * c, n, -1)
         for block in self.blocks:
             tokens = block(tokens)
-        if cfg.fusion == "camera_grid":
-            return self.out(self._camera_grid(tokens, camera_valid, b, f, c,
-                                              h // cfg.stride_px, w // cfg.stride_px))
+        if cfg.fusion == "queries":
+            q = self._queries(tokens, camera_valid, b, f, c)
+            return self.out(q.reshape(b, f * cfg.tokens_per_timestep, -1))
+        cells = self._camera_grid(tokens, camera_valid, b, f, c, h // cfg.stride_px,
+                                  w // cfg.stride_px)
+        if cfg.grid_queries:
+            q = self._queries(tokens, camera_valid, b, f, c).view(b, f, cfg.grid_queries, -1)
+            cells = torch.cat([cells.view(b, f, -1, cells.shape[-1]), q], dim=2)
+        return self.out(cells.reshape(b, f * cfg.tokens_per_timestep, -1))
+
+    def _queries(self, tokens: torch.Tensor, camera_valid: torch.Tensor, b: int, f: int,
+                 c: int) -> torch.Tensor:
+        """Patch tokens ``(B*F*C, N, D)`` -> ``(B*F, queries, D)``: learned queries fused."""
+        n = tokens.shape[1]
         context = tokens.reshape(b * f, c * n, -1)
         mask = camera_valid[:, None, :, None].expand(b, f, c, n).reshape(b * f, c * n)
         q = self.queries[None].expand(b * f, -1, -1)
         q = q + self.frame_embedding[None].expand(b, -1, -1).reshape(b * f, 1, -1)
         for block in self.fusion:
             q = block(q, context, mask)
-        return self.out(q.reshape(b, f * cfg.tokens_per_timestep, -1))
+        return q
 
     def _camera_grid(self, tokens: torch.Tensor, camera_valid: torch.Tensor, b: int, f: int,
                      c: int, grid_h: int, grid_w: int) -> torch.Tensor:
@@ -213,4 +227,4 @@ class VisionTokenizer(nn.Module):
             pad = self.missing_camera.expand(b, f, cfg.max_cameras - c, cells.shape[3], d)
             cells = torch.cat([cells, pad], dim=2)
         cells = cells + self.frame_embedding[None, :, None, None]
-        return cells.reshape(b, f * cfg.tokens_per_timestep, d)
+        return cells.reshape(b, f * cfg.max_cameras * cells.shape[3], d)

@@ -140,6 +140,11 @@ class StageConfig:
     # 1; alpamayo_ros.perception.PERCEPTION_FIELDS): a few pixels' object fields need more
     # than their 1/86 share (session 11, docs/RESULTS.md)
     perception_field_weights: dict = field(default_factory=dict)
+    # Share of training samples (pretrain/sft) whose camera images are all black, targets
+    # kept: with no scene to read, the best answer is the prior given the ego history and the
+    # route, so a dead camera set makes the policy answer as the majority does instead of
+    # reading noise (training.data.blank_images).
+    blank_images_share: float = 0.0
     # Sampling (pretrain/sft; rl picks prompts by disagreement, grpo.DisagreementPool):
     balanced: bool = False  # class-balanced sampling over the (lon, lat) decision classes
     keyframe_share: float = 0.0  # expected share of CoC keyframes per batch (0: natural)
@@ -163,6 +168,7 @@ class StageConfig:
         _check_float(self, "weight_decay", 0.0)
         _check_float(self, "grad_clip", 0.0)
         _check_float(self, "keyframe_share", 0.0, 1.0)
+        _check_float(self, "blank_images_share", 0.0, 1.0)
         _check_float(self, "decision_token_weight", 1.0, 100.0)
         _check_choice(self, "schedule", SCHEDULES)
         betas = tuple(self.betas) if isinstance(self.betas, (list, tuple)) else ()

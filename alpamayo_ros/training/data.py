@@ -16,7 +16,7 @@
   ``s * batch_size``, so resuming at step ``s`` needs nothing but ``s``; each process takes
   its contiguous slice of every global batch, split into micro-batches.
 - :func:`make_loader` collates micro-batches with the model's Processor inside DataLoader
-  workers.
+  workers; :func:`blank_images` blacks out a stage's ``blank_images_share`` of them.
 """
 
 from __future__ import annotations
@@ -207,6 +207,18 @@ def stage_pool(dataset: Sequence[DrivingSample], stage: StageConfig
             weights = np.where(key, share * weights / weights[key].sum(),
                                (1.0 - share) * weights / weights[~key].sum())
     return pool, weights / weights.sum()
+
+
+def blank_images(inputs: Any, share: float, gen: torch.Generator) -> torch.Tensor:
+    """Black out every image of a random ``share`` of the batch's samples, in place.
+
+    Returns the bool ``(B,)`` mask of the blanked samples. The draws come from ``gen``
+    (seeded per step and micro-batch), so a resumed run blanks the same samples.
+    """
+    mask = torch.rand(inputs.images.shape[0], generator=gen) < share
+    if mask.any():
+        inputs.images[mask.to(inputs.images.device)] = 0
+    return mask
 
 
 # --- sampling --------------------------------------------------------------------------

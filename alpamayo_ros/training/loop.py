@@ -552,8 +552,11 @@ def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_se
             losses = []
             micro_batches = [next(batches) for _ in range(sampler.micro_per_rank)]
             for k, inputs in enumerate(micro_batches):
-                gen = tdata.generator(cfg.seed, name, "noise", step,
-                                      dist.rank * sampler.micro_per_rank + k)
+                micro_index = dist.rank * sampler.micro_per_rank + k
+                if stage.blank_images_share:
+                    tdata.blank_images(inputs, stage.blank_images_share, tdata.generator(
+                        cfg.seed, name, "blank", step, micro_index))
+                gen = tdata.generator(cfg.seed, name, "noise", step, micro_index)
                 with _autocast(cfg, dev):
                     losses.append(model.compute_losses(
                         inputs.to(dev), generator=gen, trajectory_tokens=with_tokens,
