@@ -83,6 +83,16 @@ def test_spec_hashes():
     assert a.episodes("test", (0, 10)) == []
 
 
+def test_a_new_renderer_version_changes_the_hashes(monkeypatch):
+    """Episodes drawn by an older renderer are rebuilt, not skipped as already built."""
+    from alpamayo_ros.data import spec as spec_module
+
+    before = (tiny_spec().episode_hash(), tiny_spec().content_hash())
+    monkeypatch.setattr(spec_module, "RENDERER_VERSION", spec_module.RENDERER_VERSION + 1)
+    assert tiny_spec().episode_hash() != before[0]
+    assert tiny_spec().content_hash() != before[1]
+
+
 # --------------------------------------------------------------------------- builder
 def test_parallel_build_is_byte_identical(built, tmp_path):
     root, summary = built

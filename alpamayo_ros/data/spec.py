@@ -18,6 +18,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 DATASET_FORMAT_VERSION = 2  # 2: frames.npy starts at meta["first_frame"], labels.jsonl
+# What the stored images look like (alpamayo_ros.data.render), part of the episode and
+# content hashes so that `dataset build` rebuilds the episodes of an older renderer instead
+# of skipping them; readers do not check it. 2: signal heads 2.5x (session 12).
+RENDERER_VERSION = 2
 TEST_SEED_MIN = 9000  # seeds >= this are test scenarios
 SPLITS = ("train", "val", "test")
 
@@ -156,6 +160,7 @@ class DatasetSpec:
         d = {k: self.to_dict()[k] for k in keys}
         d["cameras"] = self.camera_names()
         d["format"] = DATASET_FORMAT_VERSION
+        d["renderer"] = RENDERER_VERSION
         if split == "train" and self.recovery_config().share > 0.0:
             d["recovery"] = self.recovery
         return _sha(d)
@@ -171,6 +176,7 @@ class DatasetSpec:
         d = {k: v for k, v in self.to_dict().items() if k not in ("name", "extra")}
         d["families"] = self.family_names()
         d["format"] = DATASET_FORMAT_VERSION
+        d["renderer"] = RENDERER_VERSION
         return _sha(d)
 
     @classmethod
