@@ -69,6 +69,8 @@ def test_unknown_and_invalid_keys_are_named():
         config_from_dict(tiny_dict(sft={"decision_token_weight": 0.5}))
     with pytest.raises(ValueError, match=r"StageConfig.blank_images_share must be"):
         config_from_dict(tiny_dict(pretrain={"blank_images_share": 1.5}))
+    with pytest.raises(ValueError, match="rl.blank_images_share is not used"):
+        config_from_dict(tiny_dict(rl={"steps": 0, "blank_images_share": 0.1}))
     with pytest.raises(ValueError, match="ModelSection.preset"):
         config_from_dict(tiny_dict(model={"preset": "huge"}))
 

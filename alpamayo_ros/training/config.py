@@ -274,6 +274,9 @@ class TrainConfig:
         if self.rl.decision_token_weight != 1.0:
             raise ValueError("TrainConfig.rl.decision_token_weight is not used: the rl stage "
                              "has no teacher-forced reasoning loss; leave it at 1")
+        if self.rl.blank_images_share:
+            raise ValueError("TrainConfig.rl.blank_images_share is not used: the rl stage "
+                             "scores rollouts of real scenes; leave it at 0")
         if self.rl.steps:
             try:
                 self.rl.rl_config()
