@@ -270,8 +270,8 @@ class SceneRenderer:
             head = b.next_object - 1  # lamps join the head object: drawn right after it
             # Lamps on the face toward oncoming ego traffic (the -s side).
             c, s = math.cos(h), math.sin(h)
-            fx, fy = x - c * (0.5 * SIGNAL_HEAD_DEPTH_M + 0.01), y - s * (
-                0.5 * SIGNAL_HEAD_DEPTH_M + 0.01)
+            face_m = 0.5 * SIGNAL_HEAD_DEPTH_M + 0.01
+            fx, fy = x - c * face_m, y - s * face_m
             for k, colour in enumerate(("red", "yellow", "green")):
                 zc = SIGNAL_HEAD_BOTTOM_M + SIGNAL_HEAD_HEIGHT_M - SIGNAL_LAMP_PITCH_M * (k + 0.5)
                 lit = state == colour
