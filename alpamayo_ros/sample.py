@@ -73,3 +73,6 @@ class DrivingSample:
     decisions: tuple[str, str] | None = None  # the expert's (lon, lat) decision at this step
     perception: np.ndarray | None = None  # float32 (PERCEPTION_DIM,), alpamayo_ros.perception
     perception_mask: np.ndarray | None = None  # bool (PERCEPTION_DIM,): which entries are known
+    # Only the perception targets hold (a signal counterfactual: the frames do not show what
+    # the trajectory reacted to), so training leaves out every other loss of the sample.
+    perception_only: bool = False

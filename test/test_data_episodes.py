@@ -19,7 +19,7 @@ from alpamayo_ros.data.labels import label_steps
 from alpamayo_ros.data.perception_targets import perception_targets
 from alpamayo_ros.data.scenarios import FAMILIES, make_scenario, simulate
 from alpamayo_ros.data.spec import DatasetSpec
-from alpamayo_ros.perception import PERCEPTION_DIM
+from alpamayo_ros.perception import PERCEPTION_DIM, PERCEPTION_INDEX
 from alpamayo_ros.sample import DrivingSample
 from alpamayo_ros.taxonomy import decision_class_ids
 
@@ -91,6 +91,61 @@ def test_a_new_renderer_version_changes_the_hashes(monkeypatch):
     monkeypatch.setattr(spec_module, "RENDERER_VERSION", spec_module.RENDERER_VERSION + 1)
     assert tiny_spec().episode_hash() != before[0]
     assert tiny_spec().content_hash() != before[1]
+
+
+def test_signal_counterfactuals_enter_the_hashes_and_are_validated():
+    off, on = tiny_spec(), tiny_spec(signal_counterfactuals=True)
+    for split in ("train", "val", "test"):
+        assert off.episode_hash(split) != on.episode_hash(split)
+    assert off.content_hash() != on.content_hash()
+    with pytest.raises(ValueError, match="signal_counterfactuals must be true or false"):
+        tiny_spec(signal_counterfactuals="yes")
+
+
+def test_signal_counterfactuals_are_perception_only_samples_with_swapped_colours(tmp_path):
+    """Signal episodes store a red/green-swapped video, served as perception-only samples.
+
+    Their colour targets are swapped too.
+    """
+    spec = tiny_spec(families=["red_light", "lead_at_red_light", "follow_lead"],
+                     train_seeds=(0, 1), duration_s=12.0, signal_counterfactuals=True)
+    build_dataset(spec, tmp_path, splits=["train"], workers=1)
+    assert (tmp_path / "train/red_light_00000/frames_signal_swap.npy").is_file()
+    assert not (tmp_path / "train/follow_lead_00000/frames_signal_swap.npy").exists()
+    plain = EpisodeDataset(tmp_path, "train")
+    ds = EpisodeDataset(tmp_path, "train", signal_counterfactuals=True)
+    n = len(plain)
+    assert ds.base_size == n and len(ds) > n
+    red, green = PERCEPTION_INDEX["light_red"], PERCEPTION_INDEX["light_green"]
+    colours = set()
+    for i in range(n, len(ds)):
+        s = ds[i]
+        e, j = ds.locate(i)
+        base = plain[int(ds.offsets[e]) + j]
+        assert "red_light" in ds.episodes[e]["family"] and s.meta["signal_swap"]
+        assert s.perception_only and s.coc is None and s.decisions is None and not s.keyframe
+        assert s.perception_mask[red] and (base.perception[red] + base.perception[green]) == 1
+        assert (s.perception[red], s.perception[green]) == (base.perception[green],
+                                                            base.perception[red])
+        others = np.ones(PERCEPTION_DIM, bool)
+        others[[red, green]] = False
+        np.testing.assert_array_equal(s.perception[others], base.perception[others])
+        np.testing.assert_array_equal(s.perception_mask, base.perception_mask)
+        np.testing.assert_array_equal(s.future_controls, base.future_controls)
+        k = s.meta["index"] - ds.episodes[e]["first_frame"]
+        swapped_video = np.load(Path(ds.episodes[e]["dir"]) / "frames_signal_swap.npy")
+        np.testing.assert_array_equal(s.images, swapped_video[k - 1: k + 1])
+        colours.add("red" if base.perception[red] else "green")
+    assert colours == {"red", "green"}
+    # The cheap accessors cover the extra samples.
+    extra = len(ds) - n
+    np.testing.assert_array_equal(ds.decision_ids()[n:], np.full((extra, 2), -1))
+    np.testing.assert_array_equal(ds.decision_ids()[:n], plain.decision_ids())
+    assert not ds.has_text()[n:].any() and not ds.keyframe_mask()[n:].any()
+    np.testing.assert_array_equal(ds.perception_only_mask(), np.arange(len(ds)) >= n)
+    assert not plain.perception_only_mask().any()
+    assert len(ds.controls()) == len(ds)
+    np.testing.assert_array_equal(ds.control_stats()[1], plain.control_stats()[1])
 
 
 # --------------------------------------------------------------------------- builder

@@ -22,7 +22,7 @@ from alpamayo_ros.data.cameras import CameraConfig, RigConfig, ar1_rig, make_rig
 from alpamayo_ros.data.coc import label_episode
 from alpamayo_ros.data.dataset import BagDataset, load_cache, write_cache
 from alpamayo_ros.data.mosaic import mosaic, project_ego_points, save_png
-from alpamayo_ros.data.render import SceneRenderer
+from alpamayo_ros.data.render import SIGNAL_COLOUR_SWAP, SceneRenderer
 from alpamayo_ros.data.scenarios import make_scenario, simulate
 from alpamayo_ros.data.world import Agent, EgoState, Road, RoadConfig, World
 from alpamayo_ros.unicycle import integrate
@@ -93,6 +93,25 @@ def test_traffic_light_colour_is_visible():
     assert lamp_pixels(red, (40, 255, 90)) == 0
     assert lamp_pixels(green, (40, 255, 90)) > 0
     assert lamp_pixels(green, (255, 40, 30)) == 0
+
+
+def test_signal_counterfactual_swaps_red_and_green_only():
+    ep = simulate(make_scenario("red_light", 0))
+    cam = CameraConfig("front", 40.0, 320, 200, 1.6, 0.0, 1.55, 0.0, 0.0)
+    real, swapped = SceneRenderer(ep), SceneRenderer(ep, swap_signal_colours=True)
+    line = ep.world.lights[0].stop_line_s
+    red = next(i for i, f in enumerate(ep.frames) if f.lights["light"] == "red"
+               and f.ego.s > line - 40)
+    a, b = (r.render(red, [cam])[0].astype(int) for r in (real, swapped))
+
+    def count(img: np.ndarray, rgb: tuple[int, int, int]) -> int:
+        return int(np.sum(np.all(np.abs(img - np.array(rgb)) < 30, axis=-1)))
+
+    assert count(a, (255, 40, 30)) > 0 and count(a, (40, 255, 90)) == 0
+    assert count(b, (40, 255, 90)) > 0 and count(b, (255, 40, 30)) == 0
+    changed = np.abs(a - b).max(-1) > 0
+    assert 0 < changed.sum() < 0.01 * changed.size  # the lamps, nothing else
+    assert SIGNAL_COLOUR_SWAP["yellow"] == "yellow"
 
 
 def test_full_rig_renders_seven_images():

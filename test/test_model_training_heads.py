@@ -178,6 +178,29 @@ def test_per_sample_losses_and_counts(policy):
         torch.testing.assert_close(short.per_sample[name], losses.per_sample[name])
 
 
+def test_perception_only_samples_count_in_the_perception_loss_alone(policy):
+    """A signal counterfactual (DrivingSample.perception_only) trains the perception head.
+
+    Only it: its frames do not show what its trajectory, text and decision reacted to.
+    """
+    samples = labelled(3)
+    samples[0].perception_only = True
+    batch = policy.processor(samples)
+    assert batch.perception_only.tolist() == [True, False, False]
+    with torch.no_grad():
+        losses = policy.model.compute_losses(batch, torch.Generator().manual_seed(0))
+    for name in ("reasoning", "trajectory_tokens", "flow", "decision"):
+        assert not losses.mask[name][0], name
+    assert losses.mask["flow"][1:].all() and losses.mask["decision"][1:].all()
+    assert losses.mask["perception"].all()
+    with torch.no_grad():
+        plain = policy.model.compute_losses(policy.processor(labelled(3)),
+                                            torch.Generator().manual_seed(0))
+    for name in LOSS_NAMES:
+        torch.testing.assert_close(losses.per_sample[name], plain.per_sample[name])
+    assert policy.processor(samples, with_targets=False).perception_only is None
+
+
 def test_a_few_steps_fit_the_aux_heads(policy):
     torch.manual_seed(0)
     model = Policy.from_config("tiny", corpus=CORPUS, seed=1, device="cpu").model.train()

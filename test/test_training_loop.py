@@ -71,6 +71,10 @@ def test_unknown_and_invalid_keys_are_named():
         config_from_dict(tiny_dict(pretrain={"blank_images_share": 1.5}))
     with pytest.raises(ValueError, match="rl.blank_images_share is not used"):
         config_from_dict(tiny_dict(rl={"steps": 0, "blank_images_share": 0.1}))
+    with pytest.raises(ValueError, match=r"StageConfig.signal_counterfactual_share must be"):
+        config_from_dict(tiny_dict(pretrain={"signal_counterfactual_share": 0.6}))
+    with pytest.raises(ValueError, match="rl.signal_counterfactual_share is not used"):
+        config_from_dict(tiny_dict(rl={"steps": 0, "signal_counterfactual_share": 0.1}))
     with pytest.raises(ValueError, match="ModelSection.preset"):
         config_from_dict(tiny_dict(model={"preset": "huge"}))
 
@@ -125,6 +129,29 @@ def test_weighted_sampling_balances_classes_and_keyframes():
     text_only = StageConfig(steps=1, text_only=True, loss_weights={"flow": 1.0})
     pool, _ = tdata.stage_pool(samples, text_only)
     assert all(samples[i].coc is not None for i in pool) and len(pool) < len(samples)
+
+
+def test_perception_only_samples_are_drawn_at_their_share_and_only_when_asked():
+    samples = tdata.synthetic_dataset(60, seed=1)
+    for s in samples[:12]:  # 12 signal counterfactuals: no text, no decision
+        s.perception_only, s.coc, s.decisions = True, None, None
+        s.future_controls = np.full_like(s.future_controls, 50.0)
+    off = StageConfig(steps=1, loss_weights={"flow": 1.0})
+    pool, w = tdata.stage_pool(samples, off)
+    assert w is None and not any(samples[i].perception_only for i in pool)
+    on = StageConfig(steps=1, text_only=True, signal_counterfactual_share=0.25,
+                     loss_weights={"flow": 1.0})
+    pool, w = tdata.stage_pool(samples, on)
+    assert set(range(12)) <= set(pool.tolist())  # text_only does not drop them
+    assert all(samples[i].coc is not None for i in pool if i >= 12)
+    drawn = tdata.StepSampler(pool, w, 800, 800, 0, "sft", 0, 1).global_batch(0)
+    share = np.mean([samples[i].perception_only for i in drawn])
+    assert 0.2 < share < 0.3
+    # Their controls (copies of real samples') stay out of the action statistics.
+    mean, _ = tdata.action_stats(samples)
+    assert float(mean[0]) < 10.0
+    with pytest.raises(ValueError, match="signal_counterfactual_share needs signal"):
+        tdata.stage_pool(tdata.synthetic_dataset(8, seed=1), on)
 
 
 def test_action_stats_are_the_training_controls_statistics():

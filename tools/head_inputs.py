@@ -16,11 +16,13 @@ from alpamayo_ros.eval.commands import open_dataset, select_samples
 from alpamayo_ros.model.policy import Policy
 
 
-def policy_and_samples(description: str, head: str) -> tuple[argparse.Namespace, Policy, Any,
-                                                              list[int]]:
+def policy_and_samples(description: str, head: str, counterfactual_option: bool = False
+                       ) -> tuple[argparse.Namespace, Policy, Any, list[int]]:
     """Parse the command line; return it, the policy, the dataset and the indices to score.
 
     ``head``: the model attribute the tool scores; a model without it ends the tool.
+    ``counterfactual_option``: offer ``--signal-counterfactuals`` (score only the split's
+    signal counterfactuals: frames with red and green exchanged, targets exchanged too).
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("weights", help="exported weights or checkpoint directory")
@@ -31,11 +33,24 @@ def policy_and_samples(description: str, head: str) -> tuple[argparse.Namespace,
     parser.add_argument("--max-samples", type=int, default=0,
                         help="evenly spaced cap (0: all)")
     parser.add_argument("--threads", type=int, default=1)
+    if counterfactual_option:
+        parser.add_argument("--signal-counterfactuals", action="store_true",
+                            help="only the signal counterfactuals (needs a dataset built with "
+                                 "signal_counterfactuals: true)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     policy = Policy.from_pretrained(args.weights, device="cpu")
     if getattr(policy.model, head, None) is None:
         raise SystemExit(f"{args.weights}: the model has no {head}")
+    if getattr(args, "signal_counterfactuals", False):
+        from alpamayo_ros.data.episodes import EpisodeDataset
+        from alpamayo_ros.eval.commands import evenly_spaced
+
+        data = EpisodeDataset(args.data, args.split, signal_counterfactuals=True)
+        indices = evenly_spaced(list(range(data.base_size, len(data))), args.max_samples)
+        if not indices:
+            raise SystemExit(f"{args.data}/{args.split} has no signal counterfactuals")
+        return args, policy, data, indices
     data, _ = open_dataset(args.data, args.split)
     indices, _ = select_samples(data, not args.all_samples, None, None, args.max_samples)
     return args, policy, data, indices

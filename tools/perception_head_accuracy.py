@@ -9,6 +9,12 @@ yes/no field, the median for a distance or speed:
 
     PYTHONPATH=. .venv/bin/python tools/perception_head_accuracy.py weights/default \
         --data artifacts/datasets/default --split test [--all-samples] [--max-samples N]
+        [--signal-counterfactuals]
+
+``--signal-counterfactuals`` scores only the frames drawn with every signal's red and green
+exchanged (targets exchanged too): a head that reads the lamp scores there as on the real
+frames, one that guesses the colour from the motion in the scene falls below the
+no-vision baseline.
 
 Only the scene fields are listed (the agent slots are left out). ``n`` is the number
 of samples where the field is defined (a lead's gap only where there is a lead).
@@ -52,7 +58,8 @@ def score_fields(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> list
 def main() -> None:
     """Score the perception head of one weights directory on one split."""
     args, policy, data, indices = policy_and_samples(__doc__.splitlines()[0],
-                                                     "perception_head")
+                                                     "perception_head",
+                                                     counterfactual_option=True)
     model = policy.model
     preds, targets, masks = [], [], []
     for start in range(0, len(indices), 16):
@@ -64,8 +71,9 @@ def main() -> None:
         masks.append(np.stack([s.perception_mask for s in batch]))
     rows = score_fields(np.concatenate(preds), np.concatenate(targets),
                         np.concatenate(masks))
-    print(f"{args.weights} on {args.split}: {len(indices)} "
-          f"{'samples' if args.all_samples else 'keyframes'}")
+    what = ("signal counterfactuals" if args.signal_counterfactuals
+            else "samples" if args.all_samples else "keyframes")
+    print(f"{args.weights} on {args.split}: {len(indices)} {what}")
     print(f"{'field':22s} {'n':>5s} {'metric':>8s} {'model':>7s} {'no vision':>9s}")
     for r in rows:
         print(f"{r['field']:22s} {r['n']:5d} {r['metric']:>8s} {r['model']:7.3f} "

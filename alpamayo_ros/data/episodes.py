@@ -13,6 +13,9 @@ Storage (one directory per episode, ``<root>/<split>/<family>_<seed:05d>/``):
   :mod:`alpamayo_ros.data.controls`), ``speed`` (S,), ``perception`` (S, D) and
   ``perception_mask`` (:mod:`alpamayo_ros.data.perception_targets`), ``decision_ids``
   (S, 2) (:func:`alpamayo_ros.taxonomy.decision_class_ids`) and ``keyframe`` (S,);
+- ``frames_signal_swap.npy`` (only with :attr:`DatasetSpec.signal_counterfactuals`, only
+  episodes with traffic signals): ``frames.npy`` drawn again with every signal's red and
+  green exchanged (the rest of each frame identical);
 - ``labels.jsonl``: one CoC label per sample and line (JSON, ``null`` where the step has
   no text, :mod:`alpamayo_ros.data.labels`);
 - ``meta.json``: spec and episode hashes, family, seed, navigation text, camera geometry
@@ -53,6 +56,7 @@ __all__ = ["DatasetSpec", "EpisodeDataset", "build_dataset", "build_episode",
 META_FILE = "meta.json"
 LABELS_FILE = "labels.jsonl"
 SPEC_FILE = "spec.json"
+SIGNAL_SWAP_FRAMES = "frames_signal_swap"
 SAMPLE_ARRAYS = ("index", "stamp_ns", "ego_history", "future_xyh", "future_controls",
                  "speed", "perception", "perception_mask", "decision_ids", "keyframe")
 RENDER_BATCH = 16  # frames resized per interpolate call
@@ -147,14 +151,20 @@ def build_episode(spec: DatasetSpec, root: str | Path, split: str, family: str,
     h, w = spec.image_height_px, spec.image_width_px
     first_frame = max(0, int(indices[0]) - spec.history_frames + 1)
     num_frames = int(indices[-1]) + 1 - first_frame
-    video = np.empty((num_frames, len(cams), h, w, 3), np.uint8)
-    renderer = SceneRenderer(episode)
-    for lo in range(0, num_frames, RENDER_BATCH):
-        hi = min(num_frames, lo + RENDER_BATCH)
-        shots = np.stack([np.stack(renderer.render(first_frame + k, cams))
-                          for k in range(lo, hi)])
-        video[lo:hi] = _resize(shots.reshape(-1, *shots.shape[2:]), h, w).reshape(
-            hi - lo, len(cams), h, w, 3)
+
+    def render_video(renderer: SceneRenderer) -> np.ndarray:
+        video = np.empty((num_frames, len(cams), h, w, 3), np.uint8)
+        for lo in range(0, num_frames, RENDER_BATCH):
+            hi = min(num_frames, lo + RENDER_BATCH)
+            shots = np.stack([np.stack(renderer.render(first_frame + k, cams))
+                              for k in range(lo, hi)])
+            video[lo:hi] = _resize(shots.reshape(-1, *shots.shape[2:]), h, w).reshape(
+                hi - lo, len(cams), h, w, 3)
+        return video
+
+    video = render_video(SceneRenderer(episode))
+    swapped = (render_video(SceneRenderer(episode, swap_signal_colours=True))
+               if spec.signal_counterfactuals and episode.world.lights else None)
 
     meta = {
         "format": DATASET_FORMAT_VERSION, "episode_hash": ep_hash,
@@ -167,6 +177,7 @@ def build_episode(spec: DatasetSpec, root: str | Path, split: str, family: str,
         "no_text_reasons": [s.reason for s in steps],
         "disturbance": None if disturbance is None else dataclasses.asdict(disturbance),
         "first_sample_index": episode.first_sample_index,
+        "signal_swap": swapped is not None,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".tmp-{out.name}-{os.getpid()}"
@@ -174,6 +185,8 @@ def build_episode(spec: DatasetSpec, root: str | Path, split: str, family: str,
         shutil.rmtree(tmp)
     tmp.mkdir()
     np.save(tmp / "frames.npy", video)
+    if swapped is not None:
+        np.save(tmp / f"{SIGNAL_SWAP_FRAMES}.npy", swapped)
     for name, arr in arrays.items():
         np.save(tmp / f"{name}.npy", arr)
     (tmp / LABELS_FILE).write_text("".join(json.dumps(_label_json(s.coc), sort_keys=True)
@@ -354,9 +367,17 @@ class EpisodeDataset(Sequence):
     ``.npy`` headers) and one line of ``labels.jsonl``. Nothing is kept open or mapped,
     so memory does not grow with the dataset or with iteration (the page cache does the
     caching), and it works in DataLoader worker processes (only the index is pickled).
+
+    ``signal_counterfactuals=True`` appends, after the ``N`` samples of the split, one
+    perception-only sample for every sample whose signal ahead is red or green in an
+    episode built with ``frames_signal_swap.npy``: the swapped frames, the perception
+    targets with red and green exchanged, no text, no decision, ``perception_only`` set
+    (its trajectory is not what the frames show, so only the perception head learns from
+    it). :meth:`perception_only_mask` says which indices they are.
     """
 
-    def __init__(self, root: str | Path, split: str) -> None:
+    def __init__(self, root: str | Path, split: str, signal_counterfactuals: bool = False
+                 ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.root = Path(root)
@@ -370,22 +391,47 @@ class EpisodeDataset(Sequence):
             self.episodes.append({"dir": str(d), "family": meta["family"],
                                   "seed": int(meta["seed"]), "samples": int(meta["samples"]),
                                   "history_frames": int(meta["history_frames"]),
-                                  "first_frame": int(meta["first_frame"])})
+                                  "first_frame": int(meta["first_frame"]),
+                                  "signal_swap": bool(meta.get("signal_swap", False))})
         if not self.episodes:
             raise FileNotFoundError(f"no episodes in {self.root / split}")
         self.offsets = np.cumsum([0] + [e["samples"] for e in self.episodes])
         self._layouts: dict[int, _Layout] = {}  # a few KB per episode touched
+        # (episode, row) of each signal counterfactual, served at indices N, N+1, ...
+        self.counterfactuals = (self._signal_counterfactual_rows() if signal_counterfactuals
+                                else np.zeros((0, 2), np.int64))
+
+    def _signal_counterfactual_rows(self) -> np.ndarray:
+        from alpamayo_ros.perception import PERCEPTION_INDEX
+
+        red, green = PERCEPTION_INDEX["light_red"], PERCEPTION_INDEX["light_green"]
+        rows = []
+        for e, info in enumerate(self.episodes):
+            if not info["signal_swap"]:
+                continue
+            d = Path(info["dir"])
+            target = np.load(d / "perception.npy", allow_pickle=False)
+            known = np.load(d / "perception_mask.npy", allow_pickle=False)[:, red]
+            coloured = known & ((target[:, red] > 0.5) | (target[:, green] > 0.5))
+            rows.extend((e, int(j)) for j in np.flatnonzero(coloured))
+        return np.array(rows, np.int64).reshape(-1, 2)
+
+    @property
+    def base_size(self) -> int:
+        """Samples of the split itself (the counterfactuals, if any, come after them)."""
+        return int(self.offsets[-1])
 
     def __len__(self) -> int:
-        return int(self.offsets[-1])
+        return self.base_size + len(self.counterfactuals)
 
     def _layout(self, e: int) -> _Layout:
         layout = self._layouts.get(e)
         if layout is None:
             d = Path(self.episodes[e]["dir"])
             meta = _read_meta(d)
-            arrays = {name: _npy_layout(d / f"{name}.npy")
-                      for name in ("frames", *SAMPLE_ARRAYS)}
+            names = ("frames", *SAMPLE_ARRAYS) + ((SIGNAL_SWAP_FRAMES,)
+                                                  if self.episodes[e]["signal_swap"] else ())
+            arrays = {name: _npy_layout(d / f"{name}.npy") for name in names}
             lengths = [len(line) + 1 for line in _label_lines(d / LABELS_FILE)]
             cams = [CameraGeometry(c["name"], c["width_px"], c["height_px"],
                                    np.array(c["intrinsics"]), np.array(c["camera_to_ego"]))
@@ -414,10 +460,16 @@ class EpisodeDataset(Sequence):
             return json.loads(f.read(int(starts[j + 1] - starts[j])))
 
     def locate(self, item: int) -> tuple[int, int]:
-        """``(episode number, sample within it)`` of a dataset index."""
+        """``(episode number, sample within it)`` of a dataset index.
+
+        A signal counterfactual's index locates the sample it was drawn from.
+        """
         if not -len(self) <= item < len(self):
             raise IndexError(item)
         item %= len(self)
+        if item >= self.base_size:
+            e, j = self.counterfactuals[item - self.base_size]
+            return int(e), int(j)
         e = int(np.searchsorted(self.offsets, item, side="right") - 1)
         return e, item - int(self.offsets[e])
 
@@ -425,21 +477,35 @@ class EpisodeDataset(Sequence):
         from alpamayo_ros.data.dataset import _label_from_json
 
         e, j = self.locate(item)
+        counterfactual = item % len(self) >= self.base_size
         info, layout = self.episodes[e], self._layout(e)
         row = {name: self._rows(e, name, j, j + 1)[0] for name in SAMPLE_ARRAYS}
         i = int(row["index"])
         k = i - info["first_frame"]  # row of frame i in frames.npy
-        images = self._rows(e, "frames", max(0, k - info["history_frames"] + 1), k + 1)
+        images = self._rows(e, SIGNAL_SWAP_FRAMES if counterfactual else "frames",
+                            max(0, k - info["history_frames"] + 1), k + 1)
+        meta = {"family": info["family"], "seed": info["seed"], "index": i,
+                "split": self.split}
+        if counterfactual:
+            from alpamayo_ros.perception import PERCEPTION_INDEX
+
+            red, green = PERCEPTION_INDEX["light_red"], PERCEPTION_INDEX["light_green"]
+            perception = row["perception"]
+            perception[[red, green]] = perception[[green, red]]
+            return DrivingSample(
+                stamp_ns=int(row["stamp_ns"]), images=images, cameras=layout.cameras,
+                ego_history=row["ego_history"], future_xyh=row["future_xyh"],
+                future_controls=row["future_controls"], speed_mps=float(row["speed"]),
+                navigation=layout.navigation, meta={**meta, "signal_swap": True},
+                perception=perception, perception_mask=row["perception_mask"],
+                perception_only=True)
         lon, lat = (int(v) for v in row["decision_ids"])
         coc: CocLabel | None = _label_from_json(self._label(e, j))
         return DrivingSample(
             stamp_ns=int(row["stamp_ns"]), images=images, cameras=layout.cameras,
             ego_history=row["ego_history"], future_xyh=row["future_xyh"],
             future_controls=row["future_controls"], speed_mps=float(row["speed"]), coc=coc,
-            navigation=layout.navigation,
-            meta={"family": info["family"], "seed": info["seed"], "index": i,
-                  "split": self.split},
-            keyframe=bool(row["keyframe"]),
+            navigation=layout.navigation, meta=meta, keyframe=bool(row["keyframe"]),
             decisions=(LONGITUDINAL_CLASSES[lon], LATERAL_CLASSES[lat]),
             perception=row["perception"], perception_mask=row["perception_mask"])
 
@@ -453,25 +519,42 @@ class EpisodeDataset(Sequence):
                 for line in _label_lines(Path(e["dir"]) / LABELS_FILE)]
 
     def decision_ids(self) -> np.ndarray:
-        """Class ids, int64 ``(N, 2)``: (lon, lat) of :mod:`alpamayo_ros.taxonomy`."""
-        return self._concat("decision_ids").astype(np.int64)
+        """Class ids, int64 ``(len, 2)``: (lon, lat); -1 for the signal counterfactuals."""
+        ids = self._concat("decision_ids").astype(np.int64)
+        return np.concatenate([ids, np.full((len(self.counterfactuals), 2), -1, np.int64)])
 
     def keyframe_mask(self) -> np.ndarray:
-        """Keyframe flags, bool ``(N,)``: CoC keyframes (decision changes)."""
-        return self._concat("keyframe").astype(bool)
+        """Keyframe flags, bool ``(len,)``: CoC keyframes (decision changes)."""
+        return np.concatenate([self._concat("keyframe").astype(bool),
+                               np.zeros(len(self.counterfactuals), bool)])
+
+    def perception_only_mask(self) -> np.ndarray:
+        """Bool ``(len,)``: the perception-only samples (the signal counterfactuals)."""
+        return np.arange(len(self)) >= self.base_size
 
     def controls(self) -> np.ndarray:
-        """Future controls, float32 ``(N, 64, 2)``: (acceleration, curvature) per step."""
-        return self._concat("future_controls")
+        """Future controls, float32 ``(len, 64, 2)``: (acceleration, curvature) per step."""
+        c = self._concat("future_controls")
+        if not len(self.counterfactuals):
+            return c
+        rows = self.offsets[self.counterfactuals[:, 0]] + self.counterfactuals[:, 1]
+        return np.concatenate([c, c[rows]])
 
     def control_stats(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-channel mean and std ``(2,)`` of the future controls over all samples."""
-        c = self.controls().reshape(-1, 2).astype(np.float64)
+        """Per-channel mean and std ``(2,)`` of the split's future controls.
+
+        The counterfactuals, copies of some of them, are left out.
+        """
+        c = self._concat("future_controls").reshape(-1, 2).astype(np.float64)
         return c.mean(axis=0), c.std(axis=0)
 
     def has_text(self) -> np.ndarray:
-        """Bool ``(N,)``: samples with a CoC text (False where a cause was unobservable)."""
-        return np.array([lab is not None for lab in self._labels()], bool)
+        """Bool ``(len,)``: samples with a CoC text.
+
+        False where a cause was unobservable, and for the signal counterfactuals.
+        """
+        return np.array([lab is not None for lab in self._labels()]
+                        + [False] * len(self.counterfactuals), bool)
 
     def texts(self) -> list[str]:
         """The CoC texts of every sample that has one (tokenizer corpus)."""

@@ -41,6 +41,9 @@ FAR_M = 220.0
 SUBPIXEL_BITS = 3
 SURFACE_LAYER = 0.5  # coloured road surfaces: over the asphalt (0), under the paint (1)
 LAMP_COLOURS = {"red": (255, 40, 30), "yellow": (255, 200, 0), "green": (40, 255, 90)}
+# Signal counterfactuals (DatasetSpec.signal_counterfactuals): the same frames drawn with
+# every signal's red and green exchanged, so the lamp is the only cue to its colour.
+SIGNAL_COLOUR_SWAP = {"red": "green", "green": "red", "yellow": "yellow"}
 # Vehicle lamps. Lit ones (any channel >= 250) are drawn unshaded, like the signal lamps.
 BRAKE_ON = (255, 30, 20)
 BRAKE_OFF = (95, 18, 18)
@@ -124,8 +127,15 @@ def _strip(road, s0: np.ndarray, s1: np.ndarray, d0: float, d1: float, z: float)
 class SceneRenderer:
     """Renders the frames of one episode from any camera."""
 
-    def __init__(self, episode: Episode, seed: int = 0) -> None:
+    def __init__(self, episode: Episode, seed: int = 0, swap_signal_colours: bool = False
+                 ) -> None:
+        """Prepare one episode's static scene.
+
+        ``swap_signal_colours``: draw every signal's red lamp lit as green and the green as
+        red (:data:`SIGNAL_COLOUR_SWAP`); the rest of the frame is unchanged.
+        """
         self.episode = episode
+        self.swap_signal_colours = swap_signal_colours
         world = episode.world
         self.road = world.road
         self.app = dict(world.appearance or {})
@@ -263,6 +273,8 @@ class SceneRenderer:
         w = self.road.config.lane_width_m
         for tl in self.episode.world.lights:
             state = frame.lights.get(tl.id, "red")
+            if self.swap_signal_colours:
+                state = SIGNAL_COLOUR_SWAP[state]
             x, y, h = self.road.to_world(tl.stop_line_s + 1.0, 0.5 * w)
             x, y, h = float(x), float(y), float(h)
             b.box(x, y, SIGNAL_HEAD_BOTTOM_M, h, SIGNAL_HEAD_DEPTH_M, SIGNAL_HEAD_WIDTH_M,

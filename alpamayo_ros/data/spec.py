@@ -54,6 +54,11 @@ class DatasetSpec:
     # Disturbed starts of train episodes (alpamayo_ros.data.recovery.RecoveryConfig);
     # val and test episodes are never disturbed.
     recovery: dict = field(default_factory=dict)
+    # Episodes with traffic signals also store their frames drawn with red and green
+    # exchanged (``frames_signal_swap.npy``): perception-only training samples in which
+    # the lamp, not the ego's or the traffic's motion, tells the colour
+    # (StageConfig.signal_counterfactual_share; docs/RESULTS.md has the measurement).
+    signal_counterfactuals: bool = False
     name: str = ""  # free text, not hashed
     extra: dict = field(default_factory=dict)  # free notes, not hashed
 
@@ -100,6 +105,9 @@ class DatasetSpec:
         if not (8 <= self.image_height_px <= 2048 and 8 <= self.image_width_px <= 2048):
             raise ValueError(f"image_height_px/image_width_px must be in [8, 2048], got "
                              f"{self.image_height_px}x{self.image_width_px}")
+        if not isinstance(self.signal_counterfactuals, bool):
+            raise ValueError(f"signal_counterfactuals must be true or false, got "
+                             f"{self.signal_counterfactuals!r}")
         if self.stride < 1:
             raise ValueError(f"stride must be >= 1, got {self.stride}")
         if self.history_frames < 1:
@@ -163,6 +171,8 @@ class DatasetSpec:
         d["renderer"] = RENDERER_VERSION
         if split == "train" and self.recovery_config().share > 0.0:
             d["recovery"] = self.recovery
+        if self.signal_counterfactuals:
+            d["signal_counterfactuals"] = True
         return _sha(d)
 
     def recovery_config(self):
@@ -174,6 +184,8 @@ class DatasetSpec:
     def content_hash(self) -> str:
         """Hash of the whole spec (families resolved), names and notes excluded."""
         d = {k: v for k, v in self.to_dict().items() if k not in ("name", "extra")}
+        if not self.signal_counterfactuals:  # the hashes of specs from before the option
+            del d["signal_counterfactuals"]
         d["families"] = self.family_names()
         d["format"] = DATASET_FORMAT_VERSION
         d["renderer"] = RENDERER_VERSION

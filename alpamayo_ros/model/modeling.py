@@ -604,7 +604,8 @@ class AlpamayoModel(nn.Module):
         every token alike): the few tokens that name the decision, where the texts of a
         scene branch, against the many that repeat the cause and its numbers.
         ``perception_field_weights`` ``(perception_dim,)`` weighs the perception fields in
-        each sample's perception mean (None: all alike).
+        each sample's perception mean (None: all alike). Samples flagged
+        ``inputs.perception_only`` count in the perception loss only.
         """
         if inputs.controls is None or inputs.reasoning_ids is None:
             raise ValueError("compute_losses needs targets (controls and reasoning ids)")
@@ -647,8 +648,10 @@ class AlpamayoModel(nn.Module):
             "trajectory_tokens": (ce * in_traj).sum(1) / in_traj.sum(1).clamp_min(1.0),
         }
         ones = torch.ones(b, dtype=torch.bool, device=dev)
-        mask = {"reasoning": has_text, "trajectory_tokens": ones if trajectory_tokens else ~ones,
-                "flow": ones}
+        # Perception-only samples (signal counterfactuals) train the perception head alone.
+        policy = ones if inputs.perception_only is None else ~inputs.perception_only
+        mask = {"reasoning": has_text & policy,
+                "trajectory_tokens": policy if trajectory_tokens else ~ones, "flow": policy}
 
         # Flow matching: the expert reads the backbone cache through </coc>, detached.
         ctx_end = p + n_reason + 1  # exclusive
@@ -690,7 +693,7 @@ class AlpamayoModel(nn.Module):
             known = (targets >= 0).float()
             per_sample["decision"] = ((lon * known[:, 0] + lat * known[:, 1])
                                       / known.sum(1).clamp_min(1.0))
-            mask["decision"] = known.sum(1) > 0
+            mask["decision"] = (known.sum(1) > 0) & policy
         else:
             per_sample["decision"] = zero.expand(b)
             mask["decision"] = ~ones

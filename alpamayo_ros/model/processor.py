@@ -53,6 +53,8 @@ class ModelInputs:
     perception: torch.Tensor | None = None  # float (B, perception_dim), scaled targets
     perception_mask: torch.Tensor | None = None  # bool (B, perception_dim)
     decision_ids: torch.Tensor | None = None  # long (B, 2): lon, lat class; -1 unknown
+    # bool (B,): only the perception targets hold (DrivingSample.perception_only)
+    perception_only: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -146,6 +148,7 @@ class Processor:
             "controls": None, "reasoning_ids": None, "reasoning_valid": None,
             "reasoning_decision": None,
             "perception": None, "perception_mask": None, "decision_ids": None,
+            "perception_only": None,
         }
         if with_targets:
             ctrl = np.asarray(s.future_controls, dtype=np.float32)
@@ -164,6 +167,7 @@ class Processor:
             n = min(len(in_phrase), cfg.tokenizer.max_reasoning_tokens)
             item["reasoning_decision"][:n] = torch.tensor(in_phrase[:n], dtype=torch.bool)
             item.update(self._aux_targets(s))
+            item["perception_only"] = torch.tensor(bool(s.perception_only))
         return item
 
     def _aux_targets(self, s: DrivingSample) -> dict:

@@ -145,6 +145,13 @@ class StageConfig:
     # route, so a dead camera set makes the policy answer as the majority does instead of
     # reading noise (training.data.blank_images).
     blank_images_share: float = 0.0
+    # Share of training samples (pretrain/sft) drawn from the signal counterfactuals
+    # (EpisodeDataset(signal_counterfactuals=True): frames with every signal's red and green
+    # exchanged, perception loss only). The ego's and the traffic's motion tell a signal's
+    # colour in the expert's data (it brakes for red), so without them the perception head
+    # never looked at the lamp (session 13, docs/RESULTS.md). Needs a dataset built with
+    # DatasetSpec.signal_counterfactuals.
+    signal_counterfactual_share: float = 0.0
     # Sampling (pretrain/sft; rl picks prompts by disagreement, grpo.DisagreementPool):
     balanced: bool = False  # class-balanced sampling over the (lon, lat) decision classes
     keyframe_share: float = 0.0  # expected share of CoC keyframes per batch (0: natural)
@@ -169,6 +176,8 @@ class StageConfig:
         _check_float(self, "grad_clip", 0.0)
         _check_float(self, "keyframe_share", 0.0, 1.0)
         _check_float(self, "blank_images_share", 0.0, 1.0)
+        # at most half: the counterfactuals train the perception head only
+        _check_float(self, "signal_counterfactual_share", 0.0, 0.5)
         _check_float(self, "decision_token_weight", 1.0, 100.0)
         _check_choice(self, "schedule", SCHEDULES)
         betas = tuple(self.betas) if isinstance(self.betas, (list, tuple)) else ()
@@ -277,6 +286,9 @@ class TrainConfig:
         if self.rl.blank_images_share:
             raise ValueError("TrainConfig.rl.blank_images_share is not used: the rl stage "
                              "scores rollouts of real scenes; leave it at 0")
+        if self.rl.signal_counterfactual_share:
+            raise ValueError("TrainConfig.rl.signal_counterfactual_share is not used: the rl "
+                             "stage scores rollouts of real scenes; leave it at 0")
         if self.rl.steps:
             try:
                 self.rl.rl_config()

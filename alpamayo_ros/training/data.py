@@ -46,16 +46,20 @@ def generator(*parts: Any, device: str | torch.device = "cpu") -> torch.Generato
 
 
 # --- opening the data ------------------------------------------------------------------
-def open_split(data: DataSection, split: str, policy_config: Any = None, seed: int = 0
-               ) -> Sequence[DrivingSample]:
-    """The samples of ``split`` (a split name of the dataset, e.g. ``train``)."""
+def open_split(data: DataSection, split: str, policy_config: Any = None, seed: int = 0,
+               signal_counterfactuals: bool = False) -> Sequence[DrivingSample]:
+    """The samples of ``split`` (a split name of the dataset, e.g. ``train``).
+
+    ``signal_counterfactuals``: append the split's perception-only signal counterfactuals
+    (:class:`alpamayo_ros.data.episodes.EpisodeDataset`; synthetic data has none).
+    """
     if data.source == "synthetic":
         offset = {data.train_split: 0, data.val_split: 1}.get(split, 2)
         return synthetic_dataset(data.synthetic_samples, stable_seed(seed, "synthetic", offset),
                                  policy_config)
     from alpamayo_ros.data.episodes import EpisodeDataset
 
-    return EpisodeDataset(data.root, split)
+    return EpisodeDataset(data.root, split, signal_counterfactuals=signal_counterfactuals)
 
 
 def ensure_dataset(data: DataSection, workers: int = 1, progress: bool = True) -> dict | None:
@@ -163,6 +167,14 @@ def navigation_texts(dataset: Sequence[DrivingSample]) -> list[str]:
     return [s.navigation for s in dataset if s.navigation]
 
 
+def perception_only_mask(dataset: Sequence[DrivingSample]) -> np.ndarray:
+    """Bool ``(N,)``: samples that train the perception head only (signal counterfactuals)."""
+    mask = _accessor(dataset, "perception_only_mask")
+    if mask is not None:
+        return np.asarray(mask, dtype=bool).reshape(len(dataset))
+    return np.array([bool(s.perception_only) for s in dataset], dtype=bool)
+
+
 def future_controls(dataset: Sequence[DrivingSample]) -> np.ndarray:
     """Float ``(N, 64, 2)`` future controls (acceleration m/s^2, curvature 1/m)."""
     out = _accessor(dataset, "controls")
@@ -177,8 +189,12 @@ def tokenizer_corpus(dataset: Sequence[DrivingSample]) -> list[str]:
 
 
 def action_stats(dataset: Sequence[DrivingSample]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std ``(2,)`` of the future controls over all steps and samples."""
-    ctrl = future_controls(dataset).reshape(-1, 2).astype(np.float64)
+    """Per-channel mean and std ``(2,)`` of the future controls over all steps and samples.
+
+    Perception-only samples, copies of others' controls, are left out.
+    """
+    ctrl = future_controls(dataset)[~perception_only_mask(dataset)]
+    ctrl = ctrl.reshape(-1, 2).astype(np.float64)
     if not len(ctrl):
         raise ValueError("action statistics need at least one sample")
     mean, std = ctrl.mean(0), ctrl.std(0)
@@ -188,13 +204,25 @@ def action_stats(dataset: Sequence[DrivingSample]) -> tuple[torch.Tensor, torch.
 
 def stage_pool(dataset: Sequence[DrivingSample], stage: StageConfig
                ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Indices a stage may draw from and their sampling weights (None: uniform)."""
-    pool = np.arange(len(dataset))
+    """Indices a stage may draw from and their sampling weights (None: uniform).
+
+    The perception-only samples (signal counterfactuals) are drawn only by a stage with a
+    ``signal_counterfactual_share``, which they get in all (uniformly among them, whatever
+    ``text_only``); the rest of the weight follows ``balanced`` and ``keyframe_share``.
+    """
+    everything = np.arange(len(dataset))
+    perception_only = perception_only_mask(dataset)
+    pool = everything[~perception_only]
     if stage.text_only:
-        pool = pool[has_text(dataset)]
+        pool = pool[has_text(dataset)[pool]]
     if not len(pool):
         raise ValueError("no training sample fits the stage (text_only and no CoC text?)")
-    if not stage.balanced and not stage.keyframe_share:
+    extra = everything[perception_only] if stage.signal_counterfactual_share else pool[:0]
+    if stage.signal_counterfactual_share and not len(extra):
+        raise ValueError("StageConfig.signal_counterfactual_share needs signal "
+                         "counterfactuals: build the dataset with signal_counterfactuals: "
+                         "true (DatasetSpec) from scenarios with traffic signals")
+    if not stage.balanced and not stage.keyframe_share and not len(extra):
         return pool, None
     from alpamayo_ros.data.episodes import class_balanced_weights
 
@@ -206,6 +234,12 @@ def stage_pool(dataset: Sequence[DrivingSample], stage: StageConfig
             share = stage.keyframe_share
             weights = np.where(key, share * weights / weights[key].sum(),
                                (1.0 - share) * weights / weights[~key].sum())
+    weights = weights / weights.sum()
+    if len(extra):
+        share = stage.signal_counterfactual_share
+        pool = np.concatenate([pool, extra])
+        weights = np.concatenate([(1.0 - share) * weights, np.full(len(extra),
+                                                                   share / len(extra))])
     return pool, weights / weights.sum()
 
 

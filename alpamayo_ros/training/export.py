@@ -58,6 +58,8 @@ def model_card(cfg: TrainConfig, summary: dict[str, Any], weights_config: dict[s
     import yaml
 
     policy = weights_config.get("policy", {})
+    counterfactuals = (f" + {summary['signal_counterfactuals']} signal counterfactuals"
+                       if summary.get("signal_counterfactuals") else "")
     lines = [f"# Alpamayo-ROS policy ({policy.get('preset', cfg.model.preset)} preset)", "",
              "Trained by `alpamayo train` (alpamayo_ros/training). Load with "
              "`Policy.from_pretrained(<this directory>)`.", "",
@@ -71,8 +73,9 @@ def model_card(cfg: TrainConfig, summary: dict[str, Any], weights_config: dict[s
              f"- source: `{cfg.data.source}`" + (f", root `{cfg.data.root}`" if cfg.data.root
                                                  else ""),
              f"- splits: train `{cfg.data.train_split}` ({summary.get('train_samples')} "
-             f"samples), val `{cfg.data.val_split}` ({summary.get('val_samples')} samples); "
-             f"model selection on val only, the test split is not read by training"]
+             f"samples{counterfactuals}), val `{cfg.data.val_split}` "
+             f"({summary.get('val_samples')} samples); model selection on val only, the test "
+             "split is not read by training"]
     spec_json = Path(cfg.data.root) / "spec.json" if cfg.data.root else None
     if spec_json is not None and spec_json.is_file():
         built = json.loads(spec_json.read_text())

@@ -665,13 +665,18 @@ def train(cfg: TrainConfig, stage: str = "all", resume: str | Path | None = None
         if built is not None:
             print(f"dataset {cfg.data.root}: {json.dumps(built)}")
     dist.barrier()
-    train_set = tdata.open_split(cfg.data, cfg.data.train_split, model_cfg, cfg.seed)
+    counterfactuals = any(cfg.stage(n).signal_counterfactual_share for n in stages)
+    train_set = tdata.open_split(cfg.data, cfg.data.train_split, model_cfg, cfg.seed,
+                                 signal_counterfactuals=counterfactuals)
     val_set = tdata.open_split(cfg.data, cfg.data.val_split, model_cfg, cfg.seed)
+    extra = int(tdata.perception_only_mask(train_set).sum()) if counterfactuals else 0
     if dist.main:
-        print(f"data: {len(train_set)} train / {len(val_set)} val samples")
+        print(f"data: {len(train_set) - extra} train (+ {extra} signal counterfactuals) / "
+              f"{len(val_set)} val samples")
     from alpamayo_ros.training.export import git_commit
 
-    summary: dict[str, Any] = {"stages": {}, "train_samples": len(train_set),
+    summary: dict[str, Any] = {"stages": {}, "train_samples": len(train_set) - extra,
+                               "signal_counterfactuals": extra,
                                "val_samples": len(val_set), "world_size": dist.world,
                                "git_commit_at_start": git_commit()}
     previous = run_dir / "summary.json"
