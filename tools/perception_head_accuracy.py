@@ -60,6 +60,28 @@ def main() -> None:
     args, policy, data, indices = policy_and_samples(__doc__.splitlines()[0],
                                                      "perception_head",
                                                      counterfactual_option=True)
+    rows = score_samples(policy, data, indices)
+    what = ("signal counterfactuals" if args.signal_counterfactuals
+            else "samples" if args.all_samples else "keyframes")
+    print(f"{args.weights} on {args.split}: {len(indices)} {what}")
+    if not args.signal_counterfactuals:
+        print(f"{'field':22s} {'n':>5s} {'metric':>8s} {'model':>7s} {'no vision':>9s}")
+        for r in rows:
+            print(f"{r['field']:22s} {r['n']:5d} {r['metric']:>8s} {r['model']:7.3f} "
+                  f"{r['baseline']:9.3f}")
+        return
+    # The same samples' real frames beside them: a head that reads the lamp scores alike.
+    real = score_samples(policy, data, [int(data.offsets[e]) + j
+                                        for e, j in map(data.locate, indices)])
+    print(f"{'field':22s} {'n':>5s} {'metric':>8s} {'swapped':>8s} {'no vision':>9s} "
+          f"{'real':>7s} {'no vision':>9s}")
+    for r, q in zip(rows, real):
+        print(f"{r['field']:22s} {r['n']:5d} {r['metric']:>8s} {r['model']:8.3f} "
+              f"{r['baseline']:9.3f} {q['model']:7.3f} {q['baseline']:9.3f}")
+
+
+def score_samples(policy, data, indices: list[int]) -> list[dict]:
+    """:func:`score_fields` of the policy's perception head on ``data[indices]``."""
     model = policy.model
     preds, targets, masks = [], [], []
     for start in range(0, len(indices), 16):
@@ -69,16 +91,7 @@ def main() -> None:
             preds.append(model.perception_head(tokens).float().numpy())
         targets.append(np.nan_to_num(np.stack([s.perception for s in batch])))
         masks.append(np.stack([s.perception_mask for s in batch]))
-    rows = score_fields(np.concatenate(preds), np.concatenate(targets),
-                        np.concatenate(masks))
-    what = ("signal counterfactuals" if args.signal_counterfactuals
-            else "samples" if args.all_samples else "keyframes")
-    print(f"{args.weights} on {args.split}: {len(indices)} {what}")
-    print(f"{'field':22s} {'n':>5s} {'metric':>8s} {'model':>7s} {'no vision':>9s}")
-    for r in rows:
-        print(f"{r['field']:22s} {r['n']:5d} {r['metric']:>8s} {r['model']:7.3f} "
-              f"{r['baseline']:9.3f}")
-
+    return score_fields(np.concatenate(preds), np.concatenate(targets), np.concatenate(masks))
 
 if __name__ == "__main__":
     main()
