@@ -137,15 +137,19 @@ def test_each_plan_reports_its_stage_times(policy) -> None:
     probe, *_ = policy
     start = time.monotonic()
     assert probe.wait_for(lambda: len(probe.messages(topics.TRAJECTORY, start)) >= 2, 10.0)
-    time.sleep(0.5)
-    timed = {}
-    for array in probe.messages(topics.DIAGNOSTICS, start):
-        for status in array.status:
-            if status.name.endswith(": plan timing"):
-                raw = _values(status)
-                timed[int(raw["stamp_ns"])] = {k: float(v) for k, v in raw.items()}
     plans = {_ns(m.header.stamp) for m in probe.messages(topics.TRAJECTORY, start)}
-    assert plans and plans <= set(timed)
+    timed = {}
+
+    def every_plan_timed() -> bool:
+        # a plan's timing status follows its trajectory on the diagnostics topic: wait for it
+        for array in probe.messages(topics.DIAGNOSTICS, start):
+            for status in array.status:
+                if status.name.endswith(": plan timing"):
+                    raw = _values(status)
+                    timed[int(raw["stamp_ns"])] = {k: float(v) for k, v in raw.items()}
+        return plans <= set(timed)
+
+    assert probe.wait_for(every_plan_timed, 10.0), (sorted(plans), sorted(timed))
     for values in (timed[s] for s in plans):
         stages = [values[f"{name}_ms"] for name in (
             "sync", "queue", "decode", "model_preprocess", "model_vision", "model_prefill",
