@@ -61,6 +61,8 @@ def test_unknown_and_invalid_keys_are_named():
         config_from_dict(tiny_dict(pretrain={"micro_batch_size": 3}))
     with pytest.raises(ValueError, match="DataSection.root is required"):
         config_from_dict(tiny_dict(data={"source": "episodes"}))
+    with pytest.raises(ValueError, match="DataSection.build_workers must be an int >= 0"):
+        config_from_dict(tiny_dict(data={"build_workers": -1}))
     with pytest.raises(ValueError, match="rl.balanced/keyframe_share are not used"):
         config_from_dict(tiny_dict(rl={"steps": 0, "balanced": True}))
     with pytest.raises(ValueError, match="rl.decision_token_weight is not used"):

@@ -102,6 +102,7 @@ class DataSection:
     val_split: str = "val"
     val_samples: int = 256  # val losses on at most this many (evenly spaced) samples
     workers: int = 0  # DataLoader worker processes (0: load in the training process)
+    build_workers: int = 0  # processes building missing episodes of ``spec`` (0: one per CPU)
     synthetic_samples: int = 32
     max_truncated_share: float = 0.02  # refuse a token budget that cuts more CoC texts
 
@@ -114,6 +115,7 @@ class DataSection:
                              "'episodes'")
         _check_int(self, "val_samples", 0)
         _check_int(self, "workers", 0)
+        _check_int(self, "build_workers", 0)
         _check_int(self, "synthetic_samples", 1)
         _check_float(self, "max_truncated_share", 0.0, 1.0)
 

@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -62,11 +63,12 @@ def open_split(data: DataSection, split: str, policy_config: Any = None, seed: i
     return EpisodeDataset(data.root, split, signal_counterfactuals=signal_counterfactuals)
 
 
-def ensure_dataset(data: DataSection, workers: int = 1, progress: bool = True) -> dict | None:
+def ensure_dataset(data: DataSection, progress: bool = True) -> dict | None:
     """Build (or complete) the train and val splits of ``data.spec`` under ``data.root``.
 
     Episodes already built with the same spec are skipped, so this is cheap when the data
-    is there. Returns the builder's summary, None when the recipe names no spec.
+    is there. ``data.build_workers`` processes (0: one per CPU; the episodes do not depend
+    on it). Returns the builder's summary, None when the recipe names no spec.
     """
     if data.source != "episodes" or not data.spec:
         return None
@@ -75,7 +77,8 @@ def ensure_dataset(data: DataSection, workers: int = 1, progress: bool = True) -
 
     spec = DatasetSpec.from_yaml(data.spec)
     return build_dataset(spec, data.root, splits=(data.train_split, data.val_split),
-                         workers=max(1, workers), progress=progress)
+                         workers=data.build_workers or max(1, os.cpu_count() or 1),
+                         progress=progress)
 
 
 _SYNTHETIC_DECISIONS = (

@@ -661,7 +661,7 @@ def train(cfg: TrainConfig, stage: str = "all", resume: str | Path | None = None
     t_start = time.monotonic()
     model_cfg = cfg.model.policy_config()
     if dist.main:
-        built = tdata.ensure_dataset(cfg.data, workers=cfg.data.workers, progress=progress)
+        built = tdata.ensure_dataset(cfg.data, progress=progress)
         if built is not None:
             print(f"dataset {cfg.data.root}: {json.dumps(built)}")
     dist.barrier()
