@@ -338,3 +338,42 @@ def test_rl_stage_is_selected_on_the_val_reward_including_its_starting_weights(t
     selection = json.loads((run / "rl" / "best" / "selection.json").read_text())
     assert selection["step"] == best["step"]
     assert summary["stages"]["rl"]["output"].endswith("rl/best")
+
+
+def test_precision_auto_is_bf16_only_where_the_device_computes_it_natively(monkeypatch):
+    from alpamayo_ros.training import loop
+
+    cpu = torch.device("cpu")
+    assert loop.resolve_precision("fp32", cpu) == "fp32"
+    assert loop.resolve_precision("bf16", cpu) == "bf16"
+    for flags, expected in (({"avx512_bf16": True, "amx_bf16": False}, "bf16"),
+                            ({"avx512_bf16": False, "amx_bf16": True}, "bf16"),
+                            ({"avx512_bf16": False, "amx_bf16": False}, "fp32"),
+                            ({}, "fp32")):
+        monkeypatch.setattr(torch._C._cpu, "_get_cpu_capability", lambda f=flags: f)
+        assert loop.resolve_precision("auto", cpu) == expected, flags
+    with pytest.raises(ValueError, match="TrainConfig.precision"):
+        config_from_dict(tiny_dict(precision="fp16"))
+
+
+def test_bf16_autocast_trains_every_stage_on_the_cpu(tmp_path):
+    """Precision bf16 on a CPU: pretrain, SFT and GRPO run, finite, weights stay fp32."""
+    from alpamayo_ros.model.policy import Policy
+    from alpamayo_ros.training.loop import train
+
+    data = tiny_dict(precision="bf16", pretrain={"steps": 2, "eval_every": 2, "save_every": 0},
+                     sft={"steps": 2, "eval_every": 2, "save_every": 0})
+    data["rl"] = {"steps": 1, "batch_size": 2, "lr": 1e-3, "min_lr": 1e-3,
+                  "schedule": "constant", "text_only": True, "log_every": 1, "eval_every": 1,
+                  "save_every": 0, "rl": {"group_size": 2, "max_reasoning_tokens": 8,
+                                          "flow_steps": 2}}
+    run = tmp_path / "run"
+    summary = train(config_from_dict(data), out=run, progress=False)
+    assert summary["precision"] == "bf16"
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {r["stage"] for r in rows} == {"pretrain", "sft", "rl"}
+    for r in rows:
+        assert all(np.isfinite(v) for v in r.values() if isinstance(v, float)), r
+    policy = Policy.from_pretrained(summary["stages"]["rl"]["output"], torch.device("cpu"))
+    params = list(policy.model.parameters())
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in params)

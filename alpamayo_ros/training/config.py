@@ -28,7 +28,7 @@ from alpamayo_ros.perception import field_weight_vector
 STAGES = ("pretrain", "sft", "rl")
 SCHEDULES = ("cosine", "linear", "constant")
 DATA_SOURCES = ("episodes", "synthetic")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")
 EXPORT_SELECT = ("best", "last")
 
 
@@ -253,7 +253,9 @@ class TrainConfig:
     rl: StageConfig = field(default_factory=StageConfig)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda[:n] (under torchrun: the local GPU)
-    precision: str = "fp32"  # fp32 | bf16 (autocast on CUDA)
+    # fp32 | bf16 (bf16 autocast on the device, weights and optimizer in fp32) | auto (bf16
+    # where the device computes it natively: loop.resolve_precision)
+    precision: str = "fp32"
     output_dir: str = "runs/train"
     export_dir: str = ""  # where the final weights + model card go ("" = no export)
     export_select: str = "best"  # best (val loss; rl: val reward, loop.rl_validation) | last

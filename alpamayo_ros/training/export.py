@@ -87,7 +87,8 @@ def model_card(cfg: TrainConfig, summary: dict[str, Any], weights_config: dict[s
             lines += ["", "```yaml", spec.read_text().rstrip(), "```"]
     lines += ["", "## Training run", "",
               f"- command: `{command}`" if command else "- command: (library call)",
-              f"- processes: {summary.get('world_size', 1)}, device `{summary.get('device')}`",
+              f"- processes: {summary.get('world_size', 1)}, device `{summary.get('device')}`, "
+              f"precision {summary.get('precision', 'fp32')}",
               f"- wall time: {summary.get('wall_s')} s (this invocation); per stage below "
               f"(all sessions of a resumed stage)", "",
               "| stage | steps | samples | wall time (s) | val (last) | "

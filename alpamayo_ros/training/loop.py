@@ -184,9 +184,34 @@ def truncated_share(tokenizer: Any, texts: list[str], budget: int) -> float:
     return cut / total
 
 
+def native_bf16(dev: torch.device) -> bool:
+    """Whether ``dev`` computes bf16 matrix products in hardware.
+
+    A CUDA GPU that supports bf16, or a CPU with AVX512-BF16 or AMX-BF16 (elsewhere oneDNN
+    emulates bf16 and it is slower than fp32).
+    """
+    if dev.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if dev.type != "cpu":
+        return False
+    try:
+        flags = torch._C._cpu._get_cpu_capability()  # the CPU flags torch itself detected
+    except (AttributeError, RuntimeError):
+        return False
+    return bool(flags.get("avx512_bf16") or flags.get("amx_bf16"))
+
+
+def resolve_precision(precision: str, dev: torch.device) -> str:
+    """``TrainConfig.precision`` on ``dev``: ``auto`` is bf16 where it is native, else fp32."""
+    if precision == "auto":
+        return "bf16" if native_bf16(dev) else "fp32"
+    return precision
+
+
 def _autocast(cfg: TrainConfig, dev: torch.device) -> Any:
-    if cfg.precision == "bf16" and dev.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast on ``dev`` when the recipe's precision resolves to bf16."""
+    if resolve_precision(cfg.precision, dev) == "bf16" and dev.type in ("cuda", "cpu"):
+        return torch.autocast(dev.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -673,6 +698,8 @@ def train(cfg: TrainConfig, stage: str = "all", resume: str | Path | None = None
     if dist.main:
         print(f"data: {len(train_set) - extra} train (+ {extra} signal counterfactuals) / "
               f"{len(val_set)} val samples")
+        print(f"precision: {resolve_precision(cfg.precision, dev)} (recipe: {cfg.precision}, "
+              f"device {dev})")
     from alpamayo_ros.training.export import git_commit
 
     summary: dict[str, Any] = {"stages": {}, "train_samples": len(train_set) - extra,
@@ -695,6 +722,7 @@ def train(cfg: TrainConfig, stage: str = "all", resume: str | Path | None = None
         logger.close()
     summary["wall_s"] = round(time.monotonic() - t_start, 1)
     summary["device"] = str(dev)
+    summary["precision"] = resolve_precision(cfg.precision, dev)
     if dist.main and not summary.get("stopped"):
         summary["curves"] = [str(p) for p in plot_curves(run_dir / METRICS_FILE, run_dir)]
         final = summary["stages"][stages[-1]]["output"]
