@@ -39,6 +39,14 @@ def tiny_dict(**changes) -> dict:
     return data
 
 
+def tiny_rl(steps: int) -> dict:
+    """A few GRPO steps on the tiny preset: groups of 2, 8 text tokens, val every step."""
+    return {"steps": steps, "batch_size": 2, "lr": 1e-3, "min_lr": 1e-3,
+            "schedule": "constant", "text_only": True, "log_every": 1, "eval_every": 1,
+            "save_every": 0, "rl": {"group_size": 2, "max_reasoning_tokens": 8,
+                                    "flow_steps": 2}}
+
+
 def test_shipped_recipes_load():
     for path in sorted((ROOT / "config" / "training").glob("*.yaml")):
         cfg = load_config(path)
@@ -320,10 +328,7 @@ def test_rl_stage_is_selected_on_the_val_reward_including_its_starting_weights(t
 
     data = tiny_dict(pretrain={"steps": 2, "eval_every": 0, "save_every": 0},
                      sft={"steps": 0})
-    data["rl"] = {"steps": 2, "batch_size": 2, "lr": 1e-3, "min_lr": 1e-3,
-                  "schedule": "constant", "text_only": True, "log_every": 1, "eval_every": 1,
-                  "save_every": 0, "rl": {"group_size": 2, "max_reasoning_tokens": 8,
-                                          "flow_steps": 2}}
+    data["rl"] = tiny_rl(steps=2)
     run = tmp_path / "run"
     summary = train(config_from_dict(data), out=run, progress=False)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -363,10 +368,7 @@ def test_bf16_autocast_trains_every_stage_on_the_cpu(tmp_path):
 
     data = tiny_dict(precision="bf16", pretrain={"steps": 2, "eval_every": 2, "save_every": 0},
                      sft={"steps": 2, "eval_every": 2, "save_every": 0})
-    data["rl"] = {"steps": 1, "batch_size": 2, "lr": 1e-3, "min_lr": 1e-3,
-                  "schedule": "constant", "text_only": True, "log_every": 1, "eval_every": 1,
-                  "save_every": 0, "rl": {"group_size": 2, "max_reasoning_tokens": 8,
-                                          "flow_steps": 2}}
+    data["rl"] = tiny_rl(steps=1)
     run = tmp_path / "run"
     summary = train(config_from_dict(data), out=run, progress=False)
     assert summary["precision"] == "bf16"
