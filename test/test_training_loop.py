@@ -356,7 +356,9 @@ def test_precision_auto_is_bf16_only_where_the_device_computes_it_natively(monke
                             ({"avx512_bf16": False, "amx_bf16": False}, "fp32"),
                             ({}, "fp32")):
         monkeypatch.setattr(torch._C._cpu, "_get_cpu_capability", lambda f=flags: f)
+        loop.native_bf16.cache_clear()  # asked once per device: ask again for these flags
         assert loop.resolve_precision("auto", cpu) == expected, flags
+    loop.native_bf16.cache_clear()
     with pytest.raises(ValueError, match="TrainConfig.precision"):
         config_from_dict(tiny_dict(precision="fp16"))
 

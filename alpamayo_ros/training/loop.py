@@ -26,6 +26,7 @@ batch and micro-batch size.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -184,8 +185,9 @@ def truncated_share(tokenizer: Any, texts: list[str], budget: int) -> float:
     return cut / total
 
 
+@functools.cache
 def native_bf16(dev: torch.device) -> bool:
-    """Whether ``dev`` computes bf16 matrix products in hardware.
+    """Whether ``dev`` computes bf16 matrix products in hardware (asked once per device).
 
     A CUDA GPU that supports bf16, or a CPU with AVX512-BF16 or AMX-BF16 (elsewhere oneDNN
     emulates bf16 and it is slower than fp32).
@@ -685,6 +687,7 @@ def train(cfg: TrainConfig, stage: str = "all", resume: str | Path | None = None
     torch.manual_seed(cfg.seed)
     t_start = time.monotonic()
     model_cfg = cfg.model.policy_config()
+    precision = resolve_precision(cfg.precision, dev)
     if dist.main:
         built = tdata.ensure_dataset(cfg.data, progress=progress)
         if built is not None:
@@ -698,8 +701,7 @@ def train(cfg: TrainConfig, stage: str = "all", resume: str | Path | None = None
     if dist.main:
         print(f"data: {len(train_set) - extra} train (+ {extra} signal counterfactuals) / "
               f"{len(val_set)} val samples")
-        print(f"precision: {resolve_precision(cfg.precision, dev)} (recipe: {cfg.precision}, "
-              f"device {dev})")
+        print(f"precision: {precision} (recipe: {cfg.precision}, device {dev})")
     from alpamayo_ros.training.export import git_commit
 
     summary: dict[str, Any] = {"stages": {}, "train_samples": len(train_set) - extra,
@@ -722,7 +724,7 @@ def train(cfg: TrainConfig, stage: str = "all", resume: str | Path | None = None
         logger.close()
     summary["wall_s"] = round(time.monotonic() - t_start, 1)
     summary["device"] = str(dev)
-    summary["precision"] = resolve_precision(cfg.precision, dev)
+    summary["precision"] = precision
     if dist.main and not summary.get("stopped"):
         summary["curves"] = [str(p) for p in plot_curves(run_dir / METRICS_FILE, run_dir)]
         final = summary["stages"][stages[-1]]["output"]
