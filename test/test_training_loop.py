@@ -318,17 +318,24 @@ def test_model_card_names_the_commit_the_run_started_from(monkeypatch) -> None:
         "- code: git commit `aaa` when the run started (`bbb` at export)")
 
 
-def test_rl_stage_is_selected_on_the_val_reward_including_its_starting_weights(tmp_path):
+@pytest.mark.parametrize("min_gain_se", [0.0, None])
+def test_rl_stage_is_selected_on_the_val_reward_including_its_starting_weights(tmp_path,
+                                                                              min_gain_se):
     """The rl stage is selected on the mean reward of greedy val rollouts.
 
-    Scored at its start and at every eval; it hands on the weights with the highest
-    mean reward (those it started from when RL never beat them).
+    Scored at its start and at every eval; it hands on the weights with the highest mean
+    reward among its starting weights and the checkpoints that beat them by
+    ``select_min_gain_se`` standard errors (None: the default margin), logged per eval.
     """
+    from alpamayo_ros.training.grpo import RLConfig
     from alpamayo_ros.training.loop import train
 
     data = tiny_dict(pretrain={"steps": 2, "eval_every": 0, "save_every": 0},
                      sft={"steps": 0})
     data["rl"] = tiny_rl(steps=2)
+    if min_gain_se is not None:
+        data["rl"]["rl"]["select_min_gain_se"] = min_gain_se
+    margin = RLConfig(**data["rl"]["rl"]).select_min_gain_se
     run = tmp_path / "run"
     summary = train(config_from_dict(data), out=run, progress=False)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -338,11 +345,44 @@ def test_rl_stage_is_selected_on_the_val_reward_including_its_starting_weights(t
         assert {"reward", "reward_reasoning", "reward_consistency", "reward_trajectory",
                 "decision_lon", "decision_lat"} <= set(r)
         assert r["reward_samples"] > 0
-    best = max(val, key=lambda r: r["reward"])  # the first of equal rewards is kept
+    assert "reward_gain" not in val[0]
+    for r in val[1:]:  # the gain over the start is the difference of the means
+        assert r["reward_gain"] == pytest.approx(r["reward"] - val[0]["reward"], abs=1e-9)
+        assert r["reward_gain_se"] >= 0.0
+    eligible = [val[0]] + [r for r in val[1:] if r["reward_gain"] > 0
+                           and r["reward_gain"] >= margin * r["reward_gain_se"]]
+    best = max(eligible, key=lambda r: r["reward"])  # the first of equal rewards is kept
     assert summary["stages"]["rl"]["best_step"] == best["step"]
     selection = json.loads((run / "rl" / "best" / "selection.json").read_text())
     assert selection["step"] == best["step"]
     assert summary["stages"]["rl"]["output"].endswith("rl/best")
+
+
+def test_rl_checkpoint_verdict_needs_a_gain_beyond_the_noise():
+    from alpamayo_ros.training.loop import rl_checkpoint_verdict
+
+    start = [1.0, 0.0, 2.0, 1.0]
+    # +0.5 on every keyframe: no spread, the gain is certain.
+    assert rl_checkpoint_verdict([1.5, 0.5, 2.5, 1.5], start, 2.0) == (0.5, 0.0, True)
+    # Differences +1, -1, +1, +1: mean 0.5, sample std 1, standard error 0.5: one SE.
+    gain, se, ok = rl_checkpoint_verdict([2.0, -1.0, 3.0, 2.0], start, 2.0)
+    assert (gain, se, ok) == (pytest.approx(0.5), pytest.approx(0.5), False)
+    assert rl_checkpoint_verdict([2.0, -1.0, 3.0, 2.0], start, 1.0)[2] is True
+    # No gain or a loss is never enough, whatever the margin.
+    assert rl_checkpoint_verdict(start, start, 0.0) == (0.0, 0.0, False)
+    assert rl_checkpoint_verdict([0.0, 0.0, 1.0, 1.0], start, 0.0)[2] is False
+    with pytest.raises(ValueError, match="equal, non-empty"):
+        rl_checkpoint_verdict([1.0], start, 2.0)
+    with pytest.raises(ValueError, match="equal, non-empty"):
+        rl_checkpoint_verdict([], [], 2.0)
+
+
+def test_rl_selection_margin_is_validated():
+    from alpamayo_ros.training.grpo import RLConfig
+
+    for bad in (-1.0, float("nan"), float("inf"), True, "2"):
+        with pytest.raises(ValueError, match="select_min_gain_se"):
+            RLConfig(select_min_gain_se=bad)
 
 
 def test_precision_auto_is_bf16_only_where_the_device_computes_it_natively(monkeypatch):

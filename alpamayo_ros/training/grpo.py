@@ -71,6 +71,12 @@ class RLConfig:
     disagreement_fraction: float = 0.5  # share of select_prompts picks by disagreement
     ppo_epochs: int = 1
     advantage_std_floor: float = 1e-4
+    # Selection (loop.rl_checkpoint_verdict): an RL checkpoint replaces the weights the stage
+    # started from only when its mean val reward beats theirs by at least this many standard
+    # errors of the per-keyframe difference (the same greedy rollouts, so the pairs are
+    # exact). 0: any higher mean, as before session 15, when the max over 7 noisy val
+    # rewards picked RL steps that were worse on test (docs/RESULTS.md).
+    select_min_gain_se: float = 2.0
     # Trajectory reward (rewards.TrajectoryRewardConfig).
     traj_ade_fail_m: float = TrajectoryRewardConfig.ade_fail_m
     traj_fail_reward: float = TrajectoryRewardConfig.fail_reward
@@ -100,6 +106,11 @@ class RLConfig:
         if not 0.0 <= self.disagreement_fraction <= 1.0:
             raise ValueError(f"disagreement_fraction must be in [0, 1], got "
                              f"{self.disagreement_fraction!r}")
+        if isinstance(self.select_min_gain_se, bool) or not isinstance(
+                self.select_min_gain_se, (int, float)) or not (
+                math.isfinite(self.select_min_gain_se) and self.select_min_gain_se >= 0.0):
+            raise ValueError(f"select_min_gain_se must be a finite number >= 0, got "
+                             f"{self.select_min_gain_se!r}")
         if not (math.isfinite(self.advantage_std_floor) and self.advantage_std_floor > 0.0):
             raise ValueError(f"advantage_std_floor must be > 0, got "
                              f"{self.advantage_std_floor!r}")

@@ -14,7 +14,8 @@ Read top to bottom, :func:`train` does:
    target (all-reduced), backward, gradients summed across processes, clipping, step; log,
    val losses (model selection on val only; the test split is never read), checkpoint.
    The rl stage is selected on its own objective instead: the mean reward of one greedy
-   rollout per val keyframe (:func:`rl_validation`), its starting weights included;
+   rollout per val keyframe (:func:`rl_validation`), its starting weights included, an RL
+   checkpoint only when it beats them by a margin (:func:`rl_checkpoint_verdict`);
 3. PNG curves, and the export of the last stage's selected weights with a model card.
 
 Determinism: every random draw comes from generators seeded by (seed, stage, step,
@@ -321,11 +322,13 @@ def _memo_boxes(boxes_fn: Any) -> Any:
 
 def rl_validation(model: Any, processor: Any, dataset: Any, indices: list[int], rl_cfg: Any,
                   reward_fn: Any, generator: torch.Generator, dist: Distributed
-                  ) -> dict[str, float]:
-    """Mean reward (and its parts) of one greedy rollout per val keyframe.
+                  ) -> tuple[dict[str, float], list[float]]:
+    """Mean reward (and its parts) of one greedy rollout per val keyframe, and each reward.
 
     :func:`grpo.validation_rewards` on this process's share of ``indices``, all-reduced,
-    with the share of decisions the generated text gets right.
+    with the share of decisions the generated text gets right. The second value is the
+    total reward of every keyframe in the order of ``indices`` (on every process), for
+    :func:`rl_checkpoint_verdict`.
     """
     from alpamayo_ros.eval.evaluate import truth_decisions
     from alpamayo_ros.eval.metrics import predicted_decisions
@@ -336,9 +339,12 @@ def rl_validation(model: Any, processor: Any, dataset: Any, indices: list[int], 
     names = [n for n, w in rl_cfg.reward_weights.items() if w]
     keys = ["reward", *(f"reward_{n}" for n in names), "decision_lon", "decision_lat"]
     sums = torch.zeros(len(keys) + 1, dtype=torch.float64)
+    each = torch.zeros(len(indices), dtype=torch.float64)  # this process fills its share
     if samples:
         rewards, texts = grpo.validation_rewards(model, processor, samples, rl_cfg, generator,
                                                  reward_fn)
+        each[dist.rank::dist.world] = torch.tensor([r.total for r in rewards],
+                                                   dtype=torch.float64)
         for sample, r, text in zip(samples, rewards, texts):
             truth = truth_decisions(sample) or (None, None)
             lon, lat = predicted_decisions(text)
@@ -346,12 +352,34 @@ def rl_validation(model: Any, processor: Any, dataset: Any, indices: list[int], 
                                   float(lon == truth[0]), float(lat == truth[1]), 1.0],
                                  dtype=torch.float64)
     sums = dist.all_reduce(sums)
+    each = dist.all_reduce(each)
     count = float(sums[-1])
     if count == 0:
-        return {}
+        return {}, []
     out = {k: float(sums[i]) / count for i, k in enumerate(keys)}
     out["reward_samples"] = count
-    return out
+    return out, each.tolist()
+
+
+def rl_checkpoint_verdict(candidate: list[float], start: list[float], min_gain_se: float
+                          ) -> tuple[float, float, bool]:
+    """Whether an RL checkpoint's val rewards beat the starting weights' by enough.
+
+    ``candidate`` and ``start``: the total reward of each val keyframe (the same keyframes,
+    in the same order: greedy rollouts, so each pair differs only by the weights). Returns
+    ``(gain, standard_error, verdict)``: the mean per-keyframe difference, its standard
+    error (sample standard deviation / sqrt(n)), and whether the gain is positive and at
+    least ``min_gain_se`` standard errors (a one-sided paired test; 2 is about 98 %
+    confidence). The max over a stage's evaluations of a noisy mean is biased upwards, so
+    without this margin RL steps no better than the start get picked.
+    """
+    if len(candidate) != len(start) or not start:
+        raise ValueError(f"rl_checkpoint_verdict needs two equal, non-empty lists of "
+                         f"rewards, got {len(candidate)} and {len(start)}")
+    diff = np.asarray(candidate, dtype=np.float64) - np.asarray(start, dtype=np.float64)
+    gain = float(diff.mean())
+    se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+    return gain, se, gain > 0.0 and gain >= min_gain_se * se
 
 
 # --- one stage -------------------------------------------------------------------------
@@ -482,6 +510,7 @@ def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_se
     rl_acc: dict[str, float] = dict(state.get("rl_acc", {}))
     acc_steps = int(state.get("acc_steps", 0))
     val: dict[str, float] = dict(state.get("val", {}))
+    start_rewards: list[float] = list(state.get("start_rewards") or [])  # rl: its step 0
     earlier_s = float(state.get("stage_s", 0.0))  # wall time of earlier sessions (resume)
     t0 = time.monotonic()
     how = ("prompts by disagreement + uniform" if rl else
@@ -499,7 +528,8 @@ def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_se
                       "init_from": state.get("init_from", ""),
                       "disagreement": prompts.state_dict() if rl else None,
                       "log_acc": acc.state(), "rl_acc": rl_acc, "acc_steps": acc_steps,
-                      "val": val, "seed": cfg.seed, "world_size": dist.world,
+                      "val": val, "start_rewards": start_rewards if rl else None,
+                      "seed": cfg.seed, "world_size": dist.world,
                       "stage_s": earlier_s + time.monotonic() - t0,
                       "config": cfg.to_dict()}
             out = ckpt.save_checkpoint(stage_dir / "checkpoints" / f"step_{step:07d}", policy,
@@ -518,9 +548,21 @@ def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_se
         # (the stage's objective; its losses are not what it optimises).
         score = val.get("loss")
         if rl:
-            val.update(rl_validation(model, processor, val_set, rl_val, rl_cfg, val_rewards,
-                                     tdata.generator(cfg.seed, name, "val", device=dev), dist))
+            means, rewards = rl_validation(model, processor, val_set, rl_val, rl_cfg,
+                                           val_rewards,
+                                           tdata.generator(cfg.seed, name, "val", device=dev),
+                                           dist)
+            val.update(means)
             score = -val["reward"] if "reward" in val else None
+            if step == 0 and rewards:
+                start_rewards[:] = rewards  # the weights the stage started from
+            elif start_rewards and rewards:
+                # A checkpoint competes only when it beats the start by the margin.
+                gain, se, ok = rl_checkpoint_verdict(rewards, start_rewards,
+                                                     rl_cfg.select_min_gain_se)
+                val.update(reward_gain=gain, reward_gain_se=se)
+                if not ok:
+                    score = None
         logger.log(name, step, "val", val)
         if score is not None and (best_val is None or score < best_val):
             best_val, best_step = score, step
