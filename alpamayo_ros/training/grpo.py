@@ -93,7 +93,7 @@ class RLConfig:
             raise ValueError(f"group_size must be >= 2 (advantages are relative within a "
                              f"group), got {self.group_size}")
         for name in ("clip_eps_low", "clip_eps_high", "kl_beta", "reasoning_weight",
-                     "consistency_weight", "trajectory_weight"):
+                     "consistency_weight", "trajectory_weight", "select_min_gain_se"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                     math.isfinite(value) and value >= 0.0):
@@ -106,11 +106,6 @@ class RLConfig:
         if not 0.0 <= self.disagreement_fraction <= 1.0:
             raise ValueError(f"disagreement_fraction must be in [0, 1], got "
                              f"{self.disagreement_fraction!r}")
-        if isinstance(self.select_min_gain_se, bool) or not isinstance(
-                self.select_min_gain_se, (int, float)) or not (
-                math.isfinite(self.select_min_gain_se) and self.select_min_gain_se >= 0.0):
-            raise ValueError(f"select_min_gain_se must be a finite number >= 0, got "
-                             f"{self.select_min_gain_se!r}")
         if not (math.isfinite(self.advantage_std_floor) and self.advantage_std_floor > 0.0):
             raise ValueError(f"advantage_std_floor must be > 0, got "
                              f"{self.advantage_std_floor!r}")
