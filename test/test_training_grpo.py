@@ -21,8 +21,11 @@ from alpamayo_ros.training.grpo import (
     clipped_policy_loss,
     collect_rollouts,
     disagreement_scores,
+    flow_policy_loss,
     group_advantages,
     kl_k3,
+    plan_flow_losses,
+    plan_rewards,
     policy_loss,
     repeat_inputs,
     rl_step,
@@ -57,7 +60,9 @@ def test_config_validation():
                           ({"reasoning_weight": 0.0, "consistency_weight": 0.0,
                             "trajectory_weight": 0.0}, "all 0"),
                           ({"traj_ade_fail_m": 0.0}, "traj_ade_fail_m"),
-                          ({"use_llm_judge": "yes"}, "use_llm_judge")]:
+                          ({"use_llm_judge": "yes"}, "use_llm_judge"),
+                          ({"flow_weight": -1.0}, "flow_weight"),
+                          ({"flow_mc_samples": 0}, "flow_mc_samples")]:
         with pytest.raises(ValueError, match=match):
             RLConfig(**kwargs)
 
@@ -101,6 +106,15 @@ def test_clipped_policy_loss_clips_both_sides():
     frac = clip_fraction(torch.log(torch.tensor([[1.5, 1.0], [0.5, 1.0]])), torch.zeros(2, 2),
                          torch.tensor([1.0, -1.0]), torch.ones(2, 2, dtype=torch.bool))
     assert frac == pytest.approx(0.5)
+
+
+def test_plan_rewards_weigh_only_the_rewards_that_depend_on_the_plan():
+    weights = {"reasoning": 1.0, "consistency": 0.5, "trajectory": 2.0}
+    rollouts = [RolloutReward(9.0, {"reasoning": 5.0, "consistency": 1.0, "trajectory": -0.5}),
+                RolloutReward(9.0, {"reasoning": 0.0, "consistency": 0.0, "trajectory": 0.25}),
+                RolloutReward(9.0, {"reasoning": 3.0})]  # no plan rewards: 0
+    assert plan_rewards(rollouts, weights).tolist() == pytest.approx([-0.5, 0.5, 0.0])
+    assert plan_rewards(rollouts, {"reasoning": 1.0}).tolist() == [0.0, 0.0, 0.0]
 
 
 def test_kl_k3():
@@ -330,6 +344,71 @@ def test_ppo_epochs_reuse_rollouts_and_clip(policy):
     mask = batch.token_mask()
     expected = -(adv[:, None] * mask).sum() / mask.sum()
     assert float(loss.detach()) == pytest.approx(float(expected), abs=1e-5)
+
+
+def test_flow_weight_trains_the_expert_with_plan_advantages(policy):
+    """FPO: the expert gets gradients; at the rollouts' weights the ratio is 1."""
+    model = policy.model
+    model.zero_grad(set_to_none=True)
+    cfg = RLConfig(group_size=3, max_reasoning_tokens=5, flow_steps=2, flow_weight=1.0,
+                   flow_mc_samples=2, ppo_epochs=2)
+    batch = collect_rollouts(model, None, policy.processor, _samples(2), cfg,
+                             torch.Generator().manual_seed(4))
+    assert batch.flow_time.shape == (6, 2) and batch.flow_noise.shape == (6, 2, 64, 2)
+    assert batch.plan_advantages.shape == (2, 3)
+    want = group_advantages(torch.from_numpy(
+        plan_rewards(batch.rollout_rewards, cfg.reward_weights)).float().view(2, 3))
+    assert torch.allclose(batch.plan_advantages, want)
+    # The old losses are the current model's on the same pairs: ratio 1, nothing clipped,
+    # the loss is minus the mean plan advantage.
+    assert torch.allclose(batch.old_cfm, plan_flow_losses(model, batch).detach(), atol=1e-5)
+    flow, metrics = flow_policy_loss(model, batch, cfg)
+    assert metrics["flow_clip_fraction"] == 0.0
+    assert float(flow.detach()) == pytest.approx(-float(batch.plan_advantages.mean()), abs=1e-5)
+    loss, metrics = policy_loss(model, batch, cfg)
+    loss.backward()
+    grads = [p.grad for p in model.expert.parameters() if p.grad is not None]
+    assert grads and sum(float(g.abs().sum()) for g in grads) > 0.0
+    for key in ("flow_policy_loss", "flow_cfm", "flow_clip_fraction"):
+        assert math.isfinite(metrics[key]), key
+    model.zero_grad(set_to_none=True)
+    with pytest.raises(ValueError, match="flow_weight"):
+        flow_policy_loss(model, collect_rollouts(model, None, policy.processor, _samples(1),
+                                                 RLConfig(group_size=2, max_reasoning_tokens=3,
+                                                          flow_steps=1)), cfg)
+
+
+def test_a_plan_reward_moves_the_experts_plans(policy):
+    """Real learning signal for the flow expert (FPO).
+
+    Rewarding the plans' mean acceleration makes the zero-noise plan accelerate more after
+    a few steps that train the expert alone.
+    """
+    model = Policy.from_config("tiny", corpus=TEXTS * 4, seed=3, device="cpu").model
+    processor = policy.processor
+    cfg = RLConfig(group_size=8, max_reasoning_tokens=3, flow_steps=2, flow_weight=1.0,
+                   reasoning_weight=0.0, consistency_weight=0.0)
+    samples = _samples(2, seed=6)
+    inputs = processor(samples, with_targets=False)
+
+    def reward_fn(sample, texts, ids, controls, plans):
+        return [RolloutReward(0.0, {"trajectory": float(c[:, 0].mean())}) for c in controls]
+
+    def mean_accel() -> float:
+        with torch.no_grad():
+            ctx = model.prefill(inputs)
+            return float(model.flow_trajectory(ctx, 2, noise_scale=0.0)[..., 0].mean())
+
+    before = mean_accel()
+    opt = torch.optim.Adam(model.expert.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(8):
+        opt.zero_grad()
+        loss, _ = rl_step(model, None, processor, samples, cfg, gen, reward_fn)
+        loss.backward()
+        opt.step()
+    after = mean_accel()
+    assert after > before + 0.2, (before, after)
 
 
 def test_default_rewards_use_scene_boxes_and_judge_fallback():

@@ -12,8 +12,14 @@ mean over all tokens of the batch (:func:`clipped_policy_loss`, asymmetric DAPO-
 "clip-higher" bounds 0.2 / 0.28 of the released recipe), plus ``kl_beta`` times the k3
 estimate of the KL to the frozen SFT model (:func:`kl_k3`; the release uses beta = 0).
 
-As in the released recipe only the discrete-token path (vision, backbone) is trained; the
-flow expert only produces the trajectories that are scored. The log-probabilities are
+As in the released recipe, by default only the discrete-token path (vision, backbone) is
+trained and the flow expert only produces the trajectories that are scored. With
+``flow_weight > 0`` the expert is trained too, by flow policy optimisation (FPO,
+McAllister et al. 2025, arXiv 2507.21053): the likelihood ratio of a sampled plan is
+replaced by ``exp(L_old - L_new)`` of its conditional flow-matching loss, estimated on
+``flow_mc_samples`` drawn (time, noise) pairs in the rollout's (detached) context, inside the
+same clipped objective (:func:`flow_policy_loss`), with advantages from the rewards that
+depend on the plan (consistency and trajectory, :func:`plan_rewards`). The log-probabilities are
 recomputed teacher-forced (:func:`token_logprobs`) with the same sequence packing as
 ``AlpamayoModel.compute_losses`` and the same sampling distribution as generation (text
 ids and ``</coc>`` only, logits divided by the temperature).
@@ -36,6 +42,7 @@ import numpy as np
 import torch
 
 from alpamayo_ros.model import dynamics
+from alpamayo_ros.model import flow_matching as fm
 from alpamayo_ros.model.modeling import AlpamayoModel
 from alpamayo_ros.model.processor import ModelInputs, Processor
 from alpamayo_ros.sample import DrivingSample
@@ -71,6 +78,10 @@ class RLConfig:
     disagreement_fraction: float = 0.5  # share of select_prompts picks by disagreement
     ppo_epochs: int = 1
     advantage_std_floor: float = 1e-4
+    # Flow expert (FPO, flow_policy_loss): 0 trains only the discrete-token path (the
+    # released recipe); > 0 adds this weight times the expert's clipped flow policy loss.
+    flow_weight: float = 0.0
+    flow_mc_samples: int = 4  # (time, noise) pairs per plan for its flow-matching loss
     # Selection (loop.rl_checkpoint_verdict): an RL checkpoint replaces the weights the stage
     # started from only when its mean val reward beats theirs by at least this many standard
     # errors of the per-keyframe difference (the same greedy rollouts, so the pairs are
@@ -85,7 +96,8 @@ class RLConfig:
     traj_collision_weight: float = TrajectoryRewardConfig.collision_weight
 
     def __post_init__(self) -> None:
-        for name in ("group_size", "max_reasoning_tokens", "flow_steps", "ppo_epochs"):
+        for name in ("group_size", "max_reasoning_tokens", "flow_steps", "ppo_epochs",
+                     "flow_mc_samples"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
@@ -93,7 +105,8 @@ class RLConfig:
             raise ValueError(f"group_size must be >= 2 (advantages are relative within a "
                              f"group), got {self.group_size}")
         for name in ("clip_eps_low", "clip_eps_high", "kl_beta", "reasoning_weight",
-                     "consistency_weight", "trajectory_weight", "select_min_gain_se"):
+                     "consistency_weight", "trajectory_weight", "select_min_gain_se",
+                     "flow_weight"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                     math.isfinite(value) and value >= 0.0):
@@ -196,6 +209,21 @@ def kl_k3(new_logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) ->
     """
     d = ref_logp.detach() - new_logp
     return _masked_mean(torch.exp(d) - d - 1.0, mask)
+
+
+PLAN_REWARDS = ("consistency", "trajectory")  # the rewards that change with the plan
+
+
+def plan_rewards(rollout_rewards: Sequence[RolloutReward], weights: dict[str, float]
+                 ) -> np.ndarray:
+    """Per rollout, the weighted sum of the rewards that depend on its plan (``(N,)``).
+
+    The flow expert's advantages come from these (:data:`PLAN_REWARDS`): the reasoning
+    grade depends on the text alone, which the expert does not choose. A component a
+    rollout lacks counts 0.
+    """
+    return np.array([sum(weights.get(name, 0.0) * r.components.get(name, 0.0)
+                         for name in PLAN_REWARDS) for r in rollout_rewards], dtype=np.float64)
 
 
 def disagreement_scores(seq_logp: np.ndarray, rewards: np.ndarray) -> np.ndarray:
@@ -418,6 +446,14 @@ class RolloutBatch:
     disagreement: np.ndarray | None = None  # (B,) after policy_loss (DisagreementPool)
     old_logp: torch.Tensor | None = None  # (N, L + 1) when collected (ppo_epochs > 1)
     ref_logp: torch.Tensor | None = None  # (N, L + 1) when kl_beta > 0
+    # The flow expert's policy loss (flow_weight > 0, flow_policy_loss): the rollouts'
+    # expert context (keys, values, valid, start; detached), the plans' advantages (B, G),
+    # the drawn (time, noise) pairs (N, M) / (N, M, 64, 2), the old flow losses (N,).
+    expert_context: tuple | None = None
+    plan_advantages: torch.Tensor | None = None
+    flow_time: torch.Tensor | None = None
+    flow_noise: torch.Tensor | None = None
+    old_cfm: torch.Tensor | None = None
 
     @property
     def group_size(self) -> int:
@@ -456,6 +492,7 @@ def sample_group(model: AlpamayoModel, processor: Processor, samples: Sequence[D
                                              generator)
     controls = model.flow_trajectory(ctx, cfg.flow_steps, 1, generator=generator,
                                      noise_scale=noise_scale)[:, 0]
+    expert_context = model.expert_context(ctx) if cfg.flow_weight > 0.0 else None
     states = dynamics.integrate(controls[..., 0].double(), controls[..., 1].double(),
                                 inputs.speed_mps.double())
     plans = states[..., :3].cpu().numpy()
@@ -474,9 +511,15 @@ def sample_group(model: AlpamayoModel, processor: Processor, samples: Sequence[D
     rewards = torch.tensor([r.total for r in scored], dtype=torch.float32).view(len(samples), g)
     if not bool(torch.isfinite(rewards).all()):
         raise ValueError("reward_fn returned a non-finite reward")
-    return RolloutBatch(prompt_inputs, inputs, text_ids, text_valid, finished, texts,
-                        controls.float(), plans, rewards,
-                        group_advantages(rewards, cfg.advantage_std_floor), scored)
+    batch = RolloutBatch(prompt_inputs, inputs, text_ids, text_valid, finished, texts,
+                         controls.float(), plans, rewards,
+                         group_advantages(rewards, cfg.advantage_std_floor), scored)
+    if expert_context is not None:
+        batch.expert_context = expert_context
+        plan_r = torch.from_numpy(plan_rewards(scored, cfg.reward_weights)).float()
+        batch.plan_advantages = group_advantages(plan_r.view(len(samples), g),
+                                                 cfg.advantage_std_floor)
+    return batch
 
 
 def validation_rewards(model: AlpamayoModel, processor: Processor,
@@ -517,15 +560,82 @@ def collect_rollouts(model: AlpamayoModel, ref_model: AlpamayoModel | None,
     """
     batch = sample_group(model, processor, samples, cfg, generator, reward_fn)
     with torch.no_grad():
+        if batch.expert_context is not None:
+            batch.flow_time, batch.flow_noise = draw_flow_pairs(
+                model, batch.controls.shape[0], cfg.flow_mc_samples, generator)
         if cfg.ppo_epochs > 1:
             batch.old_logp = token_logprobs(model, batch.inputs, batch.text_ids,
                                             batch.text_valid, cfg.temperature)
+            if batch.expert_context is not None:
+                batch.old_cfm = plan_flow_losses(model, batch)
         if cfg.kl_beta > 0.0:
             if ref_model is None:
                 raise ValueError("kl_beta > 0 needs a reference model")
             batch.ref_logp = token_logprobs(ref_model, batch.inputs, batch.text_ids,
                                             batch.text_valid, cfg.temperature)
     return batch
+
+
+def draw_flow_pairs(model: AlpamayoModel, rows: int, per_row: int,
+                    generator: torch.Generator | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``per_row`` (time, noise) pairs for each of ``rows`` plans: ``(R, M)``, ``(R, M, T, 2)``.
+
+    Times from the expert's training distribution (:func:`fm.sample_time`, drawn on the
+    CPU from a seed taken from ``generator``, which may live on the GPU).
+    """
+    dev = model.device
+    seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator,
+                             device=generator.device if generator is not None else "cpu"))
+    cpu = torch.Generator().manual_seed(seed)
+    e = model.config.expert
+    t = fm.sample_time(rows * per_row, e.time_beta_alpha, e.time_beta_beta, e.time_shift,
+                       cpu, dev).view(rows, per_row)
+    noise = torch.randn((rows, per_row, model.config.num_waypoints, 2), generator=cpu)
+    return t, noise.to(dev)
+
+
+def plan_flow_losses(model: AlpamayoModel, batch: RolloutBatch) -> torch.Tensor:
+    """Each rollout's plan's conditional flow-matching loss under ``model``, ``(N,)``.
+
+    The mean over the batch's drawn (time, noise) pairs of the squared error between the
+    expert's velocity at the noised plan and the path's velocity, in the rollout's
+    detached context (gradients reach the expert only). ``L_old - L_new`` of these stands
+    in for the plan's log-likelihood ratio (FPO).
+    """
+    if batch.expert_context is None or batch.flow_time is None or batch.flow_noise is None:
+        raise ValueError("the batch has no expert context or flow pairs (flow_weight = 0?)")
+    keys, values, valid, start = batch.expert_context
+    rows, m = batch.flow_time.shape
+    actions = model.normalize_actions(batch.controls.float()).repeat_interleave(m, 0)
+    t = batch.flow_time.reshape(-1)
+    noise = batch.flow_noise.reshape(actions.shape)
+    velocity = model.expert(fm.interpolate(noise, actions, t), t,
+                            [k.repeat_interleave(m, 0) for k in keys],
+                            [v.repeat_interleave(m, 0) for v in values],
+                            valid.repeat_interleave(m, 0), start.repeat_interleave(m, 0))
+    err = (velocity.float() - fm.target_velocity(noise, actions)) ** 2
+    return err.reshape(rows, -1).mean(1)
+
+
+def flow_policy_loss(model: AlpamayoModel, batch: RolloutBatch, cfg: RLConfig
+                     ) -> tuple[torch.Tensor, dict[str, float]]:
+    """The flow expert's clipped policy loss (FPO) over a rollout batch, with gradients.
+
+    Per plan the ratio ``exp(L_old - L_new)`` of :func:`plan_flow_losses` and the plan
+    advantage, in :func:`clipped_policy_loss` (one "token" per plan), mean over plans.
+    """
+    if batch.plan_advantages is None:
+        raise ValueError("the batch has no plan advantages (flow_weight = 0?)")
+    new = -plan_flow_losses(model, batch)[:, None]
+    old = new.detach() if batch.old_cfm is None else -batch.old_cfm[:, None]
+    adv = batch.plan_advantages.reshape(-1).to(new.device, new.dtype)
+    mask = torch.ones_like(new, dtype=torch.bool)
+    loss = clipped_policy_loss(new, old, adv, mask, cfg.clip_eps_low, cfg.clip_eps_high)
+    return loss, {"flow_policy_loss": float(loss.detach()),
+                  "flow_cfm": float(-new.detach().mean()),
+                  "flow_clip_fraction": clip_fraction(new, old, adv, mask, cfg.clip_eps_low,
+                                                      cfg.clip_eps_high)}
 
 
 def policy_loss(model: AlpamayoModel, batch: RolloutBatch, cfg: RLConfig
@@ -549,6 +659,10 @@ def policy_loss(model: AlpamayoModel, batch: RolloutBatch, cfg: RLConfig
         kl = kl_k3(new, batch.ref_logp, mask)
         loss = loss + cfg.kl_beta * kl
         metrics["kl"] = float(kl.detach())
+    if cfg.flow_weight > 0.0:
+        flow, flow_metrics = flow_policy_loss(model, batch, cfg)
+        loss = loss + cfg.flow_weight * flow
+        metrics.update(flow_metrics)
     seq_logp = ((new.detach() * mask).sum(1) / mask.sum(1).clamp_min(1)).view(-1, g)
     batch.disagreement = disagreement_scores(seq_logp.double().cpu().numpy(),
                                              batch.rewards.double().cpu().numpy())
