@@ -378,6 +378,20 @@ def test_flow_weight_trains_the_expert_with_plan_advantages(policy):
                                                           flow_steps=1)), cfg)
 
 
+def _rl_steps_change(model, processor, samples, cfg, reward_fn, params, lr: float,
+                     measure) -> tuple[float, float]:
+    """``measure()`` before and after 8 rl_steps with Adam on ``params``."""
+    before = measure()
+    opt = torch.optim.Adam(params, lr=lr)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(8):
+        opt.zero_grad()
+        loss, _ = rl_step(model, None, processor, samples, cfg, gen, reward_fn)
+        loss.backward()
+        opt.step()
+    return before, measure()
+
+
 def test_a_plan_reward_moves_the_experts_plans(policy):
     """Real learning signal for the flow expert (FPO).
 
@@ -399,15 +413,8 @@ def test_a_plan_reward_moves_the_experts_plans(policy):
             ctx = model.prefill(inputs)
             return float(model.flow_trajectory(ctx, 2, noise_scale=0.0)[..., 0].mean())
 
-    before = mean_accel()
-    opt = torch.optim.Adam(model.expert.parameters(), lr=3e-3)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(8):
-        opt.zero_grad()
-        loss, _ = rl_step(model, None, processor, samples, cfg, gen, reward_fn)
-        loss.backward()
-        opt.step()
-    after = mean_accel()
+    before, after = _rl_steps_change(model, processor, samples, cfg, reward_fn,
+                                     model.expert.parameters(), 3e-3, mean_accel)
     assert after > before + 0.2, (before, after)
 
 
@@ -461,13 +468,6 @@ def test_a_reward_for_some_tokens_raises_their_probability(policy):
             probs = torch.softmax(logits.masked_fill(~allowed, float("-inf")), -1)
         return float(probs[:, even].sum(1).mean())
 
-    before = p_even()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(8):
-        opt.zero_grad()
-        loss, _ = rl_step(model, None, processor, samples, cfg, gen, reward_fn)
-        loss.backward()
-        opt.step()
-    after = p_even()
+    before, after = _rl_steps_change(model, processor, samples, cfg, reward_fn,
+                                     model.parameters(), 1e-2, p_even)
     assert after > before + 0.2, (before, after)
