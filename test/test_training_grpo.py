@@ -372,6 +372,9 @@ def test_flow_weight_trains_the_expert_with_plan_advantages(policy):
     for key in ("flow_policy_loss", "flow_cfm", "flow_clip_fraction"):
         assert math.isfinite(metrics[key]), key
     model.zero_grad(set_to_none=True)
+    # Validation (one greedy rollout per sample) keeps no expert context: nothing to train.
+    rewards, _ = validation_rewards(model, policy.processor, _samples(2), cfg)
+    assert len(rewards) == 2
     with pytest.raises(ValueError, match="flow_weight"):
         flow_policy_loss(model, collect_rollouts(model, None, policy.processor, _samples(1),
                                                  RLConfig(group_size=2, max_reasoning_tokens=3,

@@ -492,7 +492,8 @@ def sample_group(model: AlpamayoModel, processor: Processor, samples: Sequence[D
                                              generator)
     controls = model.flow_trajectory(ctx, cfg.flow_steps, 1, generator=generator,
                                      noise_scale=noise_scale)[:, 0]
-    expert_context = model.expert_context(ctx) if cfg.flow_weight > 0.0 else None
+    # The flow loss needs the rollouts' context; a group of one (validation) has no advantage.
+    expert_context = model.expert_context(ctx) if cfg.flow_weight > 0.0 and g > 1 else None
     states = dynamics.integrate(controls[..., 0].double(), controls[..., 1].double(),
                                 inputs.speed_mps.double())
     plans = states[..., :3].cpu().numpy()
