@@ -130,8 +130,12 @@ def test_resume_refuses_a_checkpoint_of_a_stage_not_run(tmp_path):
         ckpt.latest_checkpoint(tmp_path / "pretrain" / "tensorboard")
 
 
-def test_rl_stage_resumes_exactly_with_its_prompt_pool(tmp_path):
-    """GRPO after pretrain: 3 steps straight = 1 step + resume + 2 (KL to the start policy)."""
+@pytest.mark.parametrize("flow_weight", [0.0, 1.0])
+def test_rl_stage_resumes_exactly_with_its_prompt_pool(tmp_path, flow_weight):
+    """GRPO after pretrain: 3 steps straight = 1 step + resume + 2 (KL to the start policy).
+
+    With ``flow_weight`` 1 the flow expert is trained too (FPO) and must change.
+    """
     import shutil
 
     from alpamayo_ros.training.loop import train
@@ -143,7 +147,8 @@ def test_rl_stage_resumes_exactly_with_its_prompt_pool(tmp_path):
                   "schedule": "constant", "text_only": True, "log_every": 1, "eval_every": 0,
                   "save_every": 0,
                   "rl": {"group_size": 2, "max_reasoning_tokens": 12, "flow_steps": 2,
-                         "kl_beta": 0.1, "disagreement_fraction": 0.5}}
+                         "kl_beta": 0.1, "disagreement_fraction": 0.5,
+                         "flow_weight": flow_weight}}
     cfg = config_from_dict(data)
     base = tmp_path / "base"
     train(cfg, stage="pretrain", out=base, progress=False)
@@ -161,6 +166,8 @@ def test_rl_stage_resumes_exactly_with_its_prompt_pool(tmp_path):
         torch.testing.assert_close(b[name], a[name], rtol=0, atol=0, msg=name)
     start = _weights(base / "pretrain" / "best")
     assert any(not torch.equal(a[n], start[n]) for n in a)  # RL changed the policy
+    expert = [n for n in a if ".expert." in f".{n}"]
+    assert expert and any(not torch.equal(a[n], start[n]) for n in expert) == (flow_weight > 0)
     rl_rows = [r for r in _records(split) if r["stage"] == "rl"]
     assert rl_rows == [r for r in _records(straight) if r["stage"] == "rl"]
     train_rows = [r for r in rl_rows if r["split"] == "train"]
