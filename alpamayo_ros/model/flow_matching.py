@@ -72,6 +72,18 @@ def target_velocity(noise: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     return actions - noise
 
 
+def flow_matching_errors(velocity_fn: VelocityFn, actions: torch.Tensor, t: torch.Tensor,
+                         noise: torch.Tensor) -> torch.Tensor:
+    """Per-sample ``(B,)`` mean squared error of ``velocity_fn`` on the linear path.
+
+    The velocity at ``x_t = interpolate(noise, actions, t)`` against ``actions - noise``,
+    averaged over each sample's elements (:func:`flow_matching_loss` averages these).
+    """
+    x_t = interpolate(noise, actions, t)
+    err = (velocity_fn(x_t, t) - target_velocity(noise, actions)) ** 2
+    return err.reshape(err.shape[0], -1).mean(dim=1)
+
+
 def flow_matching_loss(
     velocity_fn: VelocityFn,
     actions: torch.Tensor,
@@ -83,9 +95,7 @@ def flow_matching_loss(
 
     ``weights`` (broadcastable to the per-sample loss ``(B,)``) mask samples out.
     """
-    x_t = interpolate(noise, actions, t)
-    err = (velocity_fn(x_t, t) - target_velocity(noise, actions)) ** 2
-    per_sample = err.reshape(err.shape[0], -1).mean(dim=1)
+    per_sample = flow_matching_errors(velocity_fn, actions, t, noise)
     if weights is None:
         return per_sample.mean()
     w = weights.to(per_sample)

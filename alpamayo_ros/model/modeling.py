@@ -667,10 +667,8 @@ class AlpamayoModel(nn.Module):
                            self.config.expert.time_beta_beta, self.config.expert.time_shift,
                            generator, dev)
         noise = torch.randn(actions.shape, generator=generator).to(dev)
-        x_t = fm.interpolate(noise, actions, t)
-        velocity = self.expert(x_t, t, keys, values, ctx_valid, start)
-        err = (velocity - fm.target_velocity(noise, actions)) ** 2
-        per_sample["flow"] = err.reshape(b, -1).mean(1)
+        per_sample["flow"] = fm.flow_matching_errors(
+            lambda x, tt: self.expert(x, tt, keys, values, ctx_valid, start), actions, t, noise)
 
         zero = vision_tokens.sum() * 0.0  # keeps every head in the graph (DDP)
         if self.perception_head is not None and inputs.perception is not None:

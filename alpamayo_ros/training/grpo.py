@@ -608,15 +608,14 @@ def plan_flow_losses(model: AlpamayoModel, batch: RolloutBatch) -> torch.Tensor:
         raise ValueError("the batch has no expert context or flow pairs (flow_weight = 0?)")
     keys, values, valid, start = batch.expert_context
     rows, m = batch.flow_time.shape
+    prepared = model.expert.prepare([k.repeat_interleave(m, 0) for k in keys],
+                                    [v.repeat_interleave(m, 0) for v in values],
+                                    valid.repeat_interleave(m, 0), start.repeat_interleave(m, 0))
     actions = model.normalize_actions(batch.controls.float()).repeat_interleave(m, 0)
-    t = batch.flow_time.reshape(-1)
-    noise = batch.flow_noise.reshape(actions.shape)
-    velocity = model.expert(fm.interpolate(noise, actions, t), t,
-                            [k.repeat_interleave(m, 0) for k in keys],
-                            [v.repeat_interleave(m, 0) for v in values],
-                            valid.repeat_interleave(m, 0), start.repeat_interleave(m, 0))
-    err = (velocity.float() - fm.target_velocity(noise, actions)) ** 2
-    return err.reshape(rows, -1).mean(1)
+    errors = fm.flow_matching_errors(lambda x, t: model.expert.run(x, t, prepared).float(),
+                                     actions, batch.flow_time.reshape(-1),
+                                     batch.flow_noise.reshape(actions.shape))
+    return errors.view(rows, m).mean(1)
 
 
 def flow_policy_loss(model: AlpamayoModel, batch: RolloutBatch, cfg: RLConfig
