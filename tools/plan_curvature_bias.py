@@ -3,7 +3,7 @@
 In closed loop a plan that curves a little where the road is straight makes the car
 drift out of its lane unless the next plans steer it back. This tool measures that bias
 in open loop: over the samples whose lateral decision is ``lane_keeping``, the mean
-commanded curvature of the first ``--horizon-steps`` of the plan at the policy node's
+commanded curvature of the first :data:`HORIZON_STEPS` (2 s) of the plan at the policy node's
 setting (greedy reasoning or trajectory mode, flow from zero noise) and of the expert's
 future, per family and over all of them (positive: to the left).
 
