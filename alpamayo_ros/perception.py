@@ -11,8 +11,10 @@ its brake lights, the traffic light and its state, stop lines, agents crossing t
 road events, lane ends and neighbouring lanes, emergency vehicles behind, and the
 ``AGENT_SLOTS`` nearest agents (box, velocity, brake lights and turn indicators).
 The data engine fills the vector (:mod:`alpamayo_ros.data.perception_targets`); the model
-only needs :data:`PERCEPTION_FIELDS`. Changing the list changes the head's shape, so the
-weights format records :data:`PERCEPTION_DIM`.
+only needs :data:`PERCEPTION_FIELDS`. Fields are only ever appended: a model's head
+predicts the first ``PolicyConfig.perception_dim`` entries (recorded in its weights), so
+weights trained before a field was added still read their own fields from a newer vector
+(:func:`model_fields`).
 """
 
 from __future__ import annotations
@@ -72,11 +74,29 @@ PERCEPTION_FIELDS: tuple[PerceptionField, ...] = (
     PerceptionField("curvature_20m", "real", 0.1),  # road curvature 20 m ahead, 1/m
     PerceptionField("curvature_50m", "real", 0.1),
 ) + tuple(PerceptionField(f"agent{i}_{name}", kind, scale)
-          for i in range(AGENT_SLOTS) for name, kind, scale in _AGENT_FIELDS)
+          for i in range(AGENT_SLOTS) for name, kind, scale in _AGENT_FIELDS) + (
+    # Appended in session 17 (weights before it have 86 fields). The ego's heading minus
+    # the road's at its position, rad (left +): with the lateral offset it says where the
+    # car is going in its lane, the quantity that shows a drift before the offset does.
+    PerceptionField("ego_heading_error", "real", 0.1),
+)
 
 PERCEPTION_DIM = len(PERCEPTION_FIELDS)
 PERCEPTION_INDEX = {f.name: i for i, f in enumerate(PERCEPTION_FIELDS)}
 BINARY_MASK = tuple(f.kind == "binary" for f in PERCEPTION_FIELDS)
+SCENE_FIELD_NAMES = tuple(f.name for f in PERCEPTION_FIELDS
+                          if not f.name.startswith("agent"))  # all but the agent slots
+
+
+def model_fields(perception_dim: int) -> tuple[PerceptionField, ...]:
+    """The fields a perception head of ``perception_dim`` outputs predicts (the first ones).
+
+    A ``ValueError`` for a size above :data:`PERCEPTION_DIM` (weights from a newer list).
+    """
+    if not 0 <= perception_dim <= PERCEPTION_DIM:
+        raise ValueError(f"perception_dim {perception_dim} is outside 0..{PERCEPTION_DIM} "
+                         f"(the fields this version knows)")
+    return PERCEPTION_FIELDS[:perception_dim]
 
 
 def field_weight_vector(weights: dict[str, float]) -> tuple[float, ...]:

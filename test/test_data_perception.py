@@ -34,11 +34,12 @@ def _snap(road: Road, a: Agent | EgoState, aid: str, kind: str, **flags) -> Agen
 
 def scene(agents: list[tuple[Agent, dict]] = (), visible: set[str] | None = None,
           lights: list[tuple[TrafficLight, str]] = (), num_lanes: int = 2,
-          oncoming: int = 0, ego_d: float = 0.0) -> Episode:
+          oncoming: int = 0, ego_d: float = 0.0, ego_heading_rad: float = 0.0,
+          segments: tuple[tuple[float, float], ...] = ((400.0, 0.0),)) -> Episode:
     """A one-frame episode; ``visible`` defaults to every agent."""
-    road = Road(RoadConfig(segments=[(400.0, 0.0)], num_lanes=num_lanes,
+    road = Road(RoadConfig(segments=list(segments), num_lanes=num_lanes,
                            oncoming_lanes=oncoming))
-    ego = EgoState(s=EGO_S, d=ego_d, v_mps=10.0)
+    ego = EgoState(s=EGO_S, d=ego_d, v_mps=10.0, heading_offset_rad=ego_heading_rad)
     world = World(road, ego, agents=[a for a, _ in agents], lights=[tl for tl, _ in lights])
     ids = {a.id for a, _ in agents} if visible is None else visible
     record = DecisionRecord(0.0, "set_speed_tracking", "lane_keeping", [], [], 0.0, ego_d,
@@ -83,6 +84,24 @@ def test_empty_road():
     for k in range(AGENT_SLOTS):
         assert value(values, mask, f"agent{k}_present") == 0.0
         assert not mask[IDX[f"agent{k}_x"]] and not mask[IDX[f"agent{k}_braking"]]
+
+
+def test_heading_error_is_relative_to_the_road():
+    # Straight road: the ego's heading offset is the error, left positive.
+    values, mask = perception_targets(scene(ego_heading_rad=0.04, ego_d=0.5), 0)
+    assert value(values, mask, "ego_heading_error") == pytest.approx(0.04, abs=1e-6)
+    assert value(values, mask, "ego_lateral_offset") == pytest.approx(0.5, abs=1e-6)
+    values, mask = perception_targets(scene(ego_heading_rad=-0.02), 0)
+    assert value(values, mask, "ego_heading_error") == pytest.approx(-0.02, abs=1e-6)
+    # In a left bend (the road's heading 0.6 rad at the ego) a car along the lane has none;
+    # its world heading is the road's plus the offset.
+    bend = ((20.0, 0.0), (200.0, 0.02))
+    values, mask = perception_targets(scene(segments=bend), 0)
+    assert value(values, mask, "ego_heading_error") == pytest.approx(0.0, abs=1e-6)
+    ep = scene(segments=bend, ego_heading_rad=-0.03)
+    assert ep.frames[0].ego.heading == pytest.approx(0.6 - 0.03, abs=1e-3)
+    values, mask = perception_targets(ep, 0)
+    assert value(values, mask, "ego_heading_error") == pytest.approx(-0.03, abs=1e-6)
 
 
 def test_lead_braking_ahead():

@@ -128,6 +128,22 @@ def test_max_perception_head_is_order_free_and_sees_one_token():
     assert not hasattr(head, "queries")
 
 
+def test_max_mean_head_reads_the_max_and_the_mean_and_trains_every_token():
+    torch.manual_seed(0)
+    head = PerceptionHead(16, 5, queries=4, pooling="max_mean")
+    tokens = torch.randn(3, 10, 16, requires_grad=True)
+    out = head(tokens)
+    want = head.mlp(torch.cat([tokens.amax(1), tokens.mean(1)], -1))
+    torch.testing.assert_close(out, want)
+    torch.testing.assert_close(head(tokens[:, torch.randperm(10)]), out)  # order-free
+    out.sum().backward()
+    assert (tokens.grad.abs().sum(-1) > 0).all()  # every token gets a gradient
+    max_only = PerceptionHead(16, 5, queries=4, pooling="max")
+    tokens.grad = None
+    max_only(tokens).sum().backward()  # the max alone: only each feature's argmax token
+    assert int((tokens.grad != 0).sum()) <= 3 * 16
+
+
 def test_grid_queries_follow_each_frames_cells_and_attend_to_every_camera():
     """Per frame: the grid-only path's cells, then the queries, which read every patch."""
     torch.manual_seed(2)

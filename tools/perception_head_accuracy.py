@@ -26,18 +26,19 @@ import numpy as np
 import torch
 from head_inputs import policy_and_samples
 
-from alpamayo_ros.perception import PERCEPTION_FIELDS, PERCEPTION_INDEX
-
-SCENE_FIELDS = PERCEPTION_INDEX["agent0_present"]  # the agent slots come last
+from alpamayo_ros.perception import PERCEPTION_FIELDS, SCENE_FIELD_NAMES
 
 
 def score_fields(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> list[dict]:
     """Per scene field: accuracy (binary) or mean absolute error in its unit (real).
 
     Each with the no-vision baseline, over the samples where the field is defined.
+    ``pred`` has the head's entries (the first fields: weights older than a field lack it).
     """
     rows = []
-    for j, field in enumerate(PERCEPTION_FIELDS[:SCENE_FIELDS]):
+    for j, field in enumerate(PERCEPTION_FIELDS[:pred.shape[1]]):
+        if field.name not in SCENE_FIELD_NAMES:
+            continue
         known = mask[:, j].astype(bool)
         if not known.any():
             continue

@@ -163,6 +163,8 @@ def perception_targets(episode: Episode, index: int) -> tuple[np.ndarray, np.nda
     t.flag("siren_behind", any(
         a.siren and 0.0 < ego.s - a.s <= SIREN_RANGE_M for a in visible))
     t.set("ego_lateral_offset", ego.d - road.lane_center(lane))
+    heading_error = ego.heading - float(road.heading_at(ego.s))
+    t.set("ego_heading_error", math.atan2(math.sin(heading_error), math.cos(heading_error)))
     t.set("curvature_20m", float(road.curvature_at(ego.s + 20.0)))
     t.set("curvature_50m", float(road.curvature_at(ego.s + 50.0)))
 

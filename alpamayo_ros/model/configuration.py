@@ -270,7 +270,8 @@ class PolicyConfig:
     perception_dim: int = PERCEPTION_DIM
     perception_queries: int = 8  # attention-pooling queries of the perception head
     # How the perception head pools the vision tokens: "attention" (perception_queries
-    # learned queries) or "max" (a max over the tokens: a small object survives it).
+    # learned queries), "max" (a max over the tokens: a small object survives it) or
+    # "max_mean" (the max and the mean side by side: the mean trains every token too).
     perception_pooling: str = "attention"
     decision_heads: bool = True
 
@@ -284,9 +285,11 @@ class PolicyConfig:
                 raise ValueError(f"PolicyConfig.{name} must be a {cls.__name__}, "
                                  f"got {type(value).__name__}")
         _positive(self, "ego_history_steps", "num_waypoints", "perception_queries")
-        _choice(self, "perception_pooling", ("attention", "max"))
-        if not isinstance(self.perception_dim, int) or self.perception_dim < 0:
-            raise ValueError(f"PolicyConfig.perception_dim must be an int >= 0, "
+        _choice(self, "perception_pooling", ("attention", "max", "max_mean"))
+        if not isinstance(self.perception_dim, int) or isinstance(self.perception_dim, bool) \
+                or not 0 <= self.perception_dim <= PERCEPTION_DIM:
+            raise ValueError(f"PolicyConfig.perception_dim must be an int in 0..{PERCEPTION_DIM} "
+                             f"(the first fields of alpamayo_ros.perception.PERCEPTION_FIELDS), "
                              f"got {self.perception_dim!r}")
         if not isinstance(self.decision_heads, bool):
             raise ValueError(f"PolicyConfig.decision_heads must be a bool, "

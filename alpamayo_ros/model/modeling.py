@@ -172,16 +172,20 @@ class PerceptionHead(nn.Module):
 
     ``pooling="attention"``: ``queries`` learned queries, then an MLP; ``"max"``: a max
     over the tokens, then a linear layer (the session 10 probe: attention pooling averaged
-    a small object away, a max kept it).
+    a small object away, a max kept it); ``"max_mean"``: the max and the mean over the
+    tokens side by side, then a linear layer (the mean passes the loss's gradient to every
+    token, so a quantity spread over the image, the lane lines' position and direction,
+    can be written into the tokens, not only into each feature's strongest one).
     """
 
     def __init__(self, dim: int, out_dim: int, queries: int, pooling: str = "attention"
                  ) -> None:
         super().__init__()
         self.pooling = pooling
-        if pooling == "max":  # a linear read-out of the max (an MLP or a LayerNorm on it
-            # stayed at the majority answer in the probe: tools/vision_probe.py, session 11)
-            self.mlp = nn.Linear(dim, out_dim)
+        if pooling in ("max", "max_mean"):  # a linear read-out of the pooled tokens (an
+            # MLP or a LayerNorm on the max stayed at the majority answer in the probe:
+            # tools/vision_probe.py, session 11)
+            self.mlp = nn.Linear(dim * (2 if pooling == "max_mean" else 1), out_dim)
             return
         self.queries = nn.Parameter(torch.randn(queries, dim) * 0.02)
         self.norm = nn.LayerNorm(dim)
@@ -192,6 +196,8 @@ class PerceptionHead(nn.Module):
         """``(B, N, D)`` vision tokens -> ``(B, out_dim)`` predictions (logits / values)."""
         if self.pooling == "max":
             return self.mlp(tokens.amax(dim=1))
+        if self.pooling == "max_mean":
+            return self.mlp(torch.cat([tokens.amax(dim=1), tokens.mean(dim=1)], dim=-1))
         x = self.norm(tokens)
         att = torch.softmax(torch.einsum("qd,bnd->bqn", self.queries, x)
                             / x.shape[-1] ** 0.5, dim=-1)

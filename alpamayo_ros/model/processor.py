@@ -183,9 +183,13 @@ class Processor:
                 p = np.asarray(s.perception, dtype=np.float32)
                 m = (np.ones(p.shape, bool) if s.perception_mask is None
                      else np.asarray(s.perception_mask, dtype=bool))
-                if p.shape != (dim,) or m.shape != (dim,):
-                    raise ValueError(f"DrivingSample.perception must be ({dim},) like "
-                                     f"PolicyConfig.perception_dim, got {p.shape}")
+                # Fields are only appended (alpamayo_ros.perception): a head of ``dim``
+                # entries learns the vector's first ``dim``.
+                if p.ndim != 1 or p.shape[0] < dim or m.shape != p.shape:
+                    raise ValueError(f"DrivingSample.perception must be (n,) with n >= "
+                                     f"PolicyConfig.perception_dim {dim} and a mask of the "
+                                     f"same shape, got {p.shape} and {m.shape}")
+                p, m = p[:dim], m[:dim]
                 m = m & np.isfinite(p)
                 values = torch.from_numpy(np.where(m, p, 0.0).astype(np.float32))
                 mask = torch.from_numpy(m)

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from alpamayo_ros.model.modeling import LOSS_NAMES
-from alpamayo_ros.perception import field_weight_vector
+from alpamayo_ros.perception import field_weight_vector, model_fields
 from alpamayo_ros.training import checkpoint as ckpt
 from alpamayo_ros.training import data as tdata
 from alpamayo_ros.training.config import STAGES, StageConfig, TrainConfig
@@ -260,11 +260,22 @@ class LossSums:
         return out
 
 
-def perception_weights(stage: StageConfig, device: torch.device) -> torch.Tensor | None:
-    """The stage's perception field weights, one per entry (None: it weighs none)."""
+def perception_weights(stage: StageConfig, perception_dim: int, device: torch.device
+                       ) -> torch.Tensor | None:
+    """The stage's perception field weights, one per head entry (None: it weighs none).
+
+    A head of ``perception_dim`` entries predicts the first fields (weights trained before
+    a field was appended), so a weight for a field beyond them is a ``ValueError``.
+    """
     if not stage.perception_field_weights:
         return None
-    return torch.tensor(field_weight_vector(stage.perception_field_weights), device=device)
+    known = {f.name for f in model_fields(perception_dim)}
+    beyond = sorted(set(stage.perception_field_weights) - known)
+    if beyond:
+        raise ValueError(f"perception_field_weights: {beyond} are not among the model's "
+                         f"{perception_dim} perception fields (weights older than them)")
+    vector = field_weight_vector(stage.perception_field_weights)[:perception_dim]
+    return torch.tensor(vector, device=device)
 
 
 def evaluate(model: Any, dataset: Any, processor: Any, cfg: TrainConfig, stage: StageConfig,
@@ -278,7 +289,7 @@ def evaluate(model: Any, dataset: Any, processor: Any, cfg: TrainConfig, stage: 
     loader = tdata.make_loader(dataset, [chunks[j] for j in mine], processor, cfg.data.workers)
     sums = LossSums()
     was_training = model.training
-    field_weights = perception_weights(stage, dev)
+    field_weights = perception_weights(stage, model.config.perception_dim, dev)
     model.eval()
     with torch.no_grad():
         for j, inputs in zip(mine, loader):
@@ -481,7 +492,7 @@ def run_stage(cfg: TrainConfig, name: str, run_dir: Path, train_set: Any, val_se
                                 stage.steps, dist.rank, dist.world)
     rl = name == "rl"
     with_tokens = stage.loss_weights["trajectory_tokens"] > 0  # else skip the 128 tokens
-    field_weights = perception_weights(stage, dev)
+    field_weights = perception_weights(stage, model.config.perception_dim, dev)
     if rl:
         # GRPO prompts: AR1's selection, the prompts whose last rollouts disagreed most
         # with the reward mixed with uniform draws (grpo.DisagreementPool), step by step.
