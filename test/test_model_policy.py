@@ -252,6 +252,36 @@ def test_losses_are_finite_and_the_expert_does_not_backprop_into_the_backbone(po
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.expert.parameters())
 
 
+@pytest.mark.parametrize("action_position", ["after_context", "fixed"])
+def test_the_flow_loss_trains_the_expert_where_inference_runs_it(action_position):
+    """compute_losses' flow error = the error over the context the policy plans from."""
+    pol = Policy.from_config(preset("tiny", expert={"action_position": action_position}),
+                             corpus=CORPUS, seed=0, device="cpu")
+    model = pol.model
+    inputs = pol.processor(samples(1))
+    losses = model.compute_losses(inputs, torch.Generator().manual_seed(3),
+                                  trajectory_tokens=False)
+    gen = torch.Generator().manual_seed(3)  # compute_losses' draws, in its order
+    exp = model.config.expert
+    t = fm.sample_time(1, exp.time_beta_alpha, exp.time_beta_beta, exp.time_shift, gen)
+    actions = model.normalize_actions(inputs.controls.float())
+    noise = torch.randn(actions.shape, generator=gen)
+    text = inputs.reasoning_ids[0][inputs.reasoning_valid[0]]
+    assert len(text) > 3
+    with torch.no_grad():
+        ctx, _ = model.feed(model.prefill(inputs),
+                            torch.cat([text, text.new_tensor([model.ids.coc_end])])[None])
+        want = fm.flow_matching_errors(model.velocity_fn(ctx), actions, t, noise)
+        torch.testing.assert_close(losses.per_sample["flow"].detach(), want)
+        start = model.expert_context(ctx)[3]
+        closed = model.expert_context(model.skip_reasoning(model.prefill(inputs)))[3]
+    if action_position == "fixed":  # one slot, whatever the text
+        assert start.tolist() == closed.tolist() == [model.config.action_start_position]
+    else:  # right after the context: the text's tokens further on
+        assert int(start - closed) == len(text)
+    assert model.config.action_start_position + 64 <= model.config.backbone.max_positions
+
+
 def test_a_few_optimizer_steps_reduce_every_loss(policy):
     torch.manual_seed(1)
     model = AlpamayoModel(policy.config, policy.tokenizer.vocab_size, policy.model.ids)

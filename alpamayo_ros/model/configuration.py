@@ -213,8 +213,17 @@ class ExpertConfig:
     time_beta_beta: float = 1.0
     time_shift: float = 0.999  # t = shift * (1 - u), u ~ Beta: mass near t = 0 (noise)
     layer_map: list[int] = field(default_factory=list)  # filled from the backbone when empty
+    # Rotary positions of the 64 action tokens: "after_context" (right after the last
+    # context token: the distance to the vision tokens grows with the reasoning text, 0 to
+    # max_reasoning_tokens; weights before session 17) or "fixed" (one slot after the
+    # longest context, PolicyConfig.action_start_position: the same distance to the
+    # vision and the ego history in reasoning and trajectory mode, whatever the text's
+    # length). Session 17 measured the plans' lateral motion changing with that distance
+    # alone (docs/RESULTS.md).
+    action_position: str = "after_context"
 
     def __post_init__(self) -> None:
+        _choice(self, "action_position", ("after_context", "fixed"))
         _positive(self, "hidden_size", "num_layers", "intermediate_size", "flow_steps")
         _number(self, "time_beta_alpha", "time_beta_beta", "time_shift")
         if not isinstance(self.layer_map, list) or not all(
@@ -329,6 +338,14 @@ class PolicyConfig:
         return 1 + self.vision_tokens + self.ego_history_steps + \
             self.tokenizer.max_navigation_tokens + 2 + 1
 
+    @property
+    def action_start_position(self) -> int:
+        """The first action token's rotary position with ``expert.action_position="fixed"``.
+
+        One past the longest context: the prefill, ``max_reasoning_tokens`` and ``</coc>``.
+        """
+        return self.prefix_length + self.tokenizer.max_reasoning_tokens + 1
+
     def to_dict(self) -> dict:
         """JSON-ready dict (inverse: :meth:`from_dict`)."""
         return asdict(self)
@@ -389,7 +406,10 @@ def preset(name: str, **overrides: Any) -> PolicyConfig:
                                 grid_queries=8),
             backbone=BackboneConfig(hidden_size=192, num_layers=6, num_heads=6, num_kv_heads=2,
                                     intermediate_size=512, max_positions=1024),
-            expert=ExpertConfig(hidden_size=96, num_layers=2, intermediate_size=256),
+            # Session 17: the action tokens at one rotary slot after the longest context,
+            # so the plans read the vision at one distance whatever the text's length.
+            expert=ExpertConfig(hidden_size=96, num_layers=2, intermediate_size=256,
+                                action_position="fixed"),
             tokenizer=TokenizerConfig(bpe_vocab_size=1024, trajectory_bins=256,
                                       max_navigation_tokens=16, max_reasoning_tokens=64),
             perception_pooling="max",

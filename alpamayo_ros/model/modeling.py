@@ -508,8 +508,17 @@ class AlpamayoModel(nn.Module):
             keys.append(k.repeat_interleave(repeats, 0) if repeats > 1 else k)
             values.append(v.repeat_interleave(repeats, 0) if repeats > 1 else v)
         valid = ctx.key_valid.repeat_interleave(repeats, 0)
-        start = ctx.next_position.repeat_interleave(repeats, 0)
+        start = self.action_start(ctx.next_position).repeat_interleave(repeats, 0)
         return keys, values, valid, start
+
+    def action_start(self, next_position: torch.Tensor) -> torch.Tensor:
+        """Rotary position of the first action token per sample (``ExpertConfig.action_position``).
+
+        ``next_position (B,)``: the position after each sample's context (its length).
+        """
+        if self.config.expert.action_position == "fixed":
+            return torch.full_like(next_position, self.config.action_start_position)
+        return next_position
 
     def velocity_fn(self, ctx: Context, repeats: int = 1, steps: int | None = None
                     ) -> fm.VelocityFn:
@@ -667,7 +676,7 @@ class AlpamayoModel(nn.Module):
             k, v = self.backbone.layer_kv(cache, layer)
             keys.append(k.detach())
             values.append(v.detach())
-        start = ctx_valid.long().sum(1)
+        start = self.action_start(ctx_valid.long().sum(1))
         actions = self.normalize_actions(inputs.controls.float())
         t = fm.sample_time(b, self.config.expert.time_beta_alpha,
                            self.config.expert.time_beta_beta, self.config.expert.time_shift,
