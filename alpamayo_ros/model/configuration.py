@@ -219,7 +219,7 @@ class ExpertConfig:
     # longest context, PolicyConfig.action_start_position: the same distance to the
     # vision and the ego history in reasoning and trajectory mode, whatever the text's
     # length). Session 17 measured the plans' lateral motion changing with that distance
-    # alone (docs/RESULTS.md).
+    # alone; its recipe run with "fixed" drove worse in closed loop (docs/RESULTS.md).
     action_position: str = "after_context"
 
     def __post_init__(self) -> None:
@@ -406,10 +406,10 @@ def preset(name: str, **overrides: Any) -> PolicyConfig:
                                 grid_queries=8),
             backbone=BackboneConfig(hidden_size=192, num_layers=6, num_heads=6, num_kv_heads=2,
                                     intermediate_size=512, max_positions=1024),
-            # Session 17: the action tokens at one rotary slot after the longest context,
-            # so the plans read the vision at one distance whatever the text's length.
-            expert=ExpertConfig(hidden_size=96, num_layers=2, intermediate_size=256,
-                                action_position="fixed"),
+            # Session 17's run with expert action_position "fixed" drove worse in closed
+            # loop (config/training/check_fixed_slot_heading.yaml): the preset keeps
+            # "after_context", as the shipped weights.
+            expert=ExpertConfig(hidden_size=96, num_layers=2, intermediate_size=256),
             tokenizer=TokenizerConfig(bpe_vocab_size=1024, trajectory_bins=256,
                                       max_navigation_tokens=16, max_reasoning_tokens=64),
             perception_pooling="max",
