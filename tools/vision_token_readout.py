@@ -8,7 +8,7 @@ on the samples of the lower half of the split's seeds and scored on the upper ha
 (different scenarios), next to the blind answer (the fitted half's median):
 
     PYTHONPATH=. .venv/bin/python tools/vision_token_readout.py weights/default \
-        --data artifacts/datasets/default --split train --max-samples 5000
+        --data artifacts/datasets/default --split train --all-samples --max-samples 5000
 
 The train split carries the recovery starts (the ego put off its lane centre with a
 heading error), so it is the split with lateral offsets and heading errors to read.
@@ -17,13 +17,11 @@ Prints per field and regularisation the mean absolute error in the field's unit.
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import torch
+from head_inputs import policy_and_samples
 
-from alpamayo_ros.eval.commands import evenly_spaced, open_dataset, sample_metas
-from alpamayo_ros.model.policy import Policy
+from alpamayo_ros.eval.commands import sample_metas
 from alpamayo_ros.perception import PERCEPTION_FIELDS, PERCEPTION_INDEX
 
 FIELDS = ("ego_heading_error", "ego_lateral_offset", "curvature_20m", "curvature_50m")
@@ -46,18 +44,8 @@ def ridge_readouts(features: np.ndarray, targets: np.ndarray, fit: np.ndarray,
 
 def main() -> None:
     """Print the readout errors of each field."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("weights", help="exported weights or checkpoint directory")
-    parser.add_argument("--data", default="artifacts/datasets/default")
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--max-samples", type=int, default=5000, help="evenly spaced cap")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    policy = Policy.from_pretrained(args.weights, device="cpu")
-    data, _ = open_dataset(args.data, args.split)
+    args, policy, data, indices = policy_and_samples(__doc__.splitlines()[0], "vision")
     metas = sample_metas(data)
-    indices = evenly_spaced(list(range(len(data))), args.max_samples)
     columns = [PERCEPTION_INDEX[name] for name in FIELDS]
     features, targets, known, seeds = [], [], [], []
     for start in range(0, len(indices), 32):
