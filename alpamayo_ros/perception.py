@@ -46,6 +46,14 @@ _AGENT_FIELDS = (
     ("indicator_right", "binary", 1.0),
 )
 
+LANE_CENTER_AHEAD_M = (10.0, 20.0, 40.0)  # along the road, the lane_center_y_* fields
+
+
+def lane_center_field(ahead_m: float) -> str:
+    """Name of the field holding the lane centre's lateral position ``ahead_m`` ahead."""
+    return f"lane_center_y_{ahead_m:g}m"
+
+
 PERCEPTION_FIELDS: tuple[PerceptionField, ...] = (
     PerceptionField("lead_present", "binary"),
     PerceptionField("lead_gap", "real", 50.0),  # bumper to bumper, m
@@ -79,6 +87,14 @@ PERCEPTION_FIELDS: tuple[PerceptionField, ...] = (
     # the road's at its position, rad (left +): with the lateral offset it says where the
     # car is going in its lane, the quantity that shows a drift before the offset does.
     PerceptionField("ego_heading_error", "real", 0.1),
+) + tuple(
+    # Appended in session 18 (weights before it have 86 or 87 fields). Where the centre of
+    # the ego's lane is LANE_CENTER_AHEAD_M metres ahead along the road: its lateral
+    # position in the ego frame, m (left +). One quantity for offset, heading and bend
+    # together, and a larger one than each of them (a heading error of 0.02 rad moves it
+    # 0.8 m at 40 m, a 0.01 1/m bend 8 m): what the lane lines show in the image.
+    PerceptionField(lane_center_field(ahead), "real", 2.0 if ahead <= 20.0 else 5.0)
+    for ahead in LANE_CENTER_AHEAD_M
 )
 
 PERCEPTION_DIM = len(PERCEPTION_FIELDS)

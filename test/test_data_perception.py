@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -102,6 +104,25 @@ def test_heading_error_is_relative_to_the_road():
     assert ep.frames[0].ego.heading == pytest.approx(0.6 - 0.03, abs=1e-3)
     values, mask = perception_targets(ep, 0)
     assert value(values, mask, "ego_heading_error") == pytest.approx(-0.03, abs=1e-6)
+
+
+def test_lane_centre_ahead_in_the_ego_frame():
+    # Straight road, the ego 0.5 m left of its lane centre and turned 0.02 rad left: the
+    # centre 10 m ahead lies right of it by the offset and by what the heading adds.
+    values, mask = perception_targets(scene(ego_heading_rad=0.02, ego_d=0.5), 0)
+    y10 = -10.0 * math.sin(0.02) - 0.5 * math.cos(0.02)
+    assert value(values, mask, "lane_center_y_10m") == pytest.approx(y10, abs=1e-3)
+    assert value(values, mask, "lane_center_y_40m") == pytest.approx(
+        -40.0 * math.sin(0.02) - 0.5 * math.cos(0.02), abs=1e-3)
+    # Centred on a left bend of radius 50 m: the chord's lateral part, R (1 - cos(L / R)).
+    bend = ((20.0, 0.0), (200.0, 0.02))
+    values, mask = perception_targets(scene(segments=bend), 0)
+    for ahead in (10.0, 20.0, 40.0):
+        assert value(values, mask, f"lane_center_y_{ahead:g}m") == pytest.approx(
+            50.0 * (1.0 - math.cos(ahead / 50.0)), abs=0.02)
+    # In the left lane of two, the ego's own lane counts (3.5 m left of lane 0's centre).
+    values, mask = perception_targets(scene(ego_d=3.5), 0)
+    assert value(values, mask, "lane_center_y_20m") == pytest.approx(0.0, abs=1e-6)
 
 
 def test_lead_braking_ahead():

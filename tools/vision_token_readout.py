@@ -24,7 +24,8 @@ from head_inputs import policy_and_samples
 from alpamayo_ros.eval.commands import sample_metas
 from alpamayo_ros.perception import PERCEPTION_FIELDS, PERCEPTION_INDEX
 
-FIELDS = ("ego_heading_error", "ego_lateral_offset", "curvature_20m", "curvature_50m")
+FIELDS = ("ego_heading_error", "ego_lateral_offset", "curvature_20m", "curvature_50m",
+          "lane_center_y_10m", "lane_center_y_20m", "lane_center_y_40m")
 RIDGE = (10.0, 100.0, 1000.0, 10000.0)
 
 

@@ -28,9 +28,11 @@ from alpamayo_ros.data.scenarios import AgentSnapshot, Episode
 from alpamayo_ros.perception import (
     AGENT_RANGE_M,
     AGENT_SLOTS,
+    LANE_CENTER_AHEAD_M,
     PERCEPTION_DIM,
     PERCEPTION_FIELDS,
     PERCEPTION_INDEX,
+    lane_center_field,
 )
 
 MAP_RANGE_M = 120.0  # map elements ahead of the front bumper
@@ -167,6 +169,11 @@ def perception_targets(episode: Episode, index: int) -> tuple[np.ndarray, np.nda
     t.set("ego_heading_error", math.atan2(math.sin(heading_error), math.cos(heading_error)))
     t.set("curvature_20m", float(road.curvature_at(ego.s + 20.0)))
     t.set("curvature_50m", float(road.curvature_at(ego.s + 50.0)))
+    ahead = ego.s + np.asarray(LANE_CENTER_AHEAD_M)
+    xs, ys, hs = road.to_world(ahead, np.full(ahead.shape, road.lane_center(lane)))
+    centres = to_ego_frame(np.stack([xs, ys, hs], axis=1), origin)
+    for ahead_m, (_, y, _) in zip(LANE_CENTER_AHEAD_M, centres):
+        t.set(lane_center_field(ahead_m), float(y))
 
     # The AGENT_SLOTS nearest visible agents, box centres in the ego frame.
     slots = []

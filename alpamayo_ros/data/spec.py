@@ -17,8 +17,9 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-DATASET_FORMAT_VERSION = 3  # 2: frames.npy starts at meta["first_frame"], labels.jsonl; 3: the
-# perception vectors carry ego_heading_error (87 fields, session 17)
+DATASET_FORMAT_VERSION = 4  # 2: frames.npy starts at meta["first_frame"], labels.jsonl; 3: the
+# perception vectors carry ego_heading_error (87 fields, session 17); 4: and the lane centre
+# ahead, lane_center_y_* (90 fields, session 18)
 # What the stored images look like (alpamayo_ros.data.render), part of the episode and
 # content hashes so that `dataset build` rebuilds the episodes of an older renderer instead
 # of skipping them; readers do not check it. 2: signal heads 2.5x (session 12).
