@@ -306,6 +306,10 @@ def test_policy_process_killed_and_restarted(ros_env, tmp_path) -> None:
             f"no minimal-risk stop: {[(s.state, s.reason) for s in statuses(t_kill)[-3:]]}"
         detected = next(s for s in statuses(t_kill) if silent_fallback(s))
         detection_ms = (_ns(detected.header.stamp) - t_kill) / 1e6
+        # the controller times the silence from the last plan's arrival, not from the kill:
+        # on a loaded machine the policy can fall behind its rate before it is killed
+        last_plan_ns = max(t for t, _ in plans if t <= t_kill)
+        silence_ms = (_ns(detected.header.stamp) - last_plan_ns) / 1e6
         t_restart = time.time_ns()
         restarted = _start_policy(ros_env, weights, pol2_log)
 
@@ -331,8 +335,9 @@ def test_policy_process_killed_and_restarted(ros_env, tmp_path) -> None:
                if _ns(s.header.stamp) < _ns(recovered.header.stamp)]
     assert between and all(s.state == FALLBACK for s in between), \
         {(s.state, s.reason) for s in between}
-    assert POLICY_TIMEOUT_S * 1e3 - 1e3 / POLICY_RATE_HZ - 150 <= detection_ms \
-        <= POLICY_TIMEOUT_S * 1e3 + 150, detection_ms
+    assert POLICY_TIMEOUT_S * 1e3 - 50 <= silence_ms <= POLICY_TIMEOUT_S * 1e3 + 150, \
+        f"stop {silence_ms:.0f} ms after the last plan ({detection_ms:.0f} ms after the kill)"
+    assert 0 < detection_ms <= POLICY_TIMEOUT_S * 1e3 + 150, detection_ms
     commands = [m for m in probe.messages(topics.CONTROL_COMMAND)
                 if t_kill - 5 * 10**8 <= _ns(m.header.stamp) <= window_end]
     stamps = [_ns(c.header.stamp) for c in commands]
@@ -362,6 +367,6 @@ def test_policy_process_killed_and_restarted(ros_env, tmp_path) -> None:
            f" plan, OK {plan_to_ok_ms:.0f} ms after that plan's camera stamp), then OK; "
            f"recovery = restart -> OK (weights loaded again)",
            "test_faults_sigkill.py::test_policy_process_killed_and_restarted",
-           detection_ms=detection_ms, gap_stamp_ms=gap_stamp_ms,
+           detection_ms=detection_ms, silence_at_stop_ms=silence_ms, gap_stamp_ms=gap_stamp_ms,
            gap_arrival_ms=gap_arrival_ms, recovery_ms=recovery_ms,
            plan_to_ok_ms=plan_to_ok_ms, first_plan_accepted=first_accepted)
