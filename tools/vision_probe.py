@@ -113,6 +113,15 @@ def load_batch(data: EpisodeDataset, indices: np.ndarray, cameras: list[int] | N
     return images, valid, intrinsics, extrinsics, target
 
 
+def defined_indices(data: EpisodeDataset, field: int) -> np.ndarray:
+    """Indices of the split's samples where ``field`` is defined (its perception mask)."""
+    out = []
+    for e, info in enumerate(data.episodes):
+        known = np.load(f"{info['dir']}/perception_mask.npy", allow_pickle=False)[:, field]
+        out.append(data.offsets[e] + np.flatnonzero(known))
+    return np.concatenate(out)
+
+
 def main() -> None:
     """Train one probe and print its val accuracy over the steps."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -133,6 +142,9 @@ def main() -> None:
     parser.add_argument("--val-samples", type=int, default=384)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--defined-only", action="store_true",
+                        help="train and score only where the field is defined (light_red: "
+                             "where a light is ahead)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -146,7 +158,9 @@ def main() -> None:
                                  tuple(args.without), args.head))
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     rng = np.random.default_rng(args.seed)
-    val_idx = rng.choice(len(val), min(args.val_samples, len(val)), replace=False)
+    train_pool = defined_indices(train, field) if args.defined_only else np.arange(len(train))
+    val_pool = defined_indices(val, field) if args.defined_only else np.arange(len(val))
+    val_idx = rng.choice(val_pool, min(args.val_samples, len(val_pool)), replace=False)
     val_batches = [load_batch(val, val_idx[i:i + 32], cameras, field)
                    for i in range(0, len(val_idx), 32)]
     truth = torch.cat([b[-1] for b in val_batches])
@@ -156,12 +170,13 @@ def main() -> None:
             + (", max head" if args.head == "max" else "")
             if args.encoder == "tokenizer" else "max")
     print(f"{args.encoder} ({what}), "
-          f"field {args.field}, cameras {args.cameras}, batch {args.batch_size}, "
+          f"field {args.field}{' (where defined)' if args.defined_only else ''}, "
+          f"cameras {args.cameras}, batch {args.batch_size}, "
           f"{sum(p.numel() for p in model.parameters())} parameters; val majority "
           f"{majority:.3f}", flush=True)
     t0 = time.monotonic()
     for step in range(1, args.steps + 1):
-        *inputs, target = load_batch(train, rng.choice(len(train), args.batch_size,
+        *inputs, target = load_batch(train, rng.choice(train_pool, args.batch_size,
                                                        replace=False), cameras, field)
         loss = nn.functional.binary_cross_entropy_with_logits(model(*inputs), target)
         opt.zero_grad()
