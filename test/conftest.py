@@ -28,6 +28,17 @@ def pytest_runtest_protocol(item, nextitem):  # noqa: ANN001, ANN201 - pytest ho
         faulthandler.cancel_dump_traceback_later()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def ros_logs_in_the_session_temp_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Write this session's ROS log files (this process and its children) under basetemp.
+
+    Otherwise every rclpy process of every run adds files to ~/.ros/log on a reused CI
+    machine; under basetemp they go with the session's other temporary files.
+    """
+    if "ROS_LOG_DIR" not in os.environ:
+        os.environ["ROS_LOG_DIR"] = str(tmp_path_factory.mktemp("ros_log"))
+
+
 _USED_DOMAINS: set[int] = set()
 
 
