@@ -95,6 +95,29 @@ def test_traffic_light_colour_is_visible():
     assert lamp_pixels(green, (255, 40, 30)) == 0
 
 
+def test_a_car_stopped_at_the_line_sees_its_signal_turn_green():
+    """The head hangs across the junction, so the car waiting at the line still sees it."""
+    ep = simulate(make_scenario("red_light", 0))
+    tele = next(c for c in ar1_rig(160, 96).cameras if c.name == "front_tele")
+    renderer = SceneRenderer(ep)
+    line = ep.world.lights[0].stop_line_s
+    waiting = [i for i, f in enumerate(ep.frames)
+               if f.lights["light"] == "red" and f.ego.v_mps < 0.3
+               and line - (f.ego.s + f.ego.length_m / 2) < 6.0]
+    assert waiting, "the expert stops at the red line in red_light 0"
+    going = next(i for i in range(waiting[-1], len(ep.frames))
+                 if ep.frames[i].lights["light"] == "green")
+
+    def lamp_pixels(i: int, rgb: tuple[int, int, int]) -> int:
+        img = renderer.render(i, [tele])[0].astype(int)
+        return int(np.sum(np.all(np.abs(img - np.array(rgb)) < 30, axis=-1)))
+
+    assert lamp_pixels(waiting[-1], (255, 40, 30)) > 0
+    assert lamp_pixels(waiting[-1], (40, 255, 90)) == 0
+    assert lamp_pixels(going, (40, 255, 90)) > 0
+    assert lamp_pixels(going, (255, 40, 30)) == 0
+
+
 def test_signal_counterfactual_swaps_red_and_green_only():
     ep = simulate(make_scenario("red_light", 0))
     cam = CameraConfig("front", 40.0, 320, 200, 1.6, 0.0, 1.55, 0.0, 0.0)

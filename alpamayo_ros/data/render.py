@@ -3,14 +3,15 @@
 The scene is a list of world-space quads (4 vertices, z up) with colours and a layer:
 0 ground (grass, road, shoulders, junction surfaces), 1 paint on the ground (lane lines,
 stop lines, zebra stripes), 2 solids (vehicles, people, poles, signs, trees, buildings,
-traffic-light heads whose lit lamp shows the current colour; vehicles carry rear lamps,
-dim when off and larger and bright red when braking, and steady amber indicators at the
-front and rear corners and on the flank of the side they signal). Per camera, all vertices
-are transformed at once with numpy, quads behind the camera or outside the frustum are
-culled, solid back faces are culled, quads crossing the near plane are clipped, and the
-rest are filled with ``cv2.fillConvexPoly`` in painter's order (layer, then far to near;
-solids are ordered per object so each box is drawn whole). Sky is a vertical gradient.
-Faces are shaded by a per-scene sun direction and brightness.
+traffic-light heads across the junction whose lit lamp shows the current colour;
+vehicles carry rear lamps, dim when off and larger and bright red when braking, and
+steady amber indicators at the front and rear corners and on the flank of the side they
+signal). Per camera, all vertices are transformed at once with numpy, quads behind the
+camera or outside the frustum are culled, solid back faces are culled, quads crossing the
+near plane are clipped, and the rest are filled with ``cv2.fillConvexPoly`` in painter's
+order (layer, then far to near; solids are ordered per object so each box is drawn
+whole). Sky is a vertical gradient. Faces are shaded by a per-scene sun direction and
+brightness.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 
 from alpamayo_ros.data.cameras import CameraConfig
 from alpamayo_ros.data.scenarios import AgentSnapshot, Episode, Frame
-from alpamayo_ros.data.world import COLOURS
+from alpamayo_ros.data.world import COLOURS, Road
 
 NEAR_M = 0.15
 # Traffic-signal heads are drawn 2.5x a real 12-inch (0.3 m lamp) three-lamp head so our
@@ -37,6 +38,12 @@ SIGNAL_HEAD_WIDTH_M = 1.0
 SIGNAL_HEAD_DEPTH_M = 0.45
 SIGNAL_HEAD_HEIGHT_M = 3 * SIGNAL_LAMP_PITCH_M + 0.1
 SIGNAL_HEAD_BOTTOM_M = 3.7
+# Heads hang across the junction over the ego's lanes, this far past the stop line straight
+# along the approach: MUTCD (2003) Section 4D.15 / Figure 4D-2 puts primary signal faces
+# 12 to 45 m (40 to 150 ft) beyond the stop line. A head 1 m past the line (renderer
+# version 2) left every camera before the line, so a car waiting at red, or going on
+# green, could not see the light its reasoning cites.
+SIGNAL_BEYOND_STOP_LINE_M = 30.0
 FAR_M = 220.0
 SUBPIXEL_BITS = 3
 SURFACE_LAYER = 0.5  # coloured road surfaces: over the asphalt (0), under the paint (1)
@@ -113,6 +120,17 @@ class _Builder:
         return QuadBatch(np.array(self.verts, float), np.array(self.colours, np.float32),
                          np.array(self.layers), np.array(self.objects),
                          np.array(self.normals, float))
+
+
+def signal_pose(road: Road, stop_line_s: float, d: float) -> tuple[float, float, float]:
+    """World (x, y, heading) of a signal part at lateral offset ``d`` of the approach.
+
+    :data:`SIGNAL_BEYOND_STOP_LINE_M` past the stop line along the approach's heading at the
+    line (straight on across the junction, also where the road bends after it).
+    """
+    x, y, h = (float(v) for v in road.to_world(stop_line_s, d))
+    return (x + SIGNAL_BEYOND_STOP_LINE_M * math.cos(h),
+            y + SIGNAL_BEYOND_STOP_LINE_M * math.sin(h), h)
 
 
 def _strip(road, s0: np.ndarray, s1: np.ndarray, d0: float, d1: float, z: float) -> np.ndarray:
@@ -255,10 +273,10 @@ class SceneRenderer:
                       top_colour=(100, 100, 100))
         # Traffic-light poles and mast arms (heads are dynamic).
         for tl in world.lights:
-            x, y, h = road.to_world(tl.stop_line_s + 1.0, right - 1.0)
+            x, y, h = signal_pose(road, tl.stop_line_s, right - 1.0)
             mast_z = SIGNAL_HEAD_BOTTOM_M + SIGNAL_HEAD_HEIGHT_M - 0.3
-            b.box(float(x), float(y), 0.0, float(h), 0.25, 0.25, mast_z + 0.2, (70, 70, 75))
-            x2, y2, _ = road.to_world(tl.stop_line_s + 1.0, 0.5 * w)
+            b.box(x, y, 0.0, h, 0.25, 0.25, mast_z + 0.2, (70, 70, 75))
+            x2, y2, _ = signal_pose(road, tl.stop_line_s, 0.5 * w)
             mx, my = 0.5 * (float(x) + float(x2)), 0.5 * (float(y) + float(y2))
             b.box(mx, my, mast_z, float(h) + math.pi / 2, math.hypot(x2 - x, y2 - y) + 0.3,
                   0.15, 0.15, (70, 70, 75))
@@ -275,8 +293,7 @@ class SceneRenderer:
             state = frame.lights.get(tl.id, "red")
             if self.swap_signal_colours:
                 state = SIGNAL_COLOUR_SWAP[state]
-            x, y, h = self.road.to_world(tl.stop_line_s + 1.0, 0.5 * w)
-            x, y, h = float(x), float(y), float(h)
+            x, y, h = signal_pose(self.road, tl.stop_line_s, 0.5 * w)
             b.box(x, y, SIGNAL_HEAD_BOTTOM_M, h, SIGNAL_HEAD_DEPTH_M, SIGNAL_HEAD_WIDTH_M,
                   SIGNAL_HEAD_HEIGHT_M, (25, 25, 25))
             head = b.next_object - 1  # lamps join the head object: drawn right after it

@@ -22,8 +22,9 @@ DATASET_FORMAT_VERSION = 4  # 2: frames.npy starts at meta["first_frame"], label
 # ahead, lane_center_y_* (90 fields, session 18)
 # What the stored images look like (alpamayo_ros.data.render), part of the episode and
 # content hashes so that `dataset build` rebuilds the episodes of an older renderer instead
-# of skipping them; readers do not check it. 2: signal heads 2.5x (session 12).
-RENDERER_VERSION = 2
+# of skipping them; readers do not check it. 2: signal heads 2.5x (session 12); 3: signal heads
+# 30 m past the stop line across the junction instead of 1 m (session 20).
+RENDERER_VERSION = 3
 TEST_SEED_MIN = 9000  # seeds >= this are test scenarios
 SPLITS = ("train", "val", "test")
 
