@@ -82,6 +82,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         PARSE, "records for a minute; test_ros_bags.py records"),
     "ros2 run alpamayo_ros bag_recorder --out DIR --all": (STATIC, "the ros2 CLI"),
     "alpamayo bench decode --warmup 5 --repeats 30": (PARSE, "a benchmark (minutes)"),
+    "alpamayo bench train --config config/training/default.yaml --steps 24 --out "
+    "out/bench/train.json": (PARSE, "a benchmark on the default dataset (15 minutes here)"),
     "alpamayo generate --out data/bags --families all --episodes-per-family 5 --seed 0 "
     "--rig ar1": (PARSE, "100 bags: " + LONG),
     "alpamayo generate --out data/bags --families lead_at_red_light --duration-s 8": (

@@ -61,6 +61,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
+    """Add ``alpamayo bench train``."""
+    from alpamayo_ros.training import bench
+
+    parser = bench_subparsers.add_parser(
+        "train", help="training samples/s of a recipe's stages per precision, and the "
+                      "projected stage minutes")
+    bench.add_arguments(parser)
+    parser.set_defaults(func=bench.bench)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Standalone entry (``ros2 run alpamayo_ros train``, ``torchrun -m ...``)."""
     parser = argparse.ArgumentParser(prog="train", description=__doc__.splitlines()[0])
